@@ -1,0 +1,28 @@
+//! The built-in policies, compiled to `wasm32-wasip2` at build time and
+//! carried inside the binary. `drain` is the default.
+
+/// The default policy's name.
+pub const DEFAULT: &str = "drain";
+
+/// Every built-in policy, by name.
+pub const ALL: [(&str, &[u8]); 3] = [
+    (
+        "drain",
+        include_bytes!(concat!(env!("OUT_DIR"), "/drain.wasm")),
+    ),
+    (
+        "delay",
+        include_bytes!(concat!(env!("OUT_DIR"), "/delay.wasm")),
+    ),
+    (
+        "jobs",
+        include_bytes!(concat!(env!("OUT_DIR"), "/jobs.wasm")),
+    ),
+];
+
+/// The component of the built-in policy called `name`.
+pub fn get(name: &str) -> Option<&'static [u8]> {
+    ALL.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
+}

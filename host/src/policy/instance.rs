@@ -1,0 +1,257 @@
+//! One sandboxed policy instance and the budgets around each call into it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, EngineWeak, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::lameduck::policy::{host, types};
+use super::bindings::{DrainPolicy, DrainPolicyPre};
+use super::output::GuestOutput;
+use super::{Decision, Identity, Level, Limits, PolicyError, Signal, SignalAction, Snapshot};
+
+/// What the host keeps for one instance: the empty WASI context, the memory
+/// cap and the deadline of the call in progress.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    deadline: Instant,
+    tag: Arc<str>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let policy = &*self.tag;
+        match level {
+            Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
+            Level::Info => tracing::info!(target: "policy", policy, "{message}"),
+            Level::Warn => tracing::warn!(target: "policy", policy, "{message}"),
+            Level::Error => tracing::error!(target: "policy", policy, "{message}"),
+        }
+    }
+}
+
+/// Refuses memory growth past the limit with an error we can recognise.
+struct MemoryCap {
+    limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit reached")]
+struct MemoryCapReached;
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(MemoryCapReached.into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A live policy instance. Each call runs within the CPU budget; a call that
+/// fails leaves the instance unusable, and the caller starts a new one.
+pub struct Instance {
+    store: Store<State>,
+    bindings: DrainPolicy,
+    limits: Limits,
+    ticker: Arc<Ticker>,
+}
+
+impl Instance {
+    pub(super) fn new(
+        pre: &DrainPolicyPre<State>,
+        identity: &Identity,
+        limits: Limits,
+        ticker: Arc<Ticker>,
+        config: &[(String, String)],
+    ) -> Result<Self, PolicyError> {
+        let tag: Arc<str> = Arc::from(identity.source.as_str());
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestOutput::new(tag.clone(), "stdout"))
+            .stderr(GuestOutput::new(tag.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: limits.memory,
+            },
+            deadline: Instant::now() + limits.cpu,
+            tag,
+        };
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        let mut instance = Instance {
+            bindings: arm(&mut store, &ticker, limits, |store| pre.instantiate(store))?,
+            store,
+            limits,
+            ticker,
+        };
+        let config = config.to_vec();
+        instance
+            .guarded(|store, policy| policy.call_init(store, &config))?
+            .map_err(PolicyError::Init)?;
+        Ok(instance)
+    }
+
+    /// The next step of the drain.
+    pub fn decide(&mut self, snapshot: &Snapshot) -> Result<Decision, PolicyError> {
+        self.guarded(|store, policy| policy.call_decide(store, snapshot))
+    }
+
+    /// What to do with a signal.
+    pub fn on_signal(
+        &mut self,
+        signal: Signal,
+        snapshot: &Snapshot,
+    ) -> Result<SignalAction, PolicyError> {
+        self.guarded(|store, policy| policy.call_on_signal(store, signal, snapshot))
+    }
+
+    fn guarded<T>(
+        &mut self,
+        call: impl FnOnce(&mut Store<State>, &DrainPolicy) -> wasmtime::Result<T>,
+    ) -> Result<T, PolicyError> {
+        let bindings = &self.bindings;
+        arm(&mut self.store, &self.ticker, self.limits, |store| {
+            call(store, bindings)
+        })
+    }
+}
+
+/// Runs `call` with the CPU budget armed, and names what went wrong.
+fn arm<T>(
+    store: &mut Store<State>,
+    ticker: &Ticker,
+    limits: Limits,
+    call: impl FnOnce(&mut Store<State>) -> wasmtime::Result<T>,
+) -> Result<T, PolicyError> {
+    store.data_mut().deadline = Instant::now() + limits.cpu;
+    store.set_epoch_deadline(1);
+    let _busy = ticker.busy();
+    call(store).map_err(|e| classify(&e, limits))
+}
+
+fn classify(error: &wasmtime::Error, limits: Limits) -> PolicyError {
+    if error.downcast_ref::<MemoryCapReached>().is_some() {
+        return PolicyError::Memory(limits.memory);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PolicyError::Timeout(limits.cpu),
+        Some(Trap::StackOverflow) => PolicyError::StackOverflow,
+        Some(trap) => PolicyError::Trap(trap.to_string()),
+        None => PolicyError::Trap(format!("{error:#}")),
+    }
+}
+
+/// Advances the engine's epoch every millisecond while a call is in flight,
+/// and sleeps otherwise, so an idle agent does no work at all.
+pub struct Ticker {
+    in_flight: AtomicUsize,
+    thread: Thread,
+}
+
+const TICK: Duration = Duration::from_millis(1);
+
+impl Ticker {
+    pub fn start(engine: &Engine) -> Arc<Ticker> {
+        let engine = engine.weak();
+        let (tx, rx) = std::sync::mpsc::channel::<std::sync::Weak<Ticker>>();
+        let handle = std::thread::Builder::new()
+            .name("lameduck-epoch".into())
+            .spawn(move || {
+                let ticker = rx.recv().expect("the ticker is sent at once");
+                Ticker::run(&ticker, &engine)
+            })
+            .expect("spawn the epoch ticker");
+        let ticker = Arc::new(Ticker {
+            in_flight: AtomicUsize::new(0),
+            thread: handle.thread().clone(),
+        });
+        tx.send(Arc::downgrade(&ticker))
+            .expect("the ticker thread waits for it");
+        ticker
+    }
+
+    /// Ends when the ticker or the engine is dropped.
+    fn run(ticker: &std::sync::Weak<Ticker>, engine: &EngineWeak) {
+        loop {
+            let Some(idle) = ticker
+                .upgrade()
+                .map(|t| t.in_flight.load(Ordering::Acquire) == 0)
+            else {
+                return;
+            };
+            if idle {
+                std::thread::park();
+                continue;
+            }
+            std::thread::sleep(TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        }
+    }
+
+    fn busy(&self) -> Busy<'_> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Busy(self)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.thread.unpark();
+    }
+}
+
+struct Busy<'a>(&'a Ticker);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests, one module per capability.
+
+mod sandbox;
+mod util;

@@ -1,0 +1,315 @@
+//! The policy runtime with real wasmtime: built-in policies on snapshot
+//! sequences, and hostile policies held to their budgets.
+
+use std::time::{Duration, Instant};
+
+use lameduck::builtin;
+use lameduck::policy::{
+    Child, Compiler, Connections, Decision, Limits, LoadError, Next, Policy, PolicyError, Probe,
+    ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+};
+
+use crate::util::component;
+
+fn compiler() -> Compiler {
+    Compiler::new(Limits::default(), None).unwrap()
+}
+
+fn conns(established: u32, since_last_accept_ms: Option<u32>) -> ProbeValue {
+    ProbeValue::Connections(Connections {
+        established,
+        accepted: 0,
+        since_last_accept_ms,
+        typical_gap_ms: None,
+    })
+}
+
+fn snapshot(elapsed_ms: u32, sent: &[(Signal, u32)], probes: Vec<(&str, ProbeValue)>) -> Snapshot {
+    Snapshot {
+        trigger: Trigger::Signal(Signal::Term),
+        elapsed_ms,
+        remaining_ms: 28_000 - elapsed_ms,
+        child: Child::Running,
+        signals_sent: sent
+            .iter()
+            .map(|&(signal, at_ms)| SentSignal { signal, at_ms })
+            .collect(),
+        ready: elapsed_ms == 0,
+        probes: probes
+            .into_iter()
+            .map(|(name, value)| Probe {
+                name: name.into(),
+                value,
+                unchanged_ms: 0,
+            })
+            .collect(),
+    }
+}
+
+/// A loaded built-in policy, with `config`.
+fn builtin_policy(name: &str, config: &[(&str, &str)]) -> Policy {
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let compiled = compiler()
+        .compile(&format!("builtin:{name}"), builtin::get(name).unwrap())
+        .unwrap();
+    let instance = compiled.instantiate(&config).unwrap();
+    let mut policy = Policy::fallback_only(config);
+    policy.swap(compiled.into(), instance);
+    policy
+}
+
+fn decide(policy: &mut Policy, snapshot: &Snapshot) -> Decision {
+    let answer = policy.decide(snapshot);
+    assert_eq!(answer.failure, None, "the policy itself answered");
+    answer.value
+}
+
+#[test]
+fn drain_in_wasm_decides_exactly_as_the_native_fallback() {
+    let mut wasm = builtin_policy("drain", &[]);
+    let mut native = Policy::fallback_only(Vec::new());
+    let sequence = [
+        snapshot(0, &[], vec![("connections", conns(2, Some(30)))]),
+        snapshot(400, &[], vec![("connections", conns(1, Some(100)))]),
+        snapshot(1_500, &[], vec![("connections", conns(1, Some(1_200)))]),
+        snapshot(2_000, &[], vec![("connections", conns(0, Some(1_700)))]),
+        snapshot(2_100, &[(Signal::Term, 2_000)], vec![]),
+        snapshot(12_000, &[(Signal::Term, 2_000)], vec![]),
+        snapshot(
+            3_000,
+            &[],
+            vec![("connections", ProbeValue::Failed("timeout".into()))],
+        ),
+        snapshot(6_000, &[], vec![]),
+    ];
+    for s in &sequence {
+        let ours = decide(&mut wasm, s);
+        let fallback = native.decide(s).value;
+        assert_eq!(ours, fallback, "at {} ms", s.elapsed_ms);
+    }
+    let term = decide(&mut wasm, &sequence[3]);
+    assert_eq!(term.signal, Some(Signal::Term));
+    assert_eq!(term.ready, Some(false));
+    let kill = decide(&mut wasm, &sequence[5]);
+    assert_eq!(kill.signal, Some(Signal::Kill));
+}
+
+#[test]
+fn delay_in_wasm_waits_its_delay() {
+    let mut policy = builtin_policy("delay", &[("delay", "3s")]);
+    let first = decide(&mut policy, &snapshot(0, &[], vec![]));
+    assert_eq!(
+        (first.ready, first.signal, first.next),
+        (Some(false), None, Next::Recheck(3_000))
+    );
+    let then = decide(&mut policy, &snapshot(3_000, &[], vec![]));
+    assert_eq!(
+        (then.signal, then.next),
+        (Some(Signal::Term), Next::WaitForExit)
+    );
+}
+
+#[test]
+fn jobs_in_wasm_stops_work_then_waits_for_idle() {
+    let mut policy = builtin_policy("jobs", &[("stop-taking-work", "USR2")]);
+    let busy = ProbeValue::Exec(1);
+    let first = decide(&mut policy, &snapshot(0, &[], vec![("idle", busy.clone())]));
+    assert_eq!(first.signal, Some(Signal::Usr2));
+    let still = decide(
+        &mut policy,
+        &snapshot(250, &[(Signal::Usr2, 0)], vec![("idle", busy)]),
+    );
+    assert_eq!(still.signal, None);
+    let idle = decide(
+        &mut policy,
+        &snapshot(
+            500,
+            &[(Signal::Usr2, 0)],
+            vec![("idle", ProbeValue::Exec(0))],
+        ),
+    );
+    assert_eq!(idle.signal, Some(Signal::Term));
+}
+
+#[test]
+fn signals_go_through_on_signal() {
+    let mut policy = builtin_policy("drain", &[]);
+    let serving = Snapshot {
+        trigger: Trigger::None,
+        ..snapshot(0, &[], vec![])
+    };
+    assert_eq!(
+        policy.on_signal(Signal::Term, &serving).value,
+        SignalAction::Drain
+    );
+    assert_eq!(
+        policy.on_signal(Signal::Usr1, &serving).value,
+        SignalAction::Forward
+    );
+}
+
+#[test]
+fn every_builtin_policy_loads_and_refuses_unknown_config() {
+    for (name, bytes) in builtin::ALL {
+        let compiled = compiler().compile(name, bytes).unwrap();
+        compiled.instantiate(&[]).unwrap();
+        let bad = [("no-such-key".to_string(), "1".to_string())];
+        match compiled.instantiate(&bad) {
+            Err(PolicyError::Init(why)) => assert!(why.contains("no-such-key"), "{why}"),
+            other => panic!("{name}: expected an init error, got {:?}", other.err()),
+        }
+    }
+}
+
+/// Runs a hostile fixture's `decide` and checks the error and that the
+/// fallback decided in its place, within a bound that only a hang breaks.
+fn hostile(fixture: &str) -> PolicyError {
+    let compiled = compiler().compile(fixture, &component(fixture)).unwrap();
+    let instance = compiled.instantiate(&[]).unwrap();
+    let mut policy = Policy::fallback_only(Vec::new());
+    policy.swap(compiled.into(), instance);
+    let s = snapshot(0, &[], vec![("connections", conns(0, None))]);
+    let start = Instant::now();
+    let answer = policy.decide(&s);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{fixture} was stopped"
+    );
+    assert_eq!(
+        answer.value,
+        Policy::fallback_only(Vec::new()).decide(&s).value
+    );
+    // The instance was replaced: the next call fails the same way, again
+    // answered by the fallback.
+    let again = policy.decide(&s);
+    assert_eq!(again.failure, answer.failure);
+    answer.failure.expect("the fallback answered")
+}
+
+#[test]
+fn an_infinite_loop_times_out_within_the_cpu_budget() {
+    assert_eq!(
+        hostile("loop.wat"),
+        PolicyError::Timeout(Limits::default().cpu)
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    assert_eq!(
+        hostile("memory-bomb.wat"),
+        PolicyError::Memory(Limits::default().memory)
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    assert_eq!(hostile("recursion.wat"), PolicyError::StackOverflow);
+}
+
+#[test]
+fn a_trap_is_reported_as_a_trap() {
+    match hostile("trap.wat") {
+        PolicyError::Trap(why) => assert!(why.contains("unreachable"), "{why}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tighter_cpu_budget_is_kept() {
+    let limits = Limits {
+        cpu: Duration::from_millis(3),
+        ..Limits::default()
+    };
+    let compiled = Compiler::new(limits, None)
+        .unwrap()
+        .compile("loop", &component("loop.wat"))
+        .unwrap();
+    let mut instance = compiled.instantiate(&[]).unwrap();
+    let err = instance.decide(&snapshot(0, &[], vec![])).unwrap_err();
+    assert_eq!(err, PolicyError::Timeout(Duration::from_millis(3)));
+}
+
+#[test]
+fn init_errors_and_traps_refuse_the_policy() {
+    let compiled = compiler()
+        .compile("init-error", &component("init-error.wat"))
+        .unwrap();
+    match compiled.instantiate(&[]) {
+        Err(PolicyError::Init(why)) => assert_eq!(why, "refusing every configuration"),
+        other => panic!("expected an init error, got {:?}", other.err()),
+    }
+    let compiled = compiler()
+        .compile("init-trap", &component("init-trap.wat"))
+        .unwrap();
+    assert!(matches!(
+        compiled.instantiate(&[]),
+        Err(PolicyError::Trap(_))
+    ));
+}
+
+#[test]
+fn the_wrong_world_is_named() {
+    let err = compiler()
+        .compile("wrong-world", &component("wrong-world.wat"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, LoadError::Version { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("lameduck:policy@0.2.0") && text.contains("newer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_export_is_named() {
+    let err = compiler()
+        .compile("missing-export", &component("missing-export.wat"))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        LoadError::MissingExport("on-signal").to_string()
+    );
+}
+
+#[test]
+fn garbage_and_core_modules_are_not_components() {
+    for bytes in [
+        &b"\0asm garbage"[..],
+        b"hello",
+        &wat::parse_str("(module)").unwrap(),
+    ] {
+        let err = compiler().compile("garbage", bytes).err().unwrap();
+        assert!(matches!(err, LoadError::Invalid(_)), "{err}");
+    }
+}
+
+#[test]
+fn the_compile_cache_is_used_on_the_second_load() {
+    let dir = std::env::temp_dir().join(format!("lameduck-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let compiler = Compiler::new(Limits::default(), Some(dir.clone())).unwrap();
+    let first = compiler
+        .compile("drain", builtin::get("drain").unwrap())
+        .unwrap();
+    let second = compiler
+        .compile("drain", builtin::get("drain").unwrap())
+        .unwrap();
+    assert!(!first.from_cache && second.from_cache);
+    assert_eq!(first.identity(), second.identity());
+    second.instantiate(&[]).unwrap();
+    // A new engine with the same settings (an agent restart) uses it too.
+    let restarted = Compiler::new(Limits::default(), Some(dir.clone())).unwrap();
+    assert!(
+        restarted
+            .compile("drain", builtin::get("drain").unwrap())
+            .unwrap()
+            .from_cache
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
