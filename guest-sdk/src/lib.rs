@@ -29,10 +29,11 @@ pub mod harness;
 pub mod log;
 mod snapshot;
 
-pub use config::Config;
+pub use config::{Config, parse_duration_ms};
 
 /// The bindings generated from `wit/` by wit-bindgen. Policies rarely need
 /// them directly: the types are re-exported at the crate root.
+#[allow(clippy::too_many_arguments)] // generated: one argument per flattened field
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

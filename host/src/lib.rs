@@ -1,9 +1,17 @@
 //! lameduck: a shutdown agent for Kubernetes pods.
 //!
-//! Data flows one way: events (signals, `/prestop`, the child's exit, timers)
+//! Data flows one way: events (signals, `/prestop`, the app's exit, timers)
 //! reach the [`controller`], which samples the [`probes`], builds a snapshot,
 //! asks the [`policy`], and applies the decision through the [`supervisor`];
 //! the [`timeline`] records each step.
 
 pub mod builtin;
+pub mod check;
+pub mod config;
+pub mod controller;
 pub mod policy;
+pub mod probes;
+pub mod run;
+pub mod signals;
+pub mod supervisor;
+pub mod timeline;

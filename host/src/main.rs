@@ -1,1 +1,117 @@
-fn main() {}
+//! The `lameduck` command.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lameduck::config::{self, Config, LogFormat, Overrides};
+
+/// A shutdown agent for Kubernetes pods: runs your app, and drains it when
+/// the pod stops, as a WebAssembly policy decides.
+#[derive(Parser)]
+#[command(name = "lameduck", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run CMD as the container's main process and drain it on shutdown.
+    Run {
+        #[command(flatten)]
+        settings: Settings,
+        /// The app and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Load a policy (and a config) as `run` would, and print a verdict.
+    Check {
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// Every setting is a flag, an environment variable and a config key;
+/// flags win over the environment, which wins over the file.
+#[derive(Args)]
+struct Settings {
+    /// A YAML config file.
+    #[arg(long, env = "LAMEDUCK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The policy: a component file, or builtin:drain|delay|jobs [config: policy.file].
+    #[arg(long, env = "LAMEDUCK_POLICY", value_name = "FILE")]
+    policy: Option<String>,
+    /// A policy setting, key=value; repeatable [config: policy.config].
+    #[arg(long = "policy-config", env = "LAMEDUCK_POLICY_CONFIG", value_name = "KEY=VALUE",
+          value_delimiter = ',', value_parser = config::parse_pair)]
+    policy_config: Vec<(String, String)>,
+    /// The pod's terminationGracePeriodSeconds, e.g. 30s [config: grace_period].
+    #[arg(long, env = "LAMEDUCK_GRACE_PERIOD", value_name = "DURATION", value_parser = config::parse_duration)]
+    grace_period: Option<Duration>,
+    /// Time kept between the agent's deadline and the kubelet's SIGKILL [config: safety_margin].
+    #[arg(long, env = "LAMEDUCK_SAFETY_MARGIN", value_name = "DURATION", value_parser = config::parse_duration)]
+    safety_margin: Option<Duration>,
+    /// The admin server's address, or `off` [config: admin.listen].
+    #[arg(long, env = "LAMEDUCK_ADMIN", value_name = "ADDR|off")]
+    admin: Option<String>,
+    /// Log line format [config: log_format].
+    #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Where compiled policies are cached, or `off` [config: cache_dir].
+    #[arg(long, env = "LAMEDUCK_CACHE_DIR", value_name = "DIR|off")]
+    cache_dir: Option<String>,
+}
+
+impl Settings {
+    fn load(&self) -> Config {
+        let overrides = Overrides {
+            grace_period: self.grace_period,
+            safety_margin: self.safety_margin,
+            policy: self.policy.clone(),
+            policy_config: self.policy_config.clone(),
+            admin: self.admin.clone(),
+            log_format: self.log_format,
+            cache_dir: self.cache_dir.as_ref().map(PathBuf::from),
+        };
+        match Config::load(self.config.as_deref(), &overrides) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("lameduck: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAMEDUCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Run { settings, command } => {
+            let config = settings.load();
+            init_logging(config.log_format);
+            lameduck::run::run(config, command)
+        }
+        Command::Check { settings } => {
+            let config = settings.load();
+            init_logging(config.log_format);
+            lameduck::check::check(&config, settings.config.as_deref())
+        }
+    };
+    std::process::exit(status);
+}

@@ -1,4 +1,6 @@
 //! End-to-end tests, one module per capability.
 
+mod drain;
 mod sandbox;
+mod supervision;
 mod util;

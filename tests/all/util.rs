@@ -61,3 +61,222 @@ pub fn lameduck() -> PathBuf {
     );
     bin
 }
+
+/// A fresh, empty directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lameduck-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `lameduck run` around a command, with its log (JSON lines) collected.
+pub struct Agent {
+    pub child: std::process::Child,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    started: std::time::Instant,
+}
+
+impl Agent {
+    /// Starts `lameduck run ARGS -- COMMAND`, with the admin server off and
+    /// no compile cache unless ARGS say otherwise.
+    pub fn start(args: &[&str], command: &[&str]) -> Agent {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(lameduck())
+            .arg("run")
+            .args([
+                "--log-format",
+                "json",
+                "--admin",
+                "off",
+                "--cache-dir",
+                "off",
+            ])
+            .args(args)
+            .arg("--")
+            .args(command)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start lameduck");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                match serde_json::from_str(&line) {
+                    Ok(value) => sink.lock().unwrap().push(value),
+                    Err(_) => eprintln!("{line}"),
+                }
+            }
+        });
+        Agent {
+            child,
+            logs,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends the agent a signal, as the kubelet would.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits for the agent to exit (at most `limit`), returning its status
+    /// and how long it ran.
+    pub fn wait(&mut self, limit: std::time::Duration) -> (i32, std::time::Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let code = status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                return (code, self.started.elapsed());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lameduck still running after {limit:?}; log: {:#?}",
+                self.events()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The timeline entries so far: (event, message).
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.logs()
+            .iter()
+            .filter_map(|l| {
+                Some((
+                    l.get("event")?.as_str()?.to_string(),
+                    l.get("message")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits until a timeline entry of kind `event` appears.
+    pub fn wait_for_event(&self, event: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.events().iter().any(|(e, _)| e == event) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{event}` within {limit:?}: {:#?}",
+                self.events()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: as above; a test that failed leaves nothing behind.
+            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The test app (`tests/apps/app.py`) in `dir`, with extra flags.
+pub struct App {
+    pub dir: PathBuf,
+}
+
+impl App {
+    pub fn new(name: &str) -> App {
+        App { dir: scratch(name) }
+    }
+
+    /// The command line that runs the app with `flags`.
+    pub fn command(&self, flags: &[&str]) -> Vec<String> {
+        let mut cmd = vec![
+            "python3".to_string(),
+            root().join("tests/apps/app.py").display().to_string(),
+            "--log".into(),
+            self.dir.join("app.log").display().to_string(),
+            "--ready".into(),
+            self.dir.join("port").display().to_string(),
+        ];
+        cmd.extend(flags.iter().map(|f| f.to_string()));
+        cmd
+    }
+
+    /// Waits until the app listens, and returns its port.
+    pub fn port(&self) -> u16 {
+        let path = self.dir.join("port");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(port) = std::fs::read_to_string(&path) {
+                return port.trim().parse().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the app did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// What the app recorded: (wall-clock seconds, line).
+    pub fn log(&self) -> Vec<(f64, String)> {
+        std::fs::read_to_string(self.dir.join("app.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (t, what) = l.split_once(' ')?;
+                Some((t.parse().ok()?, what.to_string()))
+            })
+            .collect()
+    }
+
+    /// Waits until the app has recorded `line`.
+    pub fn wait_for(&self, line: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.log().iter().any(|(_, l)| l == line) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the app never logged {line}: {:?}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// A GET to the app that returns (status, wall-clock seconds when it completed).
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, f64)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let done = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {response:?}")))?;
+    Ok((status, done))
+}

@@ -75,7 +75,7 @@ impl Compiler {
                 (component, false)
             }
         };
-        check_world(&self.engine, &component)?;
+        let world = check_world(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -88,6 +88,7 @@ impl Compiler {
                 sha256,
             },
             pre,
+            world,
             limits: self.limits,
             ticker: self.ticker.clone(),
             compile_time: start.elapsed(),
@@ -102,6 +103,8 @@ pub struct Compiled {
     pre: DrainPolicyPre<State>,
     limits: Limits,
     ticker: Arc<Ticker>,
+    /// The version of the world it was built against.
+    pub world: String,
     /// How long compiling (or loading from the cache) and checking took.
     pub compile_time: Duration,
     /// Whether the compiled code came from the cache.
@@ -128,28 +131,87 @@ impl Compiled {
 
 /// Checks imports and exports by name, so that a mismatch is reported in the
 /// words an author understands ("export `decide` is missing") rather than as
-/// a type error deep in the linker.
-fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// a type error deep in the linker. Returns the world version found.
+fn check_world(engine: &Engine, component: &Component) -> Result<String, LoadError> {
     let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    check_names(&imports, &exports)
+}
+
+/// The check of [`check_world`] on a component's bytes, without compiling
+/// it: a scan of its top-level import and export names. Cheap enough to do
+/// before the app starts, even for a large component.
+pub fn inspect(bytes: &[u8]) -> Result<String, LoadError> {
+    use wasmparser::{Encoding, Parser, Payload};
+    let text;
+    let bytes = if bytes.starts_with(b"\0asm") {
+        bytes
+    } else {
+        text = wat::parse_bytes(bytes).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        &text[..]
+    };
+    let (mut imports, mut exports, mut depth) = (Vec::new(), Vec::new(), 0);
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| LoadError::Invalid(e.to_string()))? {
+            Payload::Version { encoding, .. } => {
+                if depth == 0 && encoding != Encoding::Component {
+                    return Err(LoadError::Invalid(
+                        "this is a core module; build a component (see guest-sdk/)".into(),
+                    ));
+                }
+                depth += 1;
+            }
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(|e| LoadError::Invalid(e.to_string()))?;
+                    // Types the world `use`s are imported by name; they are not capabilities.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    let export = export.map_err(|e| LoadError::Invalid(e.to_string()))?;
+                    exports.push(export.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    check_names(&imports, &exports)
+}
+
+fn check_names(imports: &[String], exports: &[String]) -> Result<String, LoadError> {
     let ours = version_of(WORLD);
-    for (name, _) in ty.imports(engine) {
+    let mut found = None;
+    for name in imports {
         if let Some(interface) = name.strip_prefix("lameduck:policy/") {
-            let found = interface.split_once('@').map_or("", |(_, v)| v);
-            if !compatible(found, ours) {
+            let version = interface.split_once('@').map_or("", |(_, v)| v);
+            if !compatible(version, ours) {
                 return Err(LoadError::Version {
-                    found: found.to_string(),
+                    found: version.to_string(),
                 });
             }
+            found = Some(format!("lameduck:policy@{version}"));
         } else if !name.starts_with("wasi:") {
             return Err(LoadError::UnknownImport(name.to_string()));
         }
     }
     for export in EXPORTS {
-        if ty.get_export(engine, export).is_none() {
+        if !exports.iter().any(|e| e == export) {
             return Err(LoadError::MissingExport(export));
         }
     }
-    Ok(())
+    Ok(found.unwrap_or_else(|| WORLD.to_string()))
 }
 
 fn version_of(world: &str) -> &str {

@@ -1,0 +1,129 @@
+//! `lameduck check`: load a policy exactly as the agent would — compile,
+//! check against the world, `init` with the configured `policy.config` —
+//! then ask it about a TERM and the first step of a drain, and print a
+//! one-screen verdict.
+
+use std::path::Path;
+
+use crate::config::{Config, ProbeKind};
+use crate::policy::{
+    Child, Compiler, Connections, FileState, HttpResponse, Next, Probe, ProbeValue, Signal,
+    Snapshot, Trigger, WORLD,
+};
+use crate::probes::millis;
+
+/// Prints the verdict on `config`'s policy; returns 0 if it can be used, 2
+/// if not.
+pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
+    let line = |key: &str, value: &str| println!("{key:<10}{value}");
+    let reject = |why: &str| {
+        line("verdict", &format!("REJECTED: {why}"));
+        2
+    };
+    line(
+        "config",
+        &config_file.map_or("(defaults)".into(), |p| p.display().to_string()),
+    );
+    let source = config.policy.to_string();
+    line("policy", &source);
+    let bytes = match config.policy.read() {
+        Ok(bytes) => bytes,
+        Err(e) => return reject(&e),
+    };
+    line("size", &format!("{} bytes", bytes.len()));
+    let compiler = match Compiler::new(config.limits, config.cache_dir.clone()) {
+        Ok(compiler) => compiler,
+        Err(e) => return reject(&format!("{e:#}")),
+    };
+    let compiled = match compiler.compile(&source, &bytes) {
+        Ok(compiled) => compiled,
+        Err(e) => return reject(&e.to_string()),
+    };
+    line("sha256", &compiled.identity().sha256);
+    line(
+        "world",
+        &format!("{} (this agent: {WORLD})", compiled.world),
+    );
+    line("exports", "init, on-signal, decide");
+    line(
+        "compiled",
+        &format!(
+            "in {:?}{}",
+            compiled.compile_time,
+            if compiled.from_cache {
+                " (from the cache)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mut instance = match compiled.instantiate(&config.policy_config) {
+        Ok(instance) => instance,
+        Err(e) => return reject(&e.to_string()),
+    };
+    line(
+        "init",
+        &format!("ok, {} config key(s)", config.policy_config.len()),
+    );
+    let budget = millis(config.drain_budget());
+    let mut snapshot = sample_snapshot(config, budget);
+    match instance.on_signal(Signal::Term, &snapshot) {
+        Ok(action) => line("on-signal", &format!("TERM → {action:?}")),
+        Err(e) => return reject(&format!("on-signal: {e}")),
+    }
+    snapshot.trigger = Trigger::Signal(Signal::Term);
+    snapshot.ready = false;
+    match instance.decide(&snapshot) {
+        Ok(d) => {
+            let next = match d.next {
+                Next::Recheck(ms) => format!("recheck in {ms}ms"),
+                Next::WaitForExit => "wait for the app to exit".into(),
+                Next::Exit => "exit".into(),
+            };
+            let signal = d.signal.map_or(String::new(), |s| format!("send {s:?}, "));
+            line("decide", &format!("{signal}{next}: {}", d.reason));
+        }
+        Err(e) => return reject(&format!("decide: {e}")),
+    }
+    line("verdict", "OK");
+    0
+}
+
+/// The agent's view at the start of a drain, with every configured probe
+/// showing an idle app.
+fn sample_snapshot(config: &Config, budget: u32) -> Snapshot {
+    let probes = config
+        .probes
+        .iter()
+        .map(|p| Probe {
+            name: p.name.clone(),
+            value: match &p.kind {
+                ProbeKind::Connections { .. } => ProbeValue::Connections(Connections {
+                    established: 0,
+                    accepted: 0,
+                    since_last_accept_ms: None,
+                    typical_gap_ms: None,
+                }),
+                ProbeKind::Http { .. } => ProbeValue::Http(HttpResponse {
+                    status: 200,
+                    body: String::new(),
+                }),
+                ProbeKind::File { .. } => ProbeValue::File(FileState {
+                    exists: true,
+                    contents: String::new(),
+                }),
+                ProbeKind::Exec { .. } => ProbeValue::Exec(0),
+            },
+            unchanged_ms: 0,
+        })
+        .collect();
+    Snapshot {
+        trigger: Trigger::None,
+        elapsed_ms: 0,
+        remaining_ms: budget,
+        child: Child::Running,
+        signals_sent: Vec::new(),
+        ready: true,
+        probes,
+    }
+}

@@ -1,0 +1,590 @@
+//! The agent's configuration: a YAML file, `LAMEDUCK_…` environment variables
+//! and flags, in that order of increasing precedence, over the defaults.
+//! Unknown keys are errors; every error names the file, line, column and key.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::Limits;
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// One of the policies inside the binary (`builtin:drain`).
+    Builtin(String),
+    /// A component file.
+    File(PathBuf),
+}
+
+impl PolicySource {
+    /// `builtin:NAME` or a path.
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix("builtin:") {
+            Some(name) => PolicySource::Builtin(name.to_string()),
+            None => PolicySource::File(PathBuf::from(text)),
+        }
+    }
+}
+
+impl PolicySource {
+    /// The component's bytes.
+    pub fn read(&self) -> Result<Cow<'static, [u8]>, String> {
+        match self {
+            PolicySource::Builtin(name) => {
+                crate::builtin::get(name).map(Cow::Borrowed).ok_or_else(|| {
+                    let names: Vec<&str> = crate::builtin::ALL.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "there is no built-in policy `{name}` (there are: {})",
+                        names.join(", ")
+                    )
+                })
+            }
+            PolicySource::File(path) => std::fs::read(path)
+                .map(Cow::Owned)
+                .map_err(|e| format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::Builtin(name) => write!(f, "builtin:{name}"),
+            PolicySource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What a probe observes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// TCP connections to these ports; none given means the app's own
+    /// listening ports.
+    Connections {
+        ports: Vec<u16>,
+    },
+    Http {
+        url: String,
+    },
+    File {
+        path: PathBuf,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+/// A configured probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub name: String,
+    pub timeout: Duration,
+    pub kind: ProbeKind,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The pod's `terminationGracePeriodSeconds`.
+    pub grace_period: Duration,
+    /// Kept between the agent's own deadline and the kubelet's SIGKILL.
+    pub safety_margin: Duration,
+    pub policy: PolicySource,
+    /// The `policy.config` map given to `init`.
+    pub policy_config: Vec<(String, String)>,
+    pub limits: Limits,
+    pub probes: Vec<ProbeSpec>,
+    /// The admin server's address; `None` turns it off.
+    pub admin: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    /// Where compiled policies are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            grace_period: Duration::from_secs(30),
+            safety_margin: Duration::from_secs(2),
+            policy: PolicySource::Builtin(crate::builtin::DEFAULT.into()),
+            policy_config: Vec::new(),
+            limits: Limits::default(),
+            probes: vec![ProbeSpec {
+                name: "connections".into(),
+                timeout: DEFAULT_PROBE_TIMEOUT,
+                kind: ProbeKind::Connections { ports: Vec::new() },
+            }],
+            admin: Some(SocketAddr::from(([0, 0, 0, 0], 9911))),
+            log_format: LogFormat::Text,
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    Some(base.join("lameduck"))
+}
+
+/// Values given on the command line or in the environment; each wins over
+/// the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub grace_period: Option<Duration>,
+    pub safety_margin: Option<Duration>,
+    pub policy: Option<String>,
+    pub policy_config: Vec<(String, String)>,
+    pub admin: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A configuration error, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads `file` (if given) and applies `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            config.apply_file(&text, path)?;
+        }
+        config.apply(overrides)?;
+        if config.safety_margin >= config.grace_period {
+            return Err(ConfigError(format!(
+                "safety_margin ({:?}) must be shorter than grace_period ({:?})",
+                config.safety_margin, config.grace_period
+            )));
+        }
+        Ok(config)
+    }
+
+    /// The time a drain has: the grace period less the safety margin.
+    pub fn drain_budget(&self) -> Duration {
+        self.grace_period.saturating_sub(self.safety_margin)
+    }
+
+    fn apply_file(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let file: FileConfig =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+                .map_err(|e| located(path, &e))?;
+        let at = |key: &str, message: String| {
+            ConfigError(format!("{}: {key}: {message}", path.display()))
+        };
+        if let Some(d) = file.grace_period {
+            self.grace_period = d.0;
+        }
+        if let Some(d) = file.safety_margin {
+            self.safety_margin = d.0;
+        }
+        if let Some(dir) = file.cache_dir {
+            self.cache_dir = cache_dir(dir);
+        }
+        if let Some(format) = file.log_format {
+            self.log_format = format;
+        }
+        if let Some(admin) = file.admin {
+            self.admin = match (admin.enabled, admin.listen) {
+                (Some(false), _) => None,
+                (_, Some(listen)) => Some(
+                    listen
+                        .parse()
+                        .map_err(|e| at("admin.listen", format!("`{listen}`: {e}")))?,
+                ),
+                (_, None) => self.admin,
+            };
+        }
+        if let Some(policy) = file.policy {
+            if let Some(source) = policy.file {
+                self.policy = PolicySource::parse(&source);
+            }
+            if let Some(map) = policy.config {
+                self.policy_config = map.into_iter().map(|(k, v)| (k, v.0)).collect();
+            }
+            if let Some(d) = policy.cpu_budget {
+                self.limits.cpu = d.0;
+            }
+            if let Some(bytes) = policy.memory_limit {
+                self.limits.memory = bytes.0;
+            }
+        }
+        if let Some(probes) = file.probes {
+            self.probes = probes
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| p.resolve().map_err(|e| at(&format!("probes[{i}]"), e)))
+                .collect::<Result<_, _>>()?;
+            let mut names: Vec<&str> = self.probes.iter().map(|p| p.name.as_str()).collect();
+            names.sort_unstable();
+            if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(at("probes", format!("two probes are named `{}`", dup[0])));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        if let Some(d) = o.grace_period {
+            self.grace_period = d;
+        }
+        if let Some(d) = o.safety_margin {
+            self.safety_margin = d;
+        }
+        if let Some(policy) = &o.policy {
+            self.policy = PolicySource::parse(policy);
+        }
+        for (key, value) in &o.policy_config {
+            self.policy_config.retain(|(k, _)| k != key);
+            self.policy_config.push((key.clone(), value.clone()));
+        }
+        if let Some(admin) = &o.admin {
+            self.admin = parse_admin(admin).map_err(|e| ConfigError(format!("--admin: {e}")))?;
+        }
+        if let Some(format) = o.log_format {
+            self.log_format = format;
+        }
+        if let Some(dir) = &o.cache_dir {
+            self.cache_dir = cache_dir(dir.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A cache directory; `off` (or nothing) turns the cache off.
+fn cache_dir(dir: PathBuf) -> Option<PathBuf> {
+    (!dir.as_os_str().is_empty() && dir.as_os_str() != "off").then_some(dir)
+}
+
+/// `off` or an address.
+pub fn parse_admin(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| format!("`{text}` is neither `off` nor an address like 0.0.0.0:9911 ({e})"))
+}
+
+/// `250ms`, `30s`, `2m` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    lameduck_sdk::parse_duration_ms(text)
+        .map(|ms| Duration::from_millis(ms.into()))
+        .ok_or_else(|| format!("`{text}` is not a duration (examples: 250ms, 30s, 2m)"))
+}
+
+/// `key=value`.
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not key=value"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn located(path: &Path, e: &serde_path_to_error::Error<serde_yaml::Error>) -> ConfigError {
+    let inner = e.inner();
+    let message = inner.to_string();
+    // serde_yaml appends " at line L column C" and may lead with a partial
+    // path; we lead with the location and the full path instead.
+    let mut message = message.split(" at line ").next().unwrap_or(&message);
+    if let Some((prefix, rest)) = message.split_once(": ")
+        && prefix
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_.[]-".contains(c))
+    {
+        message = rest;
+    }
+    let key = e.path().to_string();
+    let key = if key == "." {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    match inner.location() {
+        Some(at) => ConfigError(format!(
+            "{}:{}:{}: {key}{message}",
+            path.display(),
+            at.line(),
+            at.column()
+        )),
+        None => ConfigError(format!("{}: {key}{message}", path.display())),
+    }
+}
+
+// ---- the file's shape ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    grace_period: Option<Dur>,
+    safety_margin: Option<Dur>,
+    policy: Option<PolicyFile>,
+    probes: Option<Vec<ProbeFile>>,
+    admin: Option<AdminFile>,
+    log_format: Option<LogFormat>,
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    file: Option<String>,
+    config: Option<BTreeMap<String, Scalar>>,
+    cpu_budget: Option<Dur>,
+    memory_limit: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    enabled: Option<bool>,
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeFile {
+    name: String,
+    timeout: Option<Dur>,
+    connections: Option<ConnectionsFile>,
+    http: Option<HttpFile>,
+    file: Option<FileProbeFile>,
+    exec: Option<ExecFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsFile {
+    #[serde(default)]
+    ports: Vec<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileProbeFile {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecFile {
+    command: Vec<String>,
+}
+
+impl ProbeFile {
+    fn resolve(self) -> Result<ProbeSpec, String> {
+        let name = self.name;
+        let mut kinds = Vec::new();
+        if let Some(c) = self.connections {
+            kinds.push(ProbeKind::Connections { ports: c.ports });
+        }
+        if let Some(h) = self.http {
+            crate::probes::check_url(&h.url)?;
+            kinds.push(ProbeKind::Http { url: h.url });
+        }
+        if let Some(f) = self.file {
+            kinds.push(ProbeKind::File { path: f.path });
+        }
+        if let Some(e) = self.exec {
+            if e.command.is_empty() {
+                return Err(format!("probe `{name}`: exec.command is empty"));
+            }
+            kinds.push(ProbeKind::Exec { command: e.command });
+        }
+        let kind = match kinds.len() {
+            1 => kinds.pop().expect("one"),
+            n => {
+                return Err(format!(
+                    "probe `{name}` has {n} kinds: give exactly one of connections, http, file, exec"
+                ));
+            }
+        };
+        Ok(ProbeSpec {
+            name,
+            timeout: self.timeout.map_or(DEFAULT_PROBE_TIMEOUT, |d| d.0),
+            kind,
+        })
+    }
+}
+
+/// A duration written as `250ms`, `30s`, `2m`.
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size written as `16MiB`, `512KiB` or a number of bytes.
+struct Bytes(usize);
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Scalar(text) = Scalar::deserialize(d)?;
+        parse_bytes(&text)
+            .map(Bytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    match number.parse::<usize>() {
+        Ok(n) if scale > 0 => Ok(n * scale),
+        _ => Err(format!("`{text}` is not a size (examples: 16MiB, 512KiB)")),
+    }
+}
+
+/// A YAML scalar (string, number or boolean) as text.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => Ok(Scalar(s)),
+            serde_yaml::Value::Number(n) => Ok(Scalar(n.to_string())),
+            serde_yaml::Value::Bool(b) => Ok(Scalar(b.to_string())),
+            _ => Err(serde::de::Error::custom(
+                "expected a string, number or boolean",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        config.apply_file(yaml, Path::new("lameduck.yaml"))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_full_file() {
+        let c = load(
+            "grace_period: 45s\nsafety_margin: 3s\npolicy:\n  file: builtin:jobs\n  config:\n    stop-taking-work: USR2\n    recheck: 100\n  cpu_budget: 5ms\n  memory_limit: 8MiB\nprobes:\n  - name: idle\n    http: { url: 'http://127.0.0.1:8080/idle' }\n    timeout: 500ms\n  - name: web\n    connections: { ports: [8080, 8443] }\nadmin:\n  listen: 127.0.0.1:9000\nlog_format: json\n",
+        )
+        .unwrap();
+        assert_eq!(c.grace_period, Duration::from_secs(45));
+        assert_eq!(c.policy, PolicySource::Builtin("jobs".into()));
+        assert_eq!(
+            c.policy_config,
+            vec![
+                ("recheck".into(), "100".into()),
+                ("stop-taking-work".into(), "USR2".into())
+            ]
+        );
+        assert_eq!(
+            (c.limits.cpu, c.limits.memory),
+            (Duration::from_millis(5), 8 << 20)
+        );
+        assert_eq!(c.probes[0].timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.probes[1].kind,
+            ProbeKind::Connections {
+                ports: vec![8080, 8443]
+            }
+        );
+        assert_eq!(c.admin, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn errors_carry_file_line_column_and_key() {
+        let e = load("grace_period: 30s\ngrace_priod: 5s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lameduck.yaml:2:1: grace_priod: unknown field `grace_priod`"),
+            "{e}"
+        );
+        let e = load("policy:\n  cpu_budget: fast\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lameduck.yaml:2:")
+                && e.contains("policy.cpu_budget")
+                && e.contains("`fast`"),
+            "{e}"
+        );
+        let e = load("probes:\n  - name: web\n    connections: { ports: [http] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lameduck.yaml:3:")
+                && e.contains("probes[0].connections.ports[0]: invalid type"),
+            "{e}"
+        );
+        let e =
+            load("probes:\n  - name: x\n    http: { url: 'http://a/' }\n    file: { path: /x }\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("probes[0]") && e.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut c = load("grace_period: 45s\nadmin: { enabled: false }\n").unwrap();
+        c.apply(&Overrides {
+            grace_period: Some(Duration::from_secs(10)),
+            admin: Some("127.0.0.1:1".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.grace_period, Duration::from_secs(10));
+        assert_eq!(c.admin, Some("127.0.0.1:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+    }
+}
