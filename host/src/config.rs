@@ -107,10 +107,16 @@ pub struct Config {
     pub policy: PolicySource,
     /// The `policy.config` map given to `init`.
     pub policy_config: Vec<(String, String)>,
+    /// A signal that reloads the policy instead of being forwarded.
+    pub reload_signal: Option<i32>,
+    /// Turns on `PUT /policy`, which requires this bearer token.
+    pub push_token: Option<String>,
     pub limits: Limits,
     pub probes: Vec<ProbeSpec>,
     /// The admin server's address; `None` turns it off.
     pub admin: Option<SocketAddr>,
+    /// The app's own readiness URL, also required to answer 2xx by `/readyz`.
+    pub readiness_url: Option<String>,
     pub log_format: LogFormat,
     /// Where compiled policies are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
@@ -123,6 +129,8 @@ impl Default for Config {
             safety_margin: Duration::from_secs(2),
             policy: PolicySource::Builtin(crate::builtin::DEFAULT.into()),
             policy_config: Vec::new(),
+            reload_signal: None,
+            push_token: None,
             limits: Limits::default(),
             probes: vec![ProbeSpec {
                 name: "connections".into(),
@@ -130,6 +138,7 @@ impl Default for Config {
                 kind: ProbeKind::Connections { ports: Vec::new() },
             }],
             admin: Some(SocketAddr::from(([0, 0, 0, 0], 9911))),
+            readiness_url: None,
             log_format: LogFormat::Text,
             cache_dir: default_cache_dir(),
         }
@@ -154,7 +163,11 @@ pub struct Overrides {
     pub safety_margin: Option<Duration>,
     pub policy: Option<String>,
     pub policy_config: Vec<(String, String)>,
+    pub reload_signal: Option<String>,
+    pub policy_push: Option<bool>,
+    pub admin_token: Option<String>,
     pub admin: Option<String>,
+    pub readiness_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub cache_dir: Option<PathBuf>,
 }
@@ -174,6 +187,11 @@ impl Config {
             config.apply_file(&text, path)?;
         }
         config.apply(overrides)?;
+        if config.push_token.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(ConfigError(
+                "PUT /policy is on (admin.policy_push) but no token is set: give admin.token or LAMEDUCK_ADMIN_TOKEN".into(),
+            ));
+        }
         if config.safety_margin >= config.grace_period {
             return Err(ConfigError(format!(
                 "safety_margin ({:?}) must be shorter than grace_period ({:?})",
@@ -181,6 +199,33 @@ impl Config {
             )));
         }
         Ok(config)
+    }
+
+    /// The configuration for `/status`: everything but policy config values
+    /// (which may be secrets) and the environment.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "grace_period_ms": self.grace_period.as_millis() as u64,
+            "safety_margin_ms": self.safety_margin.as_millis() as u64,
+            "policy": self.policy.to_string(),
+            "policy_config_keys": self.policy_config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "cpu_budget_ms": self.limits.cpu.as_millis() as u64,
+            "memory_limit_bytes": self.limits.memory,
+            "probes": self.probes.iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "timeout_ms": p.timeout.as_millis() as u64,
+                "kind": match &p.kind {
+                    ProbeKind::Connections { ports } => serde_json::json!({ "connections": { "ports": ports } }),
+                    ProbeKind::Http { url } => serde_json::json!({ "http": { "url": url } }),
+                    ProbeKind::File { path } => serde_json::json!({ "file": { "path": path } }),
+                    ProbeKind::Exec { command } => serde_json::json!({ "exec": { "program": command[0] } }),
+                },
+            })).collect::<Vec<_>>(),
+            "admin": self.admin.map(|a| a.to_string()),
+            "policy_push": self.push_token.is_some(),
+            "reload_signal": self.reload_signal.map(crate::signals::name),
+            "readiness_url": self.readiness_url,
+        })
     }
 
     /// The time a drain has: the grace period less the safety margin.
@@ -208,6 +253,13 @@ impl Config {
             self.log_format = format;
         }
         if let Some(admin) = file.admin {
+            if admin.policy_push == Some(true) {
+                self.push_token = Some(admin.token.clone().unwrap_or_default());
+            }
+            if let Some(url) = admin.readiness_url {
+                crate::probes::check_url(&url).map_err(|e| at("admin.readiness_url", e))?;
+                self.readiness_url = Some(url);
+            }
             self.admin = match (admin.enabled, admin.listen) {
                 (Some(false), _) => None,
                 (_, Some(listen)) => Some(
@@ -230,6 +282,10 @@ impl Config {
             }
             if let Some(bytes) = policy.memory_limit {
                 self.limits.memory = bytes.0;
+            }
+            if let Some(name) = policy.reload_signal {
+                self.reload_signal =
+                    Some(parse_signal(&name).map_err(|e| at("policy.reload_signal", e))?);
             }
         }
         if let Some(probes) = file.probes {
@@ -264,6 +320,23 @@ impl Config {
         if let Some(admin) = &o.admin {
             self.admin = parse_admin(admin).map_err(|e| ConfigError(format!("--admin: {e}")))?;
         }
+        if let Some(name) = &o.reload_signal {
+            self.reload_signal =
+                Some(parse_signal(name).map_err(|e| ConfigError(format!("--reload-signal: {e}")))?);
+        }
+        match o.policy_push {
+            Some(true) => self.push_token = Some(self.push_token.take().unwrap_or_default()),
+            Some(false) => self.push_token = None,
+            None => {}
+        }
+        if let (Some(token), Some(push)) = (&o.admin_token, &mut self.push_token) {
+            *push = token.clone();
+        }
+        if let Some(url) = &o.readiness_url {
+            crate::probes::check_url(url)
+                .map_err(|e| ConfigError(format!("--readiness-url: {e}")))?;
+            self.readiness_url = Some(url.clone());
+        }
         if let Some(format) = o.log_format {
             self.log_format = format;
         }
@@ -277,6 +350,12 @@ impl Config {
 /// A cache directory; `off` (or nothing) turns the cache off.
 fn cache_dir(dir: PathBuf) -> Option<PathBuf> {
     (!dir.as_os_str().is_empty() && dir.as_os_str() != "off").then_some(dir)
+}
+
+/// A signal name (`HUP`, `SIGUSR2`) or number.
+fn parse_signal(name: &str) -> Result<i32, String> {
+    crate::signals::parse(name)
+        .ok_or_else(|| format!("`{name}` is not a signal (examples: HUP, USR2)"))
 }
 
 /// `off` or an address.
@@ -352,6 +431,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     file: Option<String>,
+    reload_signal: Option<String>,
     config: Option<BTreeMap<String, Scalar>>,
     cpu_budget: Option<Dur>,
     memory_limit: Option<Bytes>,
@@ -362,6 +442,9 @@ struct PolicyFile {
 struct AdminFile {
     enabled: Option<bool>,
     listen: Option<String>,
+    readiness_url: Option<String>,
+    policy_push: Option<bool>,
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,6 @@
 //! knows the deadline, and keeps it whatever the policy says.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,8 +16,10 @@ use crate::policy::{
     Signal, SignalAction, Snapshot, Trigger,
 };
 use crate::probes::{Probes, millis};
+use crate::reload::Reloader;
+use crate::shared::Shared;
 use crate::supervisor::{self, Exit};
-use crate::timeline::{self, Timeline};
+use crate::timeline;
 use crate::{signals, timeline::decision_json};
 
 /// How long a signal that arrives while the policy compiles waits for it.
@@ -72,13 +73,13 @@ pub struct Controller {
     policy: Policy,
     policy_loading: bool,
     probes: Probes,
-    timeline: Timeline,
-    ready: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     drain: Option<Drain>,
     held: Vec<i32>,
     held_until: Option<Instant>,
     prestop: Vec<oneshot::Sender<String>>,
     interrupts: u32,
+    reload: Option<(i32, Reloader)>,
 }
 
 impl Controller {
@@ -90,8 +91,8 @@ impl Controller {
         policy: Policy,
         policy_loading: bool,
         probes: Probes,
-        timeline: Timeline,
-        ready: Arc<AtomicBool>,
+        shared: Arc<Shared>,
+        reload: Option<(i32, Reloader)>,
     ) -> Self {
         Controller {
             deadlines,
@@ -99,13 +100,13 @@ impl Controller {
             policy,
             policy_loading,
             probes,
-            timeline,
-            ready,
+            shared,
             drain: None,
             held: Vec::new(),
             held_until: None,
             prestop: Vec::new(),
             interrupts: 0,
+            reload,
         }
     }
 
@@ -149,7 +150,9 @@ impl Controller {
     }
 
     fn record(&self, event: &'static str, message: String, data: serde_json::Value) {
-        self.timeline.record(self.drain_ms(), event, message, data);
+        self.shared
+            .timeline
+            .record(self.drain_ms(), event, message, data);
     }
 
     async fn event(&mut self, event: Event) {
@@ -181,8 +184,14 @@ impl Controller {
                     ),
                     json!({ "source": identity.source, "sha256": identity.sha256 }),
                 );
+                self.shared.policy_loaded(&identity);
+                let mid_drain = self.drain.as_ref().is_some_and(|d| !d.deadline_passed);
                 self.policy.swap(compiled, instance);
                 self.policy_loaded().await;
+                // A new policy in mid-drain decides at once; the deadline stays.
+                if mid_drain {
+                    self.step().await;
+                }
             }
             Event::PolicyFailed { source, reason } => {
                 tracing::error!(target: "lameduck", policy = source, "policy refused: {reason}");
@@ -191,6 +200,7 @@ impl Controller {
                     format!("policy {source} refused: {reason}; the built-in drain decides"),
                     json!({ "source": source, "reason": reason }),
                 );
+                self.shared.policy_refused(&source, &reason);
                 self.policy_loaded().await;
             }
         }
@@ -223,6 +233,15 @@ impl Controller {
 
     async fn handle_signal(&mut self, number: i32) {
         let name = signals::name(number);
+        if let Some((_, reloader)) = self.reload.as_ref().filter(|(s, _)| *s == number) {
+            reloader.reload();
+            self.record(
+                "signal",
+                format!("{name}: reloading the policy"),
+                json!({ "signal": name }),
+            );
+            return;
+        }
         if number == libc::SIGINT {
             self.interrupts += 1;
             if self.interrupts >= 3 {
@@ -246,6 +265,7 @@ impl Controller {
         };
         let snapshot = self.snapshot(self.probes.latest());
         let answer = self.policy.on_signal(signal, &snapshot);
+        self.shared.metrics.policy_call("on-signal", answer.took);
         self.note_failure(&answer);
         let (message, drain) = match answer.value {
             SignalAction::Forward => {
@@ -273,7 +293,8 @@ impl Controller {
 
     /// Begins the drain: readiness goes down at once, then the policy decides.
     async fn begin(&mut self, trigger: Trigger) {
-        self.ready.store(false, Ordering::SeqCst);
+        self.shared.set_ready(false);
+        self.shared.set_draining();
         self.drain = Some(Drain {
             began: Instant::now(),
             trigger,
@@ -301,8 +322,10 @@ impl Controller {
         let probes = self.probes.sample().await;
         let snapshot = self.snapshot(probes);
         let answer = self.policy.decide(&snapshot);
+        self.shared.metrics.policy_call("decide", answer.took);
         self.note_failure(&answer);
         let decision = answer.value;
+        self.shared.metrics.decision(&decision.reason);
         self.record(
             "decision",
             describe(&decision, &snapshot),
@@ -320,7 +343,7 @@ impl Controller {
     /// time does not stretch the interval.
     fn apply(&mut self, decision: Decision, sampled_at: Instant) {
         if let Some(ready) = decision.ready {
-            self.ready.store(ready, Ordering::SeqCst);
+            self.shared.set_ready(ready);
         }
         if let Some(signal) = decision.signal {
             self.send(signal, &decision.reason);
@@ -415,11 +438,14 @@ impl Controller {
     fn note_failure<T>(&self, answer: &Answer<T>) {
         match &answer.failure {
             None | Some(PolicyError::Unloaded) => {}
-            Some(failure) => self.record(
-                "policy-error",
-                format!("policy {failure}; the built-in drain answered instead"),
-                json!({ "kind": failure.kind(), "error": failure.to_string() }),
-            ),
+            Some(failure) => {
+                self.shared.metrics.policy_failure(failure.kind());
+                self.record(
+                    "policy-error",
+                    format!("policy {failure}; the built-in drain answered instead"),
+                    json!({ "kind": failure.kind(), "error": failure.to_string() }),
+                );
+            }
         }
     }
 
@@ -435,7 +461,7 @@ impl Controller {
             remaining_ms: budget.saturating_sub(elapsed_ms),
             child: Child::Running,
             signals_sent: sent,
-            ready: self.ready.load(Ordering::SeqCst),
+            ready: self.shared.ready(),
             probes,
         }
     }

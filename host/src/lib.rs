@@ -5,13 +5,17 @@
 //! asks the [`policy`], and applies the decision through the [`supervisor`];
 //! the [`timeline`] records each step.
 
+pub mod admin;
 pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod controller;
+pub mod metrics;
 pub mod policy;
 pub mod probes;
+pub mod reload;
 pub mod run;
+pub mod shared;
 pub mod signals;
 pub mod supervisor;
 pub mod timeline;

@@ -47,6 +47,12 @@ struct Settings {
     #[arg(long = "policy-config", env = "LAMEDUCK_POLICY_CONFIG", value_name = "KEY=VALUE",
           value_delimiter = ',', value_parser = config::parse_pair)]
     policy_config: Vec<(String, String)>,
+    /// A signal that reloads the policy file instead of being forwarded, e.g. HUP [config: policy.reload_signal].
+    #[arg(long, env = "LAMEDUCK_RELOAD_SIGNAL", value_name = "SIGNAL")]
+    reload_signal: Option<String>,
+    /// Accept new policies by PUT /policy (needs LAMEDUCK_ADMIN_TOKEN or admin.token) [config: admin.policy_push].
+    #[arg(long, env = "LAMEDUCK_POLICY_PUSH", value_name = "BOOL")]
+    policy_push: Option<bool>,
     /// The pod's terminationGracePeriodSeconds, e.g. 30s [config: grace_period].
     #[arg(long, env = "LAMEDUCK_GRACE_PERIOD", value_name = "DURATION", value_parser = config::parse_duration)]
     grace_period: Option<Duration>,
@@ -56,6 +62,9 @@ struct Settings {
     /// The admin server's address, or `off` [config: admin.listen].
     #[arg(long, env = "LAMEDUCK_ADMIN", value_name = "ADDR|off")]
     admin: Option<String>,
+    /// The app's own readiness URL; /readyz also requires it to answer 2xx [config: admin.readiness_url].
+    #[arg(long, env = "LAMEDUCK_READINESS_URL", value_name = "URL")]
+    readiness_url: Option<String>,
     /// Log line format [config: log_format].
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -71,7 +80,12 @@ impl Settings {
             safety_margin: self.safety_margin,
             policy: self.policy.clone(),
             policy_config: self.policy_config.clone(),
+            reload_signal: self.reload_signal.clone(),
+            policy_push: self.policy_push,
+            // A secret: from the environment or the file, never a flag (ps shows flags).
+            admin_token: std::env::var("LAMEDUCK_ADMIN_TOKEN").ok(),
             admin: self.admin.clone(),
+            readiness_url: self.readiness_url.clone(),
             log_format: self.log_format,
             cache_dir: self.cache_dir.as_ref().map(PathBuf::from),
         };

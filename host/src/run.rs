@@ -2,16 +2,17 @@
 
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::sync::mpsc;
 
+use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::controller::{Controller, Deadlines, Event};
-use crate::policy::{self, Compiler, Policy};
+use crate::controller::{Controller, Deadlines};
+use crate::policy::{self, Policy};
 use crate::probes::Probes;
+use crate::reload::Reloader;
+use crate::shared::Shared;
 use crate::supervisor::{self, Reaper};
-use crate::timeline::Timeline;
 
 /// Runs `argv` under the agent; returns the status to exit with.
 pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
@@ -29,6 +30,14 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
         }
     };
 
+    let admin_listener = match config.admin.map(bind).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("lameduck: admin server: {e}");
+            return 2;
+        }
+    };
+
     supervisor::block_signals();
     supervisor::become_subreaper();
     let reaper = Arc::new(Reaper::default());
@@ -42,8 +51,8 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
     let (signal_tx, signal_rx) = mpsc::unbounded_channel();
     supervisor::start_signal_thread(reaper.clone(), signal_tx);
 
-    let timeline = Timeline::default();
-    timeline.record(
+    let shared = Arc::new(Shared::new(config.summary()));
+    shared.timeline.record(
         None,
         "started",
         format!("started {} as pid {app}", argv[0].to_string_lossy()),
@@ -52,41 +61,39 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
 
     // The policy compiles beside the app; early signals wait for it.
     let (event_tx, event_rx) = mpsc::unbounded_channel();
-    {
-        let events = event_tx.clone();
-        let (limits, cache_dir, policy_config) = (
-            config.limits,
-            config.cache_dir.clone(),
-            config.policy_config.clone(),
-        );
-        std::thread::Builder::new()
-            .name("lameduck-compile".into())
-            .spawn(move || {
-                let loaded = Compiler::new(limits, cache_dir)
-                    .map_err(|e| e.to_string())
-                    .and_then(|compiler| {
-                        compiler.compile(&source, &bytes).map_err(|e| e.to_string())
-                    })
-                    .and_then(|compiled| {
-                        let instance = compiled
-                            .instantiate(&policy_config)
-                            .map_err(|e| e.to_string())?;
-                        Ok((compiled, instance))
-                    });
-                let _ = events.send(match loaded {
-                    Ok((compiled, instance)) => Event::PolicyLoaded(Arc::new(compiled), instance),
-                    Err(reason) => Event::PolicyFailed { source, reason },
-                });
-            })
-            .expect("spawn the compile thread");
-    }
+    let reloader = Reloader::start(
+        config.limits,
+        config.cache_dir.clone(),
+        config.policy.clone(),
+        bytes,
+        config.policy_config.clone(),
+        event_tx.clone(),
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let exit = runtime.block_on(async move {
-        let ready = Arc::new(AtomicBool::new(true));
+        if let Some(listener) = admin_listener {
+            let address = listener.local_addr().expect("a bound listener");
+            shared.timeline.record(
+                None,
+                "admin",
+                format!("admin server listening on {address}"),
+                serde_json::json!({ "address": address.to_string() }),
+            );
+            let admin = Admin {
+                shared: shared.clone(),
+                events: event_tx.clone(),
+                readiness_url: config.readiness_url.clone(),
+                push: config
+                    .push_token
+                    .clone()
+                    .map(|token| (token, reloader.clone())),
+            };
+            tokio::spawn(admin::serve(listener, Arc::new(admin)));
+        }
         let controller = Controller::new(
             Deadlines {
                 budget: config.drain_budget(),
@@ -96,11 +103,20 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
             Policy::fallback_only(config.policy_config.clone()),
             true,
             Probes::new(&config.probes, reaper.clone(), app),
-            timeline,
-            ready,
+            shared,
+            config.reload_signal.map(|signal| (signal, reloader)),
         );
         let _events = event_tx;
         controller.run(signal_rx, event_rx, app_exit).await
     });
     exit.status()
+}
+
+/// Binds the admin server's socket before the app starts, so a port in use
+/// is a configuration error, not a surprise later.
+fn bind(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }

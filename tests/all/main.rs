@@ -1,6 +1,8 @@
 //! End-to-end tests, one module per capability.
 
+mod admin;
 mod drain;
+mod reload;
 mod sandbox;
 mod supervision;
 mod util;

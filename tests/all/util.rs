@@ -81,17 +81,21 @@ impl Agent {
     /// Starts `lameduck run ARGS -- COMMAND`, with the admin server off and
     /// no compile cache unless ARGS say otherwise.
     pub fn start(args: &[&str], command: &[&str]) -> Agent {
+        Agent::start_with_env(args, &[], command)
+    }
+
+    /// As [`Agent::start`], with environment variables for the agent.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], command: &[&str]) -> Agent {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(lameduck())
-            .arg("run")
-            .args([
-                "--log-format",
-                "json",
-                "--admin",
-                "off",
-                "--cache-dir",
-                "off",
-            ])
+        let mut agent = std::process::Command::new(lameduck());
+        agent.envs(env.iter().copied());
+        agent.args(["run", "--log-format", "json"]);
+        for (flag, default) in [("--admin", "off"), ("--cache-dir", "off")] {
+            if !args.contains(&flag) {
+                agent.args([flag, default]);
+            }
+        }
+        let mut child = agent
             .args(args)
             .arg("--")
             .args(command)
@@ -261,6 +265,16 @@ impl App {
 
 /// A GET to the app that returns (status, wall-clock seconds when it completed).
 pub fn get(port: u16, path: &str) -> std::io::Result<(u16, f64)> {
+    let (status, _) = get_body(port, path)?;
+    let done = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    Ok((status, done))
+}
+
+/// A GET to 127.0.0.1:`port`: (status, body).
+pub fn get_body(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     write!(
@@ -269,14 +283,14 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, f64)> {
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let done = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
     let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {response:?}")))?;
-    Ok((status, done))
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
 }

@@ -65,7 +65,7 @@ impl Compiler {
     /// checks it against the world.
     pub fn compile(&self, source: &str, bytes: &[u8]) -> Result<Compiled, LoadError> {
         let start = Instant::now();
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         let (component, from_cache) = match self.cache.load(&sha256) {
             Some(component) => (component, true),
             None => {
@@ -243,8 +243,12 @@ fn first_line(e: &wasmtime::Error) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The sha256 of `bytes`, in hex: a policy's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

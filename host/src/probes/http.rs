@@ -49,6 +49,15 @@ impl HttpProbe {
     }
 }
 
+impl HttpProbe {
+    /// One GET, bounded by `timeout`.
+    pub async fn get_once(mut self, timeout: std::time::Duration) -> ProbeValue {
+        tokio::time::timeout(timeout, self.sample())
+            .await
+            .unwrap_or_else(|_| ProbeValue::Failed(format!("no answer within {timeout:?}")))
+    }
+}
+
 impl Sample for HttpProbe {
     async fn sample(&mut self) -> ProbeValue {
         let target = match &self.target {

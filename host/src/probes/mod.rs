@@ -17,6 +17,7 @@ use crate::policy::{Probe, ProbeValue};
 use crate::supervisor::Reaper;
 
 pub use connections::ConnectionsProbe;
+pub use http::HttpProbe;
 
 /// How much of a body or file a probe keeps.
 pub const MAX_BODY: usize = 4096;

@@ -1,0 +1,179 @@
+//! The admin server: what the kubelet and the operator ask of the agent.
+//!
+//! * `GET /healthz` — 200 while the agent (and so the app) runs;
+//! * `GET /readyz` — 200 while serving (and the app's own readiness URL, if
+//!   configured, answers 2xx); 503 from the moment a drain begins;
+//! * `GET /prestop` — for a `preStop: httpGet` hook: begins the drain, holds
+//!   the request until the app may be signalled, answers 200 with the reason;
+//! * `GET /metrics` — Prometheus (OpenMetrics) text;
+//! * `GET /status` — JSON: policy, phase, config summary, timeline;
+//! * `PUT /policy` — a new policy component, when turned on: needs the
+//!   bearer token; validated like any reload, answered 200 or 422.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::controller::Event;
+use crate::policy::ProbeValue;
+use crate::probes::HttpProbe;
+use crate::reload::Reloader;
+use crate::shared::Shared;
+
+/// The server's view of the agent.
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    pub events: mpsc::UnboundedSender<Event>,
+    /// The app's own readiness endpoint, checked by `/readyz`.
+    pub readiness_url: Option<String>,
+    /// `PUT /policy`, when on: its bearer token and where pushes go.
+    pub push: Option<(String, Reloader)>,
+}
+
+/// The largest policy `PUT /policy` takes (a JavaScript component is ~12 MB).
+const MAX_POLICY: usize = 64 << 20;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Serves until the process exits.
+pub async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+impl Admin {
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => self.readyz().await,
+            (&Method::GET, "/prestop") => self.prestop().await,
+            (&Method::GET, "/metrics") => Response::builder()
+                .header(
+                    "content-type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(self.shared.metrics.encode())))
+                .expect("a valid response"),
+            (&Method::GET, "/status") => self.status(),
+            (&Method::PUT, "/policy") => self.push(req).await,
+            (_, "/healthz" | "/readyz" | "/prestop" | "/metrics" | "/status") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+            }
+            (_, "/policy") => text(StatusCode::METHOD_NOT_ALLOWED, "use PUT\n"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    async fn readyz(&self) -> Reply {
+        if !self.shared.ready() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        }
+        if let Some(url) = &self.readiness_url {
+            let probe = HttpProbe::new(url).get_once(std::time::Duration::from_secs(1));
+            match probe.await {
+                ProbeValue::Http(r) if (200..300).contains(&r.status) => {}
+                ProbeValue::Http(r) => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("the app answers {}\n", r.status),
+                    );
+                }
+                other => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("the app: {other:?}\n"),
+                    );
+                }
+            }
+        }
+        text(StatusCode::OK, "ready\n")
+    }
+
+    async fn prestop(&self) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self.events.send(Event::PreStop(reply)).is_err() {
+            return text(StatusCode::OK, "the agent is stopping\n");
+        }
+        match answer.await {
+            Ok(why) => text(StatusCode::OK, &format!("{why}\n")),
+            Err(_) => text(StatusCode::OK, "the agent is stopping\n"),
+        }
+    }
+
+    async fn push(&self, req: Request<Incoming>) -> Reply {
+        use http_body_util::{BodyExt, Limited};
+        let Some((token, reloader)) = &self.push else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "PUT /policy is off (admin.policy_push)\n",
+            );
+        };
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same(given.as_bytes(), token.as_bytes()) {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required\n",
+            );
+        }
+        let bytes = match Limited::new(req.into_body(), MAX_POLICY).collect().await {
+            Ok(body) => body.to_bytes().to_vec(),
+            Err(e) => return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
+        };
+        match reloader.push(bytes).await {
+            Ok(identity) => text(StatusCode::OK, &format!("{identity} is live\n")),
+            Err(reason) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("refused: {reason}\n"),
+            ),
+        }
+    }
+
+    fn status(&self) -> Reply {
+        let body = serde_json::json!({
+            "status": self.shared.status(),
+            "ready": self.shared.ready(),
+            "timeline": self.shared.timeline.entries(),
+        });
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("a valid response")
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}

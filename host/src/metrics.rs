@@ -1,0 +1,164 @@
+//! Prometheus metrics: what the controller did, for `/metrics`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    phase: Family<Labels, Gauge>,
+    drain_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    decisions: Family<Labels, Counter>,
+    call_seconds: Family<Labels, Histogram>,
+    failures: Family<Labels, Counter>,
+    reloads: Family<Labels, Counter>,
+    drain_began: Mutex<Option<Instant>>,
+}
+
+/// The agent's phase, one-hot in `lameduck_phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Serving,
+    Draining,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lameduck");
+        let phase = Family::<Labels, Gauge>::default();
+        registry.register("phase", "1 for the agent's current phase", phase.clone());
+        let drain_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "drain_duration_seconds",
+            "Time since the drain began (0 while serving)",
+            drain_seconds.clone(),
+        );
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions taken, by reason (numbers in the reason replaced by N)",
+            decisions.clone(),
+        );
+        let call_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            // 1 µs to ~16 ms, doubling.
+            Histogram::new((0..15).map(|i| 1e-6 * f64::from(1u32 << i)))
+        });
+        registry.register(
+            "policy_call_duration_seconds",
+            "Time of each call into the policy",
+            call_seconds.clone(),
+        );
+        let failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "policy_failures",
+            "Policy calls answered by the fallback, by kind of failure",
+            failures.clone(),
+        );
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy loads and reloads, by result",
+            reloads.clone(),
+        );
+        let metrics = Metrics {
+            registry,
+            phase,
+            drain_seconds,
+            decisions,
+            call_seconds,
+            failures,
+            reloads,
+            drain_began: Mutex::new(None),
+        };
+        metrics.set_phase(Phase::Serving);
+        metrics
+    }
+}
+
+impl Metrics {
+    pub fn set_phase(&self, phase: Phase) {
+        for p in [Phase::Serving, Phase::Draining] {
+            let label = vec![("phase", format!("{p:?}").to_lowercase())];
+            self.phase.get_or_create(&label).set((p == phase) as i64);
+        }
+        if phase == Phase::Draining {
+            *self.drain_began.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    pub fn decision(&self, reason: &str) {
+        self.decisions
+            .get_or_create(&vec![("reason", reason_label(reason))])
+            .inc();
+    }
+
+    pub fn policy_call(&self, call: &'static str, took: Duration) {
+        self.call_seconds
+            .get_or_create(&vec![("call", call.to_string())])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn policy_failure(&self, kind: &'static str) {
+        self.failures
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        if let Some(began) = *self.drain_began.lock().unwrap_or_else(|e| e.into_inner()) {
+            self.drain_seconds.set(began.elapsed().as_secs_f64());
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// A reason as a label of bounded cardinality: numbers become `N`.
+fn reason_label(reason: &str) -> String {
+    let mut label = String::with_capacity(reason.len());
+    let mut in_number = false;
+    for c in reason.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                label.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            label.push(c);
+        }
+    }
+    label
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lose_their_numbers() {
+        assert_eq!(
+            reason_label("last new connection 117 ms ago, waiting for 1000 ms"),
+            "last new connection N ms ago, waiting for N ms"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The admin server over real HTTP: readiness, `/prestop`, `/metrics`,
+//! `/status`, and no port at all when it is off.
+
+use std::time::Duration;
+
+use crate::supervision::as_strs;
+use crate::util::{Agent, App, get_body, scratch};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The admin server's port, from the agent's log.
+fn admin_port(agent: &Agent) -> u16 {
+    agent.wait_for_event("admin", 10 * SECOND);
+    let (_, message) = agent
+        .events()
+        .into_iter()
+        .find(|(e, _)| e == "admin")
+        .unwrap();
+    message.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn readiness_flips_when_the_drain_begins() {
+    let app = App::new("readyz");
+    let mut agent = Agent::start(
+        &["--admin", "127.0.0.1:0", "--grace-period", "5s"],
+        &as_strs(&app.command(&["--on-term", "drain"])),
+    );
+    let admin = admin_port(&agent);
+    app.port();
+    agent.wait_for_event("policy", 10 * SECOND);
+    assert_eq!(get_body(admin, "/healthz").unwrap().0, 200);
+    assert_eq!(get_body(admin, "/readyz").unwrap().0, 200);
+    agent.signal(libc::SIGTERM);
+    agent.wait_for_event("drain", 5 * SECOND);
+    assert_eq!(
+        get_body(admin, "/readyz").unwrap(),
+        (503, "draining\n".to_string())
+    );
+    let (status, body) = get_body(admin, "/status").unwrap();
+    assert_eq!(status, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["status"]["phase"], "draining");
+    assert_eq!(status["status"]["policy"]["source"], "builtin:drain");
+    assert!(
+        status["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "drain")
+    );
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
+}
+
+#[test]
+fn prestop_holds_until_the_app_may_be_signalled() {
+    let app = App::new("prestop");
+    let mut agent = Agent::start(
+        &["--admin", "127.0.0.1:0", "--grace-period", "10s"],
+        &as_strs(&app.command(&["--on-term", "drain"])),
+    );
+    let admin = admin_port(&agent);
+    let port = app.port();
+    agent.wait_for_event("policy", 10 * SECOND);
+    let slow = std::thread::spawn(move || crate::util::get(port, "/slow?ms=2000"));
+    std::thread::sleep(Duration::from_millis(300));
+    // The kubelet's preStop hook, and a second call (hooks may be retried).
+    let hooks: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || (get_body(admin, "/prestop"), now())))
+        .collect();
+    let (status, completed) = slow.join().unwrap().unwrap();
+    assert_eq!(status, 200);
+    for hook in hooks {
+        let (reply, released) = hook.join().unwrap();
+        let (status, body) = reply.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.starts_with("TERM sent: no new connection"), "{body}");
+        assert!(
+            released >= completed,
+            "/prestop released before the request completed"
+        );
+    }
+    // Then the kubelet sends TERM: the drain goes on, the app has exited.
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
+    assert_eq!(
+        agent.events().iter().filter(|(e, _)| e == "drain").count(),
+        1
+    );
+}
+
+#[test]
+fn metrics_parse_and_count_what_happened() {
+    let app = App::new("metrics");
+    let mut agent = Agent::start(
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--policy",
+            "builtin:delay",
+            "--policy-config",
+            "delay=1s",
+            "--grace-period",
+            "8s",
+        ],
+        &as_strs(&app.command(&["--on-term", "ignore"])),
+    );
+    let admin = admin_port(&agent);
+    app.port();
+    agent.wait_for_event("policy", 10 * SECOND);
+    agent.signal(libc::SIGUSR1);
+    agent.signal(libc::SIGTERM);
+    agent.wait_for_event("sent", 5 * SECOND);
+    let (status, text) = get_body(admin, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let samples = parse_openmetrics(&text);
+    let value = |name: &str, labels: &str| -> f64 {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l == labels)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in {samples:?}"))
+            .2
+    };
+    assert_eq!(value("lameduck_phase", "phase=draining"), 1.0);
+    assert_eq!(value("lameduck_phase", "phase=serving"), 0.0);
+    assert_eq!(
+        value("lameduck_decisions_total", "reason=fixed delay of N ms"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "lameduck_decisions_total",
+            "reason=fixed delay of N ms is over"
+        ),
+        1.0
+    );
+    assert_eq!(value("lameduck_policy_reloads_total", "result=ok"), 1.0);
+    assert_eq!(
+        value("lameduck_policy_call_duration_seconds_count", "call=decide"),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "lameduck_policy_call_duration_seconds_count",
+            "call=on-signal"
+        ),
+        2.0
+    );
+    assert!(value("lameduck_drain_duration_seconds", "") >= 1.0);
+    agent.wait(15 * SECOND);
+}
+
+#[test]
+fn with_the_admin_server_off_no_port_is_open() {
+    for (admin, sockets) in [("off", 0), ("127.0.0.1:0", 1)] {
+        let mut agent = Agent::start(&["--admin", admin], &["sleep", "1"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let open = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+            .unwrap()
+            .flatten()
+            .filter(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            })
+            .count();
+        assert_eq!(open, sockets, "--admin {admin}");
+        assert_eq!(agent.wait(10 * SECOND).0, 0);
+    }
+}
+
+#[test]
+fn config_errors_carry_line_and_column() {
+    let dir = scratch("config-errors");
+    let config = dir.join("lameduck.yaml");
+    std::fs::write(&config, "grace_period: 30s\nprobes:\n  - name: idle\n    http: { url: 'http://127.0.0.1/' , timout: 1s }\n").unwrap();
+    let out = std::process::Command::new(crate::util::lameduck())
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("{}:4:", config.display());
+    assert!(
+        stderr.contains(&expected) && stderr.contains("probes[0].http.timout"),
+        "{stderr}"
+    );
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// (metric name, labels as `k=v,k=v`, value), by Python's prometheus_client
+/// OpenMetrics parser — a real parser, strict about the format.
+fn parse_openmetrics(text: &str) -> Vec<(String, String, f64)> {
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        print(f"{s.name}\t{labels}\t{s.value}")
+"#;
+    use std::io::Write;
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not valid OpenMetrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut parts = l.split('\t');
+            let (name, labels, value) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            (name.to_string(), labels.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
