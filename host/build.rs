@@ -17,8 +17,14 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = root.join("target").join("policies");
 
-    for watched in ["wit", "guest-sdk", "policies", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    // Only what the built-in policies are made of: the other-language ports
+    // under policies/ have build outputs of their own that must not trigger this.
+    let policy_dirs = POLICIES.map(|p| format!("policies/{p}"));
+    let watched = ["wit", "guest-sdk", "Cargo.lock"]
+        .into_iter()
+        .chain(policy_dirs.iter().map(String::as_str));
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

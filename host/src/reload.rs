@@ -22,8 +22,10 @@ use crate::controller::Event;
 use crate::policy::{Compiler, Limits, sha256_hex};
 
 /// File events closer together than this are one change (an editor's or
-/// the kubelet's several steps).
-const SETTLE: Duration = Duration::from_millis(10);
+/// the kubelet's several steps). Correctness does not depend on it — every
+/// event re-reads the file, and the same bytes are a no-op — it only spares
+/// reading a file that is still being written.
+const SETTLE: Duration = Duration::from_millis(2);
 
 /// What the reloader is asked to do.
 pub enum Request {

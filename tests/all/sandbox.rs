@@ -219,6 +219,20 @@ fn a_trap_is_reported_as_a_trap() {
 }
 
 #[test]
+fn a_policy_cannot_wait_a_sleep_returns_at_once() {
+    let wasi_io = "package wasi:io@0.2.0;\ninterface poll { resource pollable { block: func(); } }";
+    let wasi_clocks = "package wasi:clocks@0.2.0;\ninterface monotonic-clock {\n  use wasi:io/poll@0.2.0.{pollable};\n  subscribe-duration: func(when: u64) -> pollable;\n}";
+    let world = "package lameduck:fixtures;\nworld sleeper {\n  include lameduck:policy/drain-policy@0.1.0;\n  import wasi:clocks/monotonic-clock@0.2.0;\n}";
+    let bytes = crate::util::component_in("sleep.wat", &[wasi_io, wasi_clocks, world], "sleeper");
+    let compiled = compiler().compile("sleep", &bytes).unwrap();
+    let mut instance = compiled.instantiate(&[]).unwrap();
+    let start = Instant::now();
+    let decision = instance.decide(&snapshot(0, &[], vec![])).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5), "the policy slept");
+    assert_eq!(decision.next, Next::WaitForExit);
+}
+
+#[test]
 fn a_tighter_cpu_budget_is_kept() {
     let limits = Limits {
         cpu: Duration::from_millis(3),

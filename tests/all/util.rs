@@ -19,15 +19,27 @@ pub fn fixture(name: &str) -> PathBuf {
 /// core modules in the world's canonical ABI wrapped with `wit/`, the way
 /// `wit-bindgen` guests are.
 pub fn component(name: &str) -> Vec<u8> {
+    component_in(name, &[], "drain-policy")
+}
+
+/// As [`component`], for a core module that also imports from the WIT
+/// packages in `extra` (each its own package text, dependencies first), in
+/// the world `world` of the last package (or of `wit/` if none).
+pub fn component_in(name: &str, extra: &[&str], world: &str) -> Vec<u8> {
     let bytes = wat::parse_file(fixture(name)).expect("fixture parses");
     if wasmparser_is_component(&bytes) {
         return bytes;
     }
     let mut module = bytes;
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_path(root().join("wit")).expect("wit/ parses");
+    let (mut package, _) = resolve.push_path(root().join("wit")).expect("wit/ parses");
+    for (i, text) in extra.iter().enumerate() {
+        package = resolve
+            .push_str(format!("extra{i}.wit"), text)
+            .expect("extra WIT parses");
+    }
     let world = resolve
-        .select_world(&[package], Some("drain-policy"))
+        .select_world(&[package], Some(world))
         .expect("the world exists");
     wit_component::embed_component_metadata(
         &mut module,

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::{DrainPolicy, DrainPolicyPre};
 use super::cache::Cache;
-use super::instance::{Instance, State, Ticker};
+use super::instance::{self, Instance, State, Ticker};
 use super::{Identity, Limits, LoadError, PolicyError, WORLD};
 
 /// The exports the world requires.
@@ -25,6 +25,10 @@ fn engine_config(limits: &Limits) -> Config {
     config.max_wasm_stack(limits.stack);
     // Traps are reported by kind; backtraces would cost time on every trap.
     config.wasm_backtrace_max_frames(None);
+    // A policy is a little logic; what dominates a call is the component
+    // boundary, not its code. Unoptimised compiles are much faster, which
+    // is what a hot swap waits for.
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
     config
 }
 
@@ -46,6 +50,7 @@ impl Compiler {
         let engine = Engine::new(&engine_config(&limits))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        instance::forbid_waiting(&mut linker)?;
         DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         Ok(Compiler {
             ticker: Ticker::start(&engine),

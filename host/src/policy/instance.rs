@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{Engine, EngineWeak, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::lameduck::policy::{host, types};
@@ -15,13 +16,25 @@ use super::output::GuestOutput;
 use super::{Decision, Identity, Level, Limits, PolicyError, Signal, SignalAction, Snapshot};
 
 /// What the host keeps for one instance: the empty WASI context, the memory
-/// cap and the deadline of the call in progress.
+/// cap and the CPU deadline of the call in progress.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
-    deadline: Instant,
+    deadline: Duration,
     tag: Arc<str>,
+}
+
+/// CPU time used by the calling thread. The budget counts this, not wall
+/// time, so a policy is not cut short because the machine is busy.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a local; this clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl WasiView for State {
@@ -45,6 +58,40 @@ impl host::Host for State {
             Level::Error => tracing::error!(target: "policy", policy, "{message}"),
         }
     }
+}
+
+/// The WASI version whose clock this agent's linker provides.
+const WASI_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A pollable that is always ready.
+struct Ready;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+/// Makes the clock's timers ready at once. Epoch interruption stops a policy
+/// only while it runs wasm code; a wait inside the host (a sleep through
+/// `wasi:io/poll`) would hold the controller, and the deadline with it.
+/// Time only enters the sandbox through these two functions — streams are
+/// always ready, sockets and files are denied — so with them a policy can
+/// never wait: a sleep returns at once.
+pub(super) fn forbid_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    fn ready(state: &mut State) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let ready = state.table.push(Ready)?;
+        Ok((wasmtime_wasi::p2::subscribe(&mut state.table, ready)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCK)?;
+    clock.func_wrap("subscribe-duration", |mut store, (_,): (u64,)| {
+        ready(store.data_mut())
+    })?;
+    clock.func_wrap("subscribe-instant", |mut store, (_,): (u64,)| {
+        ready(store.data_mut())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Refuses memory growth past the limit with an error we can recognise.
@@ -109,13 +156,14 @@ impl Instance {
             memory: MemoryCap {
                 limit: limits.memory,
             },
-            deadline: Instant::now() + limits.cpu,
+            deadline: Duration::ZERO,
             tag,
         };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.memory);
+        // Runs on the thread executing the policy, at every tick.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline {
+            Ok(if thread_cpu_time() >= ctx.data().deadline {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
@@ -166,7 +214,7 @@ fn arm<T>(
     limits: Limits,
     call: impl FnOnce(&mut Store<State>) -> wasmtime::Result<T>,
 ) -> Result<T, PolicyError> {
-    store.data_mut().deadline = Instant::now() + limits.cpu;
+    store.data_mut().deadline = thread_cpu_time() + limits.cpu;
     store.set_epoch_deadline(1);
     let _busy = ticker.busy();
     call(store).map_err(|e| classify(&e, limits))

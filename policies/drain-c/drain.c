@@ -1,0 +1,477 @@
+// `drain` in C: the same policy as policies/drain/src/lib.rs.
+//
+// Readiness goes down at once. The app is signalled when the evidence says it
+// is safe: no new connection on its ports for a quiet period and no connection
+// in flight, or when the deadline leaves just the time the app needs to stop.
+// If it has not exited some time after the signal, it is killed.
+//
+// Config (same keys, defaults and errors as the Rust policy):
+// * `probe` -- the `connections` probe to read (default `connections`);
+// * `quiet` -- the shortest quiet period (default `1s`);
+// * `quiet-max` -- the longest, whatever was learned (default `5s`);
+// * `reserve` -- time left to the app after the signal (default `5s`, at most
+//   a third of the drain budget);
+// * `recheck` -- how often to look again while waiting (default `100ms`);
+// * `signal` -- the stop signal (default `TERM`);
+// * `kill-after` -- time from the signal to KILL (default `10s`).
+//
+// Memory, as wit-bindgen's C bindings define it: an export owns its arguments
+// and frees them; the strings it returns are freed by the bindings after the
+// call (`cabi_post_*`), so they are always heap copies, never literals.
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drain_policy.h"
+
+typedef drain_policy_string_t string_t;
+typedef lameduck_policy_types_signal_t signal_t;
+typedef lameduck_policy_types_snapshot_t snapshot_t;
+typedef lameduck_policy_types_decision_t decision_t;
+typedef lameduck_policy_types_connections_t connections_t;
+
+// The conventional names, without `SIG`, in the contract's order.
+static const char *const SIGNAL_NAMES[] = {
+    "HUP",  "INT",  "QUIT", "KILL", "USR1", "USR2", "PIPE", "ALRM",
+    "TERM", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",  "XCPU",
+    "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR",
+};
+#define SIGNAL_COUNT (sizeof SIGNAL_NAMES / sizeof SIGNAL_NAMES[0])
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+// Text built piece by piece on the heap, to become a component string (which
+// the bindings free). Strings from the host are copied byte for byte: they
+// may hold NULs, where `%.*s` would stop.
+typedef struct {
+  char *ptr;
+  size_t len, cap;
+} text_t;
+
+// Makes room for `more` bytes and a NUL.
+static void reserve(text_t *t, size_t more) {
+  if (t->len + more + 1 <= t->cap) return;
+  t->cap = (t->len + more + 1) * 2;
+  t->ptr = realloc(t->ptr, t->cap);
+  if (t->ptr == NULL) abort();
+}
+
+static void put_string(text_t *t, string_t s) {
+  reserve(t, s.len);
+  memcpy(t->ptr + t->len, s.ptr, s.len);
+  t->len += s.len;
+}
+
+static void vputf(text_t *t, const char *fmt, va_list args) {
+  va_list again;
+  va_copy(again, args);
+  int len = vsnprintf(NULL, 0, fmt, args);
+  reserve(t, (size_t)len);
+  vsnprintf(t->ptr + t->len, (size_t)len + 1, fmt, again);
+  va_end(again);
+  t->len += (size_t)len;
+}
+
+static void putf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(text_t *t, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vputf(t, fmt, args);
+  va_end(args);
+}
+
+static string_t done(text_t *t) { return (string_t){(uint8_t *)t->ptr, t->len}; }
+
+// A formatted component string.
+static string_t format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static string_t format(const char *fmt, ...) {
+  text_t t = {0};
+  va_list args;
+  va_start(args, fmt);
+  vputf(&t, fmt, args);
+  va_end(args);
+  return done(&t);
+}
+
+static bool string_is(const string_t *s, const char *text) {
+  size_t len = strlen(text);
+  return s->len == len && memcmp(s->ptr, text, len) == 0;
+}
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+// Whether the UTF-8 sequence at `p` (of at most `n` bytes, `n` > 0) is a
+// Unicode White_Space character, the set Rust's `str::trim` removes; its
+// length goes to `*len`.
+static bool white_space_at(const uint8_t *p, size_t n, size_t *len) {
+  uint32_t c;
+  if (p[0] < 0x80) {
+    *len = 1;
+    c = p[0];
+  } else if ((p[0] & 0xe0) == 0xc0 && n >= 2) {
+    *len = 2;
+    c = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+  } else if ((p[0] & 0xf0) == 0xe0 && n >= 3) {
+    *len = 3;
+    c = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+  } else {
+    return false;  // four-byte characters are never white space
+  }
+  return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+// `text` without leading and trailing white space, as Rust's `str::trim`.
+static string_t trim(string_t text) {
+  size_t len;
+  while (text.len > 0 && white_space_at(text.ptr, text.len, &len)) {
+    text.ptr += len;
+    text.len -= len;
+  }
+  while (text.len > 0) {
+    // Step back to the start of the last character.
+    size_t start = text.len - 1;
+    while (start > 0 && (text.ptr[start] & 0xc0) == 0x80) start--;
+    if (!white_space_at(text.ptr + start, text.len - start, &len) || start + len != text.len) break;
+    text.len = start;
+  }
+  return text;
+}
+
+// Whether `text`, upper-cased in ASCII only (as Rust's `to_ascii_uppercase`),
+// equals `upper`.
+static bool equals_ignore_ascii_case(string_t text, const char *upper) {
+  size_t len = strlen(upper);
+  if (text.len != len) return false;
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = text.ptr[i];
+    if (c >= 'a' && c <= 'z') c -= 'a' - 'A';
+    if (c != (uint8_t)upper[i]) return false;
+  }
+  return true;
+}
+
+// Parses `250ms`, `30s`, `1.5s`, `2m`, `1h` into milliseconds.
+static bool parse_duration_ms(string_t text, uint32_t *ms_out) {
+  text = trim(text);
+  size_t split = 0;
+  while (split < text.len && ((text.ptr[split] >= '0' && text.ptr[split] <= '9') || text.ptr[split] == '.'))
+    split++;
+  if (split == text.len) return false;  // no unit
+  if (split == 0) return false;  // no number
+  // Only digits and dots: `strtod` must take all of them (Rust refuses `.`
+  // and `1.2.3`), and it rounds correctly, as Rust does.
+  char *digits = malloc(split + 1);
+  if (digits == NULL) abort();
+  memcpy(digits, text.ptr, split);
+  digits[split] = '\0';
+  char *end;
+  double number = strtod(digits, &end);
+  bool whole = end == digits + split;
+  free(digits);
+  if (!whole) return false;
+  string_t unit = trim((string_t){text.ptr + split, text.len - split});
+  double scale;
+  if (string_is(&unit, "ms")) scale = 1.0;
+  else if (string_is(&unit, "s")) scale = 1000.0;
+  else if (string_is(&unit, "m")) scale = 60000.0;
+  else if (string_is(&unit, "h")) scale = 3600000.0;
+  else return false;
+  double ms = number * scale;
+  if (!(isfinite(ms) && ms <= (double)UINT32_MAX)) return false;
+  *ms_out = (uint32_t)round(ms);  // half away from zero, as Rust's `round`
+  return true;
+}
+
+// Parses `TERM`, `SIGTERM` or `term`.
+static bool signal_from_name(string_t text, signal_t *out) {
+  text = trim(text);
+  if (text.len >= 3 && equals_ignore_ascii_case((string_t){text.ptr, 3}, "SIG")) {
+    text.ptr += 3;
+    text.len -= 3;
+  }
+  for (size_t i = 0; i < SIGNAL_COUNT; i++) {
+    if (equals_ignore_ascii_case(text, SIGNAL_NAMES[i])) {
+      *out = (signal_t)i;
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// The `policy.config` map, read with typed getters. Any key no getter asked
+// for is refused by `config_finish`, so a typo is an error, not a default.
+
+#define MAX_KNOWN 16
+
+typedef struct {
+  const drain_policy_list_tuple2_string_string_t *pairs;
+  const char *known[MAX_KNOWN];
+  size_t known_len;
+} config_t;
+
+// The raw value of `key`, if set; records `key` as known.
+static const string_t *config_get(config_t *config, const char *key) {
+  if (config->known_len < MAX_KNOWN) config->known[config->known_len++] = key;
+  for (size_t i = 0; i < config->pairs->len; i++) {
+    if (string_is(&config->pairs->ptr[i].f0, key)) return &config->pairs->ptr[i].f1;
+  }
+  return NULL;
+}
+
+static bool config_duration_ms(config_t *config, const char *key, uint32_t default_ms, uint32_t *out,
+                               string_t *err) {
+  const string_t *text = config_get(config, key);
+  if (text == NULL) {
+    *out = default_ms;
+    return true;
+  }
+  if (parse_duration_ms(*text, out)) return true;
+  text_t t = {0};
+  putf(&t, "policy.config.%s: `", key);
+  put_string(&t, *text);
+  putf(&t, "` is not a duration (examples: 250ms, 30s, 2m)");
+  *err = done(&t);
+  return false;
+}
+
+// A signal name such as `TERM`, `SIGUSR1` or `usr1`; `none` clears `*is_some`.
+static bool config_signal(config_t *config, const char *key, signal_t fallback, bool *is_some, signal_t *out,
+                          string_t *err) {
+  const string_t *text = config_get(config, key);
+  *is_some = true;
+  if (text == NULL) {
+    *out = fallback;
+    return true;
+  }
+  if (equals_ignore_ascii_case(*text, "NONE")) {
+    *is_some = false;
+    return true;
+  }
+  if (signal_from_name(*text, out)) return true;
+  text_t t = {0};
+  putf(&t, "policy.config.%s: `", key);
+  put_string(&t, *text);
+  putf(&t, "` is not a signal name (examples: TERM, USR1, none)");
+  *err = done(&t);
+  return false;
+}
+
+static bool config_known(const config_t *config, const string_t *key) {
+  for (size_t k = 0; k < config->known_len; k++) {
+    if (string_is(key, config->known[k])) return true;
+  }
+  return false;
+}
+
+static bool config_finish(const config_t *config, string_t *err) {
+  size_t unknown = 0;
+  for (size_t i = 0; i < config->pairs->len; i++) unknown += !config_known(config, &config->pairs->ptr[i].f0);
+  if (unknown == 0) return true;
+  text_t t = {0};
+  putf(&t, "policy.config: unknown key%s ", unknown > 1 ? "s" : "");
+  const char *sep = "";
+  for (size_t i = 0; i < config->pairs->len; i++) {
+    if (config_known(config, &config->pairs->ptr[i].f0)) continue;
+    putf(&t, "%s", sep);
+    put_string(&t, config->pairs->ptr[i].f0);
+    sep = ", ";
+  }
+  putf(&t, " (known: ");
+  for (size_t k = 0; k < config->known_len; k++) putf(&t, "%s%s", k > 0 ? ", " : "", config->known[k]);
+  putf(&t, ")");
+  *err = done(&t);
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// The policy
+
+typedef struct {
+  string_t probe;  // owned copy
+  uint32_t quiet_ms, quiet_max_ms, reserve_ms, recheck_ms, kill_after_ms;
+  signal_t signal;
+} drain_t;
+
+// The policy of this instance, set by `init`.
+static drain_t POLICY;
+static bool INITIALISED = false;
+
+static bool drain_init(config_t *config, drain_t *d, string_t *err) {
+  const string_t *probe = config_get(config, "probe");
+  if (probe != NULL) drain_policy_string_dup_n(&d->probe, (const char *)probe->ptr, probe->len);
+  else drain_policy_string_dup(&d->probe, "connections");
+  bool has_signal;
+  if (!config_duration_ms(config, "quiet", 1000, &d->quiet_ms, err) ||
+      !config_duration_ms(config, "quiet-max", 5000, &d->quiet_max_ms, err) ||
+      !config_duration_ms(config, "reserve", 5000, &d->reserve_ms, err) ||
+      !config_duration_ms(config, "recheck", 100, &d->recheck_ms, err) ||
+      !config_signal(config, "signal", LAMEDUCK_POLICY_TYPES_SIGNAL_TERM, &has_signal, &d->signal, err) ||
+      !config_duration_ms(config, "kill-after", 10000, &d->kill_after_ms, err)) {
+    drain_policy_string_free(&d->probe);
+    return false;
+  }
+  d->recheck_ms = max_u32(d->recheck_ms, 1);
+  if (!has_signal) d->signal = LAMEDUCK_POLICY_TYPES_SIGNAL_TERM;
+  if (d->quiet_max_ms < d->quiet_ms) {
+    *err = format("policy.config.quiet-max (%u ms) is shorter than quiet (%u ms)", d->quiet_max_ms, d->quiet_ms);
+    drain_policy_string_free(&d->probe);
+    return false;
+  }
+  return true;
+}
+
+// When `signal` was first sent during this drain.
+static bool sent_at(const snapshot_t *s, signal_t signal, uint32_t *at) {
+  for (size_t i = 0; i < s->signals_sent.len; i++) {
+    if (s->signals_sent.ptr[i].signal == signal) {
+      *at = s->signals_sent.ptr[i].at_ms;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The first probe called `name`, if it is a sampled `connections` probe.
+static const connections_t *connections(const snapshot_t *s, const string_t *name) {
+  for (size_t i = 0; i < s->probes.len; i++) {
+    const lameduck_policy_types_probe_t *p = &s->probes.ptr[i];
+    if (p->name.len == name->len && memcmp(p->name.ptr, name->ptr, name->len) == 0) {
+      return p->value.tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_CONNECTIONS ? &p->value.val.connections : NULL;
+    }
+  }
+  return NULL;
+}
+
+static void set_recheck(decision_t *ret, uint32_t ms, string_t reason) {
+  ret->ready.is_some = false;
+  ret->signal.is_some = false;
+  ret->next.tag = LAMEDUCK_POLICY_TYPES_NEXT_RECHECK;
+  ret->next.val.recheck = ms;
+  ret->reason = reason;
+}
+
+static void set_wait_for_exit(decision_t *ret, string_t reason) {
+  set_recheck(ret, 0, reason);
+  ret->next.tag = LAMEDUCK_POLICY_TYPES_NEXT_WAIT_FOR_EXIT;
+}
+
+// Readiness down, look again in `ms`.
+static void waiting(decision_t *ret, uint32_t ms, string_t reason) {
+  set_recheck(ret, ms, reason);
+  ret->ready = (drain_policy_option_bool_t){true, false};
+}
+
+static void stop(const drain_t *d, decision_t *ret, string_t reason) {
+  waiting(ret, max_u32(d->kill_after_ms, 1), reason);
+  ret->signal = (lameduck_policy_types_option_signal_t){true, d->signal};
+}
+
+// A learned long gap, with half again as margin, within bounds.
+static uint32_t quiet_period(const drain_t *d, const connections_t *c) {
+  uint32_t learned = d->quiet_ms;
+  if (c->typical_gap_ms.is_some) {
+    uint64_t gap = c->typical_gap_ms.val;
+    learned = (uint32_t)(gap + gap / 2 > UINT32_MAX ? UINT32_MAX : gap + gap / 2);
+  }
+  return min_u32(max_u32(learned, d->quiet_ms), d->quiet_max_ms);
+}
+
+static void after_signal(const drain_t *d, const snapshot_t *s, uint32_t since, decision_t *ret) {
+  uint32_t at;
+  if (sent_at(s, LAMEDUCK_POLICY_TYPES_SIGNAL_KILL, &at)) {
+    set_wait_for_exit(ret, format("killed; waiting for the app to exit"));
+  } else if (since >= d->kill_after_ms) {
+    set_wait_for_exit(ret, format("app still running %u ms after %s", since, SIGNAL_NAMES[d->signal]));
+    ret->signal = (lameduck_policy_types_option_signal_t){true, LAMEDUCK_POLICY_TYPES_SIGNAL_KILL};
+  } else {
+    uint32_t left = d->kill_after_ms - since;
+    set_recheck(ret, left, format("signalled; waiting up to %u ms for the app to exit", left));
+  }
+}
+
+static void drain_decide(const drain_t *d, const snapshot_t *s, decision_t *ret) {
+  uint32_t at;
+  if (sent_at(s, d->signal, &at)) {
+    after_signal(d, s, s->elapsed_ms > at ? s->elapsed_ms - at : 0, ret);
+    return;
+  }
+  uint64_t sum = (uint64_t)s->elapsed_ms + s->remaining_ms;
+  uint32_t budget = sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+  uint32_t reserve = min_u32(d->reserve_ms, budget / 3);
+  if (s->remaining_ms <= reserve) {
+    stop(d, ret, format("deadline near: %u ms left, %u ms kept for the app to stop", s->remaining_ms, reserve));
+    return;
+  }
+  // Never sleep past the moment the reserve begins.
+  uint32_t every = min_u32(d->recheck_ms, s->remaining_ms - reserve);
+  const connections_t *c = connections(s, &d->probe);
+  if (c == NULL) {
+    uint32_t quiet = d->quiet_max_ms;
+    if (s->elapsed_ms >= quiet) {
+      text_t t = {0};
+      putf(&t, "no connection evidence (probe `");
+      put_string(&t, d->probe);
+      putf(&t, "` missing or failed); waited %u ms", quiet);
+      stop(d, ret, done(&t));
+    } else {
+      waiting(ret, every, format("no connection evidence; waiting %u ms", quiet));
+    }
+    return;
+  }
+  uint32_t quiet = quiet_period(d, c);
+  uint32_t silent = c->since_last_accept_ms.is_some ? min_u32(c->since_last_accept_ms.val, s->elapsed_ms)
+                                                    : s->elapsed_ms;
+  uint32_t n = c->established;
+  if (silent >= quiet && n == 0) {
+    stop(d, ret, format("no new connection for %u ms (quiet period %u ms) and none in flight", silent, quiet));
+  } else if (silent >= quiet) {
+    waiting(ret, every, format("%u connection(s) in flight", n));
+  } else {
+    waiting(ret, every,
+            format("last new connection %u ms ago, waiting for %u ms of quiet; %u in flight", silent, quiet, n));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The exports
+
+bool exports_drain_policy_init(drain_policy_list_tuple2_string_string_t *pairs, string_t *err) {
+  config_t config = {.pairs = pairs, .known_len = 0};
+  drain_t drain;
+  bool ok = drain_init(&config, &drain, err);
+  if (ok && !config_finish(&config, err)) {
+    drain_policy_string_free(&drain.probe);
+    ok = false;
+  }
+  if (ok) {
+    if (INITIALISED) drain_policy_string_free(&POLICY.probe);
+    POLICY = drain;
+    INITIALISED = true;
+  }
+  drain_policy_list_tuple2_string_string_free(pairs);
+  return ok;
+}
+
+// `term` and `int` begin the drain; the rest are forwarded.
+void exports_drain_policy_on_signal(drain_policy_signal_t signal, drain_policy_snapshot_t *snapshot,
+                                    drain_policy_signal_action_t *ret) {
+  bool drain = signal == LAMEDUCK_POLICY_TYPES_SIGNAL_TERM || signal == LAMEDUCK_POLICY_TYPES_SIGNAL_INT;
+  ret->tag = drain ? LAMEDUCK_POLICY_TYPES_SIGNAL_ACTION_DRAIN : LAMEDUCK_POLICY_TYPES_SIGNAL_ACTION_FORWARD;
+  drain_policy_snapshot_free(snapshot);
+}
+
+void exports_drain_policy_decide(drain_policy_snapshot_t *snapshot, drain_policy_decision_t *ret) {
+  if (!INITIALISED) abort();  // `decide` called before `init`: a trap, as in Rust
+  drain_decide(&POLICY, snapshot, ret);
+  drain_policy_snapshot_free(snapshot);
+}

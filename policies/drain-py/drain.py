@@ -1,0 +1,241 @@
+"""`drain` in Python: the same policy as policies/drain/src/lib.rs.
+
+Readiness goes down at once. The app is signalled when the evidence says it is
+safe: no new connection on its ports for a quiet period and no connection in
+flight, or when the deadline leaves just the time the app needs to stop. If it
+has not exited some time after the signal, it is killed.
+
+Config (same keys, defaults and errors as the Rust policy):
+* `probe` -- the `connections` probe to read (default `connections`);
+* `quiet` -- the shortest quiet period (default `1s`);
+* `quiet-max` -- the longest, whatever was learned (default `5s`);
+* `reserve` -- time left to the app after the signal (default `5s`, at most a
+  third of the drain budget);
+* `recheck` -- how often to look again while waiting (default `100ms`);
+* `signal` -- the stop signal (default `TERM`);
+* `kill-after` -- time from the signal to KILL (default `10s`).
+
+Every number the contract carries is a `u32`; Python's integers are unbounded,
+so the places where Rust saturates are written out.
+"""
+
+import math
+from typing import List, Optional, Tuple
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports.types import (
+    Connections,
+    Decision,
+    Next_Recheck,
+    Next_WaitForExit,
+    ProbeValue_Connections,
+    Signal,
+    SignalAction,
+    SignalAction_Drain,
+    SignalAction_Forward,
+    Snapshot,
+)
+
+U32_MAX = 0xFFFF_FFFF
+
+# The characters Rust's `str::trim` removes (Unicode White_Space). Python's
+# `str.strip()` removes a slightly different set.
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def ascii_upper(text: str) -> str:
+    """Upper-cases ASCII letters only, like Rust's `to_ascii_uppercase`."""
+    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in text)
+
+
+def parse_duration_ms(text: str) -> Optional[int]:
+    """Parses `250ms`, `30s`, `1.5s`, `2m`, `1h` into milliseconds."""
+    text = text.strip(WHITE_SPACE)
+    split = next((i for i, c in enumerate(text) if not (c.isascii() and (c.isdigit() or c == "."))), None)
+    if split is None:
+        return None
+    try:
+        number = float(text[:split])  # only digits and dots: no sign, no exponent
+    except ValueError:
+        return None
+    scale = {"ms": 1.0, "s": 1_000.0, "m": 60_000.0, "h": 3_600_000.0}.get(text[split:].strip(WHITE_SPACE))
+    if scale is None:
+        return None
+    ms = number * scale
+    if not (math.isfinite(ms) and ms <= U32_MAX):
+        return None
+    # Rust rounds half away from zero; Python's round() rounds half to even.
+    whole = math.floor(ms)
+    return whole + 1 if ms - whole >= 0.5 else whole
+
+
+def signal_from_name(text: str) -> Optional[Signal]:
+    """Parses `TERM`, `SIGTERM` or `term`."""
+    upper = ascii_upper(text.strip(WHITE_SPACE))
+    bare = upper[3:] if upper.startswith("SIG") else upper
+    return Signal.__members__.get(bare)
+
+
+class Config:
+    """The `policy.config` map, read with typed getters. Any key no getter
+    asked for is refused by `finish`, so a typo is an error, not a default."""
+
+    def __init__(self, pairs: List[Tuple[str, str]]):
+        self.pairs = pairs
+        self.known: List[str] = []
+
+    def get(self, key: str) -> Optional[str]:
+        self.known.append(key)
+        return next((v for k, v in self.pairs if k == key), None)
+
+    def duration_ms(self, key: str, default_ms: int) -> int:
+        text = self.get(key)
+        if text is None:
+            return default_ms
+        ms = parse_duration_ms(text)
+        if ms is None:
+            raise Err(f"policy.config.{key}: `{text}` is not a duration (examples: 250ms, 30s, 2m)")
+        return ms
+
+    def signal(self, key: str, default: Optional[Signal]) -> Optional[Signal]:
+        text = self.get(key)
+        if text is None:
+            return default
+        if ascii_upper(text) == "NONE":
+            return None
+        signal = signal_from_name(text)
+        if signal is None:
+            raise Err(f"policy.config.{key}: `{text}` is not a signal name (examples: TERM, USR1, none)")
+        return signal
+
+    def string(self, key: str, default: str) -> str:
+        text = self.get(key)
+        return default if text is None else text
+
+    def finish(self) -> None:
+        unknown = [k for k, _ in self.pairs if k not in self.known]
+        if unknown:
+            raise Err(
+                f"policy.config: unknown key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)} (known: {', '.join(self.known)})"
+            )
+
+
+def sent_at(s: Snapshot, signal: Signal) -> Optional[int]:
+    """When `signal` was first sent during this drain."""
+    return next((sent.at_ms for sent in s.signals_sent if sent.signal == signal), None)
+
+
+def connections(s: Snapshot, name: str) -> Optional[Connections]:
+    """The first probe called `name`, if it is a sampled `connections` probe."""
+    probe = next((p for p in s.probes if p.name == name), None)
+    if probe is not None and isinstance(probe.value, ProbeValue_Connections):
+        return probe.value.value
+    return None
+
+
+def waiting(ms: int, reason: str) -> Decision:
+    """Readiness down, look again in `ms`."""
+    return Decision(ready=False, signal=None, next=Next_Recheck(ms), reason=reason)
+
+
+class Drain:
+    """Signals the app once traffic has moved away and work has drained."""
+
+    def __init__(self, config: Config):
+        self.probe = config.string("probe", "connections")
+        self.quiet_ms = config.duration_ms("quiet", 1_000)
+        self.quiet_max_ms = config.duration_ms("quiet-max", 5_000)
+        self.reserve_ms = config.duration_ms("reserve", 5_000)
+        self.recheck_ms = max(config.duration_ms("recheck", 100), 1)
+        self.signal = config.signal("signal", Signal.TERM) or Signal.TERM
+        self.kill_after_ms = config.duration_ms("kill-after", 10_000)
+        if self.quiet_max_ms < self.quiet_ms:
+            raise Err(
+                f"policy.config.quiet-max ({self.quiet_max_ms} ms) is shorter than quiet ({self.quiet_ms} ms)"
+            )
+
+    def decide(self, s: Snapshot) -> Decision:
+        at = sent_at(s, self.signal)
+        if at is not None:
+            return self.after_signal(s, max(s.elapsed_ms - at, 0))
+        budget = min(s.elapsed_ms + s.remaining_ms, U32_MAX)
+        reserve = min(self.reserve_ms, budget // 3)
+        if s.remaining_ms <= reserve:
+            return self.stop(f"deadline near: {s.remaining_ms} ms left, {reserve} ms kept for the app to stop")
+        # Never sleep past the moment the reserve begins.
+        every = min(self.recheck_ms, s.remaining_ms - reserve)
+        c = connections(s, self.probe)
+        if c is None:
+            quiet = self.quiet_max_ms
+            if s.elapsed_ms >= quiet:
+                return self.stop(
+                    f"no connection evidence (probe `{self.probe}` missing or failed); waited {quiet} ms"
+                )
+            return waiting(every, f"no connection evidence; waiting {quiet} ms")
+        quiet = self.quiet_period(c)
+        silent = s.elapsed_ms if c.since_last_accept_ms is None else min(c.since_last_accept_ms, s.elapsed_ms)
+        n = c.established
+        if silent >= quiet and n == 0:
+            return self.stop(f"no new connection for {silent} ms (quiet period {quiet} ms) and none in flight")
+        if silent >= quiet:
+            return waiting(every, f"{n} connection(s) in flight")
+        return waiting(every, f"last new connection {silent} ms ago, waiting for {quiet} ms of quiet; {n} in flight")
+
+    def quiet_period(self, c: Connections) -> int:
+        """A learned long gap, with half again as margin, within bounds."""
+        gap = c.typical_gap_ms
+        learned = self.quiet_ms if gap is None else min(gap + gap // 2, U32_MAX)
+        return min(max(learned, self.quiet_ms), self.quiet_max_ms)
+
+    def stop(self, reason: str) -> Decision:
+        return Decision(ready=False, signal=self.signal, next=Next_Recheck(max(self.kill_after_ms, 1)), reason=reason)
+
+    def after_signal(self, s: Snapshot, since: int) -> Decision:
+        if sent_at(s, Signal.KILL) is not None:
+            return Decision(ready=None, signal=None, next=Next_WaitForExit(), reason="killed; waiting for the app to exit")
+        if since >= self.kill_after_ms:
+            return Decision(
+                ready=None,
+                signal=Signal.KILL,
+                next=Next_WaitForExit(),
+                reason=f"app still running {since} ms after {self.signal.name}",
+            )
+        left = self.kill_after_ms - since
+        return Decision(
+            ready=None,
+            signal=None,
+            next=Next_Recheck(left),
+            reason=f"signalled; waiting up to {left} ms for the app to exit",
+        )
+
+
+# The policy of this instance, set by `init`.
+POLICY: Optional[Drain] = None
+
+
+class WitWorld(wit_world.WitWorld):
+    """The component's exports."""
+
+    def init(self, config: List[Tuple[str, str]]) -> None:
+        global POLICY
+        reader = Config(config)
+        policy = Drain(reader)
+        reader.finish()
+        POLICY = policy
+
+    def on_signal(self, signal: Signal, snapshot: Snapshot) -> SignalAction:
+        # `term` and `int` begin the drain; the rest are forwarded.
+        if signal in (Signal.TERM, Signal.INT):
+            return SignalAction_Drain()
+        return SignalAction_Forward()
+
+    def decide(self, snapshot: Snapshot) -> Decision:
+        if POLICY is None:
+            raise RuntimeError("`decide` called before `init`")
+        return POLICY.decide(snapshot)
+
