@@ -75,6 +75,7 @@ fn main() {
         latencies.push(Duration::from_secs_f64(decided - landed));
     }
     let _ = agent.kill();
+    let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
 
     latencies.sort_unstable();
