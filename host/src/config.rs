@@ -111,6 +111,8 @@ pub struct Config {
     pub reload_signal: Option<i32>,
     /// Turns on `PUT /policy`, which requires this bearer token.
     pub push_token: Option<String>,
+    /// The bearer token for `PUT /policy`, wherever it was given.
+    admin_token: Option<String>,
     pub limits: Limits,
     pub probes: Vec<ProbeSpec>,
     /// The admin server's address; `None` turns it off.
@@ -131,6 +133,7 @@ impl Default for Config {
             policy_config: Vec::new(),
             reload_signal: None,
             push_token: None,
+            admin_token: None,
             limits: Limits::default(),
             probes: vec![ProbeSpec {
                 name: "connections".into(),
@@ -147,11 +150,12 @@ impl Default for Config {
 
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The user's cache directory; none (no cache) without one: the cache holds
+/// native code, so a shared directory such as /tmp would not do.
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("lameduck"))
 }
 
@@ -187,6 +191,9 @@ impl Config {
             config.apply_file(&text, path)?;
         }
         config.apply(overrides)?;
+        if let Some(push) = &mut config.push_token {
+            *push = config.admin_token.clone().unwrap_or_default();
+        }
         if config.push_token.as_ref().is_some_and(|t| t.is_empty()) {
             return Err(ConfigError(
                 "PUT /policy is on (admin.policy_push) but no token is set: give admin.token or LAMEDUCK_ADMIN_TOKEN".into(),
@@ -253,8 +260,11 @@ impl Config {
             self.log_format = format;
         }
         if let Some(admin) = file.admin {
-            if admin.policy_push == Some(true) {
-                self.push_token = Some(admin.token.clone().unwrap_or_default());
+            if admin.token.is_some() {
+                self.admin_token = admin.token;
+            }
+            if let Some(push) = admin.policy_push {
+                self.push_token = push.then(String::new);
             }
             if let Some(url) = admin.readiness_url {
                 crate::probes::check_url(&url).map_err(|e| at("admin.readiness_url", e))?;
@@ -324,13 +334,11 @@ impl Config {
             self.reload_signal =
                 Some(parse_signal(name).map_err(|e| ConfigError(format!("--reload-signal: {e}")))?);
         }
-        match o.policy_push {
-            Some(true) => self.push_token = Some(self.push_token.take().unwrap_or_default()),
-            Some(false) => self.push_token = None,
-            None => {}
+        if let Some(push) = o.policy_push {
+            self.push_token = push.then(String::new);
         }
-        if let (Some(token), Some(push)) = (&o.admin_token, &mut self.push_token) {
-            *push = token.clone();
+        if o.admin_token.is_some() {
+            self.admin_token = o.admin_token.clone();
         }
         if let Some(url) = &o.readiness_url {
             crate::probes::check_url(url)
@@ -662,6 +670,35 @@ mod tests {
         .unwrap();
         assert_eq!(c.grace_period, Duration::from_secs(10));
         assert_eq!(c.admin, Some("127.0.0.1:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lameduck.example.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        load(&text).unwrap();
+    }
+
+    #[test]
+    fn the_push_token_may_come_from_the_file_while_the_switch_is_a_flag() {
+        let dir = std::env::temp_dir().join(format!("lameduck-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token.yaml");
+        std::fs::write(&file, "admin: { token: s3cret }\n").unwrap();
+        let on = Overrides {
+            policy_push: Some(true),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&file), &on).unwrap();
+        assert_eq!(c.push_token.as_deref(), Some("s3cret"));
+        let err = Config::load(None, &on).unwrap_err().to_string();
+        assert!(err.contains("no token is set"), "{err}");
+        assert_eq!(
+            Config::load(Some(&file), &Overrides::default())
+                .unwrap()
+                .push_token,
+            None
+        );
     }
 
     #[test]

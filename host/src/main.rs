@@ -31,6 +31,11 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Copy this binary to DEST (for an init container: the image has no `cp`).
+    Install {
+        /// Where to put the binary, e.g. /lameduck/lameduck on an emptyDir.
+        dest: PathBuf,
+    },
 }
 
 /// Every setting is a flag, an environment variable and a config key;
@@ -113,6 +118,16 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Copies the running binary to `dest`, executable, through a temporary file
+/// and a rename, so an init container that runs again never leaves half a file.
+fn install(dest: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dest.with_extension("tmp");
+    std::fs::copy("/proc/self/exe", &tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, dest)
+}
+
 fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
@@ -126,6 +141,13 @@ fn main() {
             init_logging(config.log_format);
             lameduck::check::check(&config, settings.config.as_deref())
         }
+        Command::Install { dest } => match install(&dest) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("lameduck: install {}: {e}", dest.display());
+                1
+            }
+        },
     };
     std::process::exit(status);
 }

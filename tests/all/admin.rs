@@ -8,17 +8,6 @@ use crate::util::{Agent, App, get_body, scratch};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The admin server's port, from the agent's log.
-fn admin_port(agent: &Agent) -> u16 {
-    agent.wait_for_event("admin", 10 * SECOND);
-    let (_, message) = agent
-        .events()
-        .into_iter()
-        .find(|(e, _)| e == "admin")
-        .unwrap();
-    message.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn readiness_flips_when_the_drain_begins() {
     let app = App::new("readyz");
@@ -26,7 +15,7 @@ fn readiness_flips_when_the_drain_begins() {
         &["--admin", "127.0.0.1:0", "--grace-period", "5s"],
         &as_strs(&app.command(&["--on-term", "drain"])),
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     app.port();
     agent.wait_for_event("policy", 10 * SECOND);
     assert_eq!(get_body(admin, "/healthz").unwrap().0, 200);
@@ -59,7 +48,7 @@ fn prestop_holds_until_the_app_may_be_signalled() {
         &["--admin", "127.0.0.1:0", "--grace-period", "10s"],
         &as_strs(&app.command(&["--on-term", "drain"])),
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     let port = app.port();
     agent.wait_for_event("policy", 10 * SECOND);
     let slow = std::thread::spawn(move || crate::util::get(port, "/slow?ms=2000"));
@@ -105,7 +94,7 @@ fn metrics_parse_and_count_what_happened() {
         ],
         &as_strs(&app.command(&["--on-term", "ignore"])),
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     app.port();
     agent.wait_for_event("policy", 10 * SECOND);
     agent.signal(libc::SIGUSR1);
@@ -134,7 +123,12 @@ fn metrics_parse_and_count_what_happened() {
         ),
         1.0
     );
-    assert_eq!(value("lameduck_policy_reloads_total", "result=ok"), 1.0);
+    assert_eq!(
+        value("lameduck_policy_reloads_total", "result=ok"),
+        1.0,
+        "{:#?}",
+        agent.events()
+    );
     assert_eq!(
         value("lameduck_policy_call_duration_seconds_count", "call=decide"),
         2.0

@@ -521,7 +521,7 @@ fn on_signal_answers_as_rust() {
     let mut expected = rust.instantiate(&[]).unwrap();
     for (language, policy) in ports {
         let mut instance = policy.instantiate(&[]).unwrap();
-        for signal in ALL_SIGNALS {
+        for signal in lameduck::signals::all() {
             assert_eq!(
                 instance.on_signal(signal, &snapshot).unwrap(),
                 expected.on_signal(signal, &snapshot).unwrap(),
@@ -530,28 +530,3 @@ fn on_signal_answers_as_rust() {
         }
     }
 }
-
-const ALL_SIGNALS: [Signal; 22] = [
-    Signal::Hup,
-    Signal::Int,
-    Signal::Quit,
-    Signal::Kill,
-    Signal::Usr1,
-    Signal::Usr2,
-    Signal::Pipe,
-    Signal::Alrm,
-    Signal::Term,
-    Signal::Cont,
-    Signal::Stop,
-    Signal::Tstp,
-    Signal::Ttin,
-    Signal::Ttou,
-    Signal::Urg,
-    Signal::Xcpu,
-    Signal::Xfsz,
-    Signal::Vtalrm,
-    Signal::Prof,
-    Signal::Winch,
-    Signal::Io,
-    Signal::Pwr,
-];

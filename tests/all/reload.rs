@@ -32,16 +32,6 @@ fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn admin_port(agent: &Agent) -> u16 {
-    agent.wait_for_event("admin", 10 * SECOND);
-    let (_, message) = agent
-        .events()
-        .into_iter()
-        .find(|(e, _)| e == "admin")
-        .unwrap();
-    message.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 fn live_sha(admin: u16) -> String {
     let (_, body) = get_body(admin, "/status").unwrap();
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -87,7 +77,7 @@ fn a_swap_while_serving_and_bad_policies_keep_the_last_good_one() {
         ],
         &["sleep", "30"],
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     wait_for_policy(&agent, &sha256_hex(drain));
 
     // A good swap while serving.
@@ -233,7 +223,7 @@ fn five_swaps_in_quick_succession_end_on_the_last() {
         ],
         &["sleep", "30"],
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     wait_for_policy(&agent, &sha256_hex(drain));
     let versions: Vec<Vec<u8>> = (1..=5).map(|n| variant(drain, n)).collect();
     for version in &versions {
@@ -251,7 +241,7 @@ fn five_swaps_in_quick_succession_end_on_the_last() {
 #[test]
 fn put_policy_is_off_by_default_and_needs_the_token() {
     let mut agent = Agent::start(&["--admin", "127.0.0.1:0"], &["sleep", "30"]);
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     assert_eq!(put(admin, None, b"x").0, 404);
     agent.signal(libc::SIGKILL);
     agent.wait(5 * SECOND);
@@ -261,7 +251,7 @@ fn put_policy_is_off_by_default_and_needs_the_token() {
         &[("LAMEDUCK_ADMIN_TOKEN", "s3cret")],
         &["sleep", "30"],
     );
-    let admin = admin_port(&agent);
+    let admin = agent.admin_port();
     wait_for_policy(&agent, &sha256_hex(builtin::get("drain").unwrap()));
     assert_eq!(
         put(admin, Some("wrong"), builtin::get("delay").unwrap()).0,

@@ -61,8 +61,12 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[6..8] == [1, 0]
 }
 
-/// The `lameduck` binary built with these tests.
+/// The `lameduck` binary built with these tests, or the one `LAMEDUCK_BIN`
+/// names (CI runs the suite again against the static musl build).
 pub fn lameduck() -> PathBuf {
+    if let Some(bin) = std::env::var_os("LAMEDUCK_BIN") {
+        return root().join(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let bin = profile_dir.join("lameduck");
@@ -135,6 +139,17 @@ impl Agent {
         }
     }
 
+    /// The admin server's port, from the agent's log.
+    pub fn admin_port(&self) -> u16 {
+        self.wait_for_event("admin", std::time::Duration::from_secs(10));
+        let (_, message) = self
+            .events()
+            .into_iter()
+            .find(|(e, _)| e == "admin")
+            .unwrap();
+        message.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -201,8 +216,18 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: as above; a test that failed leaves nothing behind.
-            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+            // A test that failed leaves nothing behind: the app has a process
+            // group of its own, so it is killed first, then the agent.
+            let pid = self.pid();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(-child, libc::SIGKILL) };
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

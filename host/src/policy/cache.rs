@@ -65,7 +65,9 @@ impl Cache {
 
 fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
-    std::fs::create_dir_all(dir)?;
+    // Only the agent's user may write native code that the agent will load.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)?;
     let bytes = component.serialize()?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Validates every manifest under deploy/ (or the files given) against the
+# Kubernetes OpenAPI schemas with kubernetes-validate (installed from PyPI if
+# missing), strictly: unknown fields are errors. Then checks what a schema
+# cannot: each Deployment's terminationGracePeriodSeconds equals the
+# grace_period of the lameduck.yaml it mounts, its preStop/readiness/liveness
+# probes point at the admin port, and that lameduck.yaml loads
+# (`lameduck check`, when a lameduck binary is at hand).
+#
+#   deploy/validate.sh                 # every *.yaml under deploy/
+#   deploy/validate.sh some.yaml ...   # just these
+#
+# Env: K8S_VERSION (default 1.35.0), LAMEDUCK (the binary for the config
+# check; default the newer of target/{release,debug}/lameduck, else skipped).
+# Exits non-zero if any manifest is invalid.
+set -euo pipefail
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+K8S_VERSION="${K8S_VERSION:-1.35.0}"
+deploy="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$deploy")"
+
+if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
+    pip=(python3 -m pip install --quiet --disable-pip-version-check
+         "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+    "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
+fi
+
+if [ $# -gt 0 ]; then
+    files=("$@")
+else
+    mapfile -t files < <(find "$deploy" -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
+fi
+[ ${#files[@]} -gt 0 ] || { echo "validate: no manifests found" >&2; exit 1; }
+
+echo "validate: schemas of Kubernetes $K8S_VERSION (kubernetes-validate, strict)"
+python3 -m kubernetes_validate --strict --quiet -k "$K8S_VERSION" "${files[@]}"
+
+lameduck="${LAMEDUCK:-}"
+if [ -z "$lameduck" ]; then  # the most recently built one
+    for candidate in "$root/target/release/lameduck" "$root/target/debug/lameduck"; do
+        if [ -x "$candidate" ] && { [ -z "$lameduck" ] || [ "$candidate" -nt "$lameduck" ]; }; then
+            lameduck="$candidate"
+        fi
+    done
+fi
+
+echo "validate: lameduck wiring${lameduck:+ (configs checked with $lameduck)}"
+LAMEDUCK_BIN="$lameduck" python3 - "${files[@]}" <<'PY'
+import os, re, subprocess, sys, tempfile
+import yaml
+
+ADMIN_PATHS = {"preStop": "/prestop", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+lameduck = os.environ.get("LAMEDUCK_BIN") or None
+errors = []
+
+def seconds(text):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", str(text))
+    if not m:
+        return None
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+for path in sys.argv[1:]:
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    configmaps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    for d in docs:
+        if d.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            continue
+        where = f"{path}: {d['kind']}/{d['metadata']['name']}"
+        spec = d["spec"]["template"]["spec"]
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec.get("containers", []):
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            command = c.get("command", []) + c.get("args", [])
+            config_path = env.get("LAMEDUCK_CONFIG")
+            if "--config" in command:
+                config_path = command[command.index("--config") + 1]
+            if not any(str(a).endswith("lameduck") for a in command[:1]) or not config_path:
+                continue
+            # The ConfigMap mounted where LAMEDUCK_CONFIG points.
+            text = None
+            for m in c.get("volumeMounts", []):
+                prefix = m["mountPath"].rstrip("/") + "/"
+                cm = volumes.get(m["name"], {}).get("configMap")
+                if cm and config_path.startswith(prefix):
+                    key = config_path[len(prefix):]
+                    text = configmaps.get(cm["name"], {}).get("data", {}).get(key)
+            before = len(errors)
+            if text is None:
+                errors.append(f"{where}: {config_path} is not a key of a ConfigMap in this file")
+                continue
+            config = yaml.safe_load(text) or {}
+            want = seconds(config.get("grace_period", "30s"))
+            if want != grace:
+                errors.append(f"{where}: terminationGracePeriodSeconds is {grace} "
+                              f"but lameduck's grace_period is {config.get('grace_period', '30s (default)')}")
+            admin = config.get("admin", {}) or {}
+            if admin.get("enabled") is False:
+                errors.append(f"{where}: the admin server is off, but the probes need it")
+            port = int(str(admin.get("listen", "0.0.0.0:9911")).rsplit(":", 1)[1])
+            probes = {"readinessProbe": c.get("readinessProbe"), "livenessProbe": c.get("livenessProbe"),
+                      "preStop": (c.get("lifecycle") or {}).get("preStop")}
+            for name, handler in probes.items():
+                get = (handler or {}).get("httpGet")
+                if not get:
+                    errors.append(f"{where}: {c['name']}: no {name} httpGet {ADMIN_PATHS[name]}")
+                elif get.get("path") != ADMIN_PATHS[name] or get.get("port") not in (port, "admin"):
+                    errors.append(f"{where}: {c['name']}: {name} should be GET {ADMIN_PATHS[name]} "
+                                  f"on port {port}, not {get.get('path')} on {get.get('port')}")
+            if lameduck:
+                with tempfile.NamedTemporaryFile("w", suffix=".yaml") as tmp:
+                    tmp.write(text)
+                    tmp.flush()
+                    r = subprocess.run([lameduck, "check", "--config", tmp.name, "--cache-dir", "off"],
+                                       capture_output=True, text=True)
+                if r.returncode != 0:
+                    errors.append(f"{where}: lameduck check refused {config_path}:\n"
+                                  + (r.stdout + r.stderr).strip())
+            if len(errors) == before:
+                print(f"ok {where}: {c['name']}: grace {grace}s, admin :{port}")
+
+for e in errors:
+    print(f"ERROR {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+echo "validate: all ${#files[@]} manifest file(s) valid"
