@@ -263,7 +263,7 @@ impl Controller {
             );
             return;
         };
-        let snapshot = self.snapshot(self.probes.latest());
+        let snapshot = self.snapshot(self.probes.latest(), Instant::now());
         let answer = self.policy.on_signal(signal, &snapshot);
         self.shared.metrics.policy_call("on-signal", answer.took);
         self.note_failure(&answer);
@@ -318,9 +318,11 @@ impl Controller {
             Some(drain) if !drain.deadline_passed => drain.recheck_at = None,
             _ => return,
         }
+        // The snapshot is of the moment sampling began; the policy's
+        // recheck counts from that same moment.
         let sampled_at = Instant::now();
         let probes = self.probes.sample().await;
-        let snapshot = self.snapshot(probes);
+        let snapshot = self.snapshot(probes, sampled_at);
         let answer = self.policy.decide(&snapshot);
         self.shared.metrics.policy_call("decide", answer.took);
         self.note_failure(&answer);
@@ -449,10 +451,15 @@ impl Controller {
         }
     }
 
-    fn snapshot(&self, probes: Vec<Probe>) -> Snapshot {
+    /// The snapshot as of `at`.
+    fn snapshot(&self, probes: Vec<Probe>, at: Instant) -> Snapshot {
         let budget = millis(self.deadlines.budget);
         let (trigger, elapsed_ms, sent) = match &self.drain {
-            Some(d) => (d.trigger, d.elapsed_ms(), d.sent.clone()),
+            Some(d) => (
+                d.trigger,
+                millis(at.saturating_duration_since(d.began)),
+                d.sent.clone(),
+            ),
             None => (Trigger::None, 0, Vec::new()),
         };
         Snapshot {

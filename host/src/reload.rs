@@ -80,6 +80,7 @@ impl Reloader {
                     config,
                     events,
                     current: None,
+                    refused: None,
                 };
                 let _ = loader.load(&loader.source.to_string(), &first);
                 loader.serve(inbox)
@@ -113,6 +114,9 @@ struct Loader {
     events: tokio_mpsc::UnboundedSender<Event>,
     /// The sha256 of the policy deciding now.
     current: Option<String>,
+    /// The sha256 of the last policy refused, and why: the same bad bytes
+    /// again (a file event seen twice) are not refused twice.
+    refused: Option<(String, String)>,
 }
 
 impl Loader {
@@ -172,6 +176,7 @@ impl Loader {
                 Ok(identity)
             }
             Err(reason) => {
+                self.refused = Some((sha256, reason.clone()));
                 self.refuse(label, reason.clone());
                 Err(reason)
             }

@@ -114,7 +114,9 @@ fn metrics_parse_and_count_what_happened() {
     assert_eq!(value("lameduck_phase", "phase=serving"), 0.0);
     assert_eq!(
         value("lameduck_decisions_total", "reason=fixed delay of N ms"),
-        1.0
+        1.0,
+        "{:#?}",
+        agent.events()
     );
     assert_eq!(
         value(

@@ -90,6 +90,7 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Agent {
     pub child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     started: std::time::Instant,
 }
 
@@ -121,7 +122,7 @@ impl Agent {
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -135,6 +136,7 @@ impl Agent {
         Agent {
             child,
             logs,
+            reader: Some(reader),
             started: std::time::Instant::now(),
         }
     }
@@ -167,6 +169,14 @@ impl Agent {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Every line it wrote is read before its log is looked at:
+                // they are in the pipe already (the app may hold it open longer).
+                if let Some(reader) = self.reader.take() {
+                    let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+                    while !reader.is_finished() && std::time::Instant::now() < until {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
                 let code = status
                     .code()
                     .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -199,6 +209,19 @@ impl Agent {
             .collect()
     }
 
+    /// Waits until a timeline entry with this message appears.
+    pub fn wait_for_message(&self, message: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.events().iter().any(|(_, m)| m == message) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{message}` within {limit:?}: {:#?}",
+                self.events()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Waits until a timeline entry of kind `event` appears.
     pub fn wait_for_event(&self, event: &str, limit: std::time::Duration) {
         let deadline = std::time::Instant::now() + limit;
@@ -213,23 +236,29 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Kills the app (it has a process group of its own) and the agent.
+    pub fn kill(&mut self) {
+        let pid = self.pid();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-child, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
+        // A test that failed leaves nothing behind.
         if self.child.try_wait().ok().flatten().is_none() {
-            // A test that failed leaves nothing behind: the app has a process
-            // group of its own, so it is killed first, then the agent.
-            let pid = self.pid();
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            for child in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<i32>().ok())
-            {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(-child, libc::SIGKILL) };
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
 }

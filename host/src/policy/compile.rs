@@ -154,41 +154,58 @@ fn check_world(engine: &Engine, component: &Component) -> Result<String, LoadErr
 /// it: a scan of its top-level import and export names. Cheap enough to do
 /// before the app starts, even for a large component.
 pub fn inspect(bytes: &[u8]) -> Result<String, LoadError> {
-    use wasmparser::{Encoding, Parser, Payload};
+    use wasmparser::{Chunk, Encoding, Parser, Payload};
+    let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
     let text;
-    let bytes = if bytes.starts_with(b"\0asm") {
+    let mut rest = if bytes.starts_with(b"\0asm") {
         bytes
     } else {
         text = wat::parse_bytes(bytes).map_err(|e| LoadError::Invalid(e.to_string()))?;
         &text[..]
     };
-    let (mut imports, mut exports, mut depth) = (Vec::new(), Vec::new(), 0);
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(|e| LoadError::Invalid(e.to_string()))? {
-            Payload::Version { encoding, .. } => {
-                if depth == 0 && encoding != Encoding::Component {
-                    return Err(LoadError::Invalid(
-                        "this is a core module; build a component (see guest-sdk/)".into(),
-                    ));
-                }
-                depth += 1;
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut parser = Parser::new(0);
+    loop {
+        let (consumed, payload) = match parser.parse(rest, true).map_err(invalid)? {
+            Chunk::Parsed { consumed, payload } => (consumed, payload),
+            Chunk::NeedMoreData(_) => unreachable!("all the bytes are given"),
+        };
+        rest = &rest[consumed..];
+        match payload {
+            Payload::Version { encoding, .. } if encoding != Encoding::Component => {
+                return Err(LoadError::Invalid(
+                    "this is a core module; build a component (see guest-sdk/)".into(),
+                ));
             }
-            Payload::End(_) => depth -= 1,
-            Payload::ComponentImportSection(reader) if depth == 1 => {
+            // Nested modules and components are most of a large component's
+            // bytes and say nothing of its world: step over them.
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                rest = rest
+                    .get((unchecked_range.end - unchecked_range.start) as usize..)
+                    .ok_or_else(|| {
+                        LoadError::Invalid("a nested section runs past the end".into())
+                    })?;
+            }
+            Payload::ComponentImportSection(reader) => {
                 for import in reader {
-                    let import = import.map_err(|e| LoadError::Invalid(e.to_string()))?;
+                    let import = import.map_err(invalid)?;
                     // Types the world `use`s are imported by name; they are not capabilities.
                     if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
                         imports.push(import.name.name.to_string());
                     }
                 }
             }
-            Payload::ComponentExportSection(reader) if depth == 1 => {
+            Payload::ComponentExportSection(reader) => {
                 for export in reader {
-                    let export = export.map_err(|e| LoadError::Invalid(e.to_string()))?;
-                    exports.push(export.name.name.to_string());
+                    exports.push(export.map_err(invalid)?.name.name.to_string());
                 }
             }
+            Payload::End(_) => break,
             _ => {}
         }
     }
