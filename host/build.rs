@@ -1,15 +1,20 @@
 //! Builds the built-in policies for `wasm32-wasip2` and leaves them in
-//! `OUT_DIR` for `include_bytes!`, so the agent carries its default policy.
+//! `OUT_DIR` for `include_bytes!`, so the agent carries its default policy;
+//! and the default policy compiled ahead of time for the target's CPU
+//! architecture, so that a first start need not compile it.
 //!
-//! The policies are built by a nested cargo with its own target directory
-//! (the outer build holds the lock on ours), without the outer build's
-//! flags, which are for the host, not for wasm.
+//! Both are built by a nested cargo with a target directory of its own (the
+//! outer build holds the lock on ours), without the outer build's flags,
+//! which are for the target, not for wasm or for this machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const POLICIES: [&str; 3] = ["drain", "delay", "jobs"];
 const PROFILE: &str = "wasm-policy";
+/// The policy compiled ahead of time: the default one. The others compile
+/// when chosen; each would add about as much again to the binary.
+const PRECOMPILED: &str = "drain";
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -20,28 +25,46 @@ fn main() {
     // Only what the built-in policies are made of: the other-language ports
     // under policies/ have build outputs of their own that must not trigger this.
     let policy_dirs = POLICIES.map(|p| format!("policies/{p}"));
-    let watched = ["wit", "guest-sdk", "Cargo.lock"]
+    let watched = ["wit", "guest-sdk", "host/engine", "Cargo.lock"]
         .into_iter()
         .chain(policy_dirs.iter().map(String::as_str));
     for path in watched {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            PROFILE,
-        ])
-        .env("CARGO_TARGET_DIR", &target_dir);
+    let mut cargo = nested_cargo(root, &target_dir);
+    cargo.args(["build", "--quiet", "--target", "wasm32-wasip2"]);
+    cargo.args(["--profile", PROFILE]);
     for policy in POLICIES {
         cargo.args(["-p", &format!("lameduck-policy-{policy}")]);
     }
+    cargo.run(
+        "building the built-in policies for wasm32-wasip2 \
+         (is the target installed? `rustup target add wasm32-wasip2`)",
+    );
+    for policy in POLICIES {
+        let built = wasm_path(&target_dir, policy);
+        std::fs::copy(&built, out.join(format!("{policy}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    }
+
+    // The precompiler runs here, so it is built for this machine.
+    let precompile_dir = root.join("target").join("precompile");
+    nested_cargo(root, &precompile_dir)
+        .args(["build", "--quiet", "--release", "-p", "lameduck-engine"])
+        .run("building lameduck-precompile");
+    let target = std::env::var("TARGET").unwrap();
+    Command::new(precompile_dir.join("release").join("lameduck-precompile"))
+        .arg(&target)
+        .arg(out.join(format!("{PRECOMPILED}.wasm")))
+        .arg(out.join(format!("{PRECOMPILED}.cwasm")))
+        .run("precompiling the default policy");
+}
+
+/// A cargo for another target than the outer build's.
+fn nested_cargo(root: &Path, target_dir: &Path) -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(root).env("CARGO_TARGET_DIR", target_dir);
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -52,19 +75,19 @@ fn main() {
     ] {
         cargo.env_remove(var);
     }
-    let status = cargo
-        .status()
-        .expect("run cargo to build the built-in policies");
-    assert!(
-        status.success(),
-        "building the built-in policies for wasm32-wasip2 failed \
-         (is the target installed? `rustup target add wasm32-wasip2`)"
-    );
+    cargo
+}
 
-    for policy in POLICIES {
-        let built = wasm_path(&target_dir, policy);
-        std::fs::copy(&built, out.join(format!("{policy}.wasm")))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+trait Run {
+    fn run(&mut self, what: &str);
+}
+
+impl Run for Command {
+    fn run(&mut self, what: &str) {
+        let status = self
+            .status()
+            .unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", self.get_program()));
+        assert!(status.success(), "{what} failed");
     }
 }
 

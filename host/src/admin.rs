@@ -5,6 +5,7 @@
 //!   configured, answers 2xx); 503 from the moment a drain begins;
 //! * `GET /prestop` — for a `preStop: httpGet` hook: begins the drain, holds
 //!   the request until the app may be signalled, answers 200 with the reason;
+//!   with `admin.prestop_auth`, only for the bearer token;
 //! * `GET /metrics` — Prometheus (OpenMetrics) text;
 //! * `GET /status` — JSON: policy, phase, config summary, timeline;
 //! * `PUT /policy` — a new policy component, when turned on: needs the
@@ -32,6 +33,8 @@ pub struct Admin {
     pub readiness_url: Option<String>,
     /// `PUT /policy`, when on: its bearer token and where pushes go.
     pub push: Option<(String, Reloader)>,
+    /// The bearer token `/prestop` requires, if any.
+    pub prestop_token: Option<String>,
 }
 
 /// The largest policy `PUT /policy` takes (a JavaScript component is ~12 MB).
@@ -65,7 +68,10 @@ impl Admin {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => self.readyz().await,
-            (&Method::GET, "/prestop") => self.prestop().await,
+            (&Method::GET, "/prestop") => match &self.prestop_token {
+                Some(token) if !authorized(&req, token) => unauthorized(),
+                _ => self.prestop().await,
+            },
             (&Method::GET, "/metrics") => Response::builder()
                 .header(
                     "content-type",
@@ -127,17 +133,8 @@ impl Admin {
                 "PUT /policy is off (admin.policy_push)\n",
             );
         };
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !same(given.as_bytes(), token.as_bytes()) {
-            return text(
-                StatusCode::UNAUTHORIZED,
-                "a valid bearer token is required\n",
-            );
+        if !authorized(&req, token) {
+            return unauthorized();
         }
         let bytes = match Limited::new(req.into_body(), MAX_POLICY).collect().await {
             Ok(body) => body.to_bytes().to_vec(),
@@ -171,6 +168,24 @@ fn text(status: StatusCode, body: &str) -> Reply {
         .header("content-type", "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a valid response")
+}
+
+/// Whether `req` carries `Authorization: Bearer <token>`.
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    same(given.as_bytes(), token.as_bytes())
+}
+
+fn unauthorized() -> Reply {
+    text(
+        StatusCode::UNAUTHORIZED,
+        "a valid bearer token is required\n",
+    )
 }
 
 /// Compares in time independent of where the inputs differ.

@@ -20,6 +20,20 @@ pub const ALL: [(&str, &[u8]); 3] = [
     ),
 ];
 
+/// The default policy compiled ahead of time, for any CPU of the target's
+/// architecture (by `lameduck-precompile`, see `build.rs`).
+pub const PRECOMPILED: (&str, &[u8]) = (
+    DEFAULT,
+    include_bytes!(concat!(env!("OUT_DIR"), "/drain.cwasm")),
+);
+
+/// The precompiled code of `component`, if it is a built-in policy that
+/// ships precompiled.
+pub fn precompiled(component: &[u8]) -> Option<&'static [u8]> {
+    let (name, code) = PRECOMPILED;
+    (get(name)? == component).then_some(code)
+}
+
 /// The component of the built-in policy called `name`.
 pub fn get(name: &str) -> Option<&'static [u8]> {
     ALL.iter()

@@ -47,15 +47,7 @@ pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
     line("exports", "init, on-signal, decide");
     line(
         "compiled",
-        &format!(
-            "in {:?}{}",
-            compiled.compile_time,
-            if compiled.from_cache {
-                " (from the cache)"
-            } else {
-                ""
-            }
-        ),
+        &format!("in {:?} ({})", compiled.compile_time, compiled.origin),
     );
     let mut instance = match compiled.instantiate(&config.policy_config) {
         Ok(instance) => instance,

@@ -33,6 +33,21 @@ impl PolicySource {
 }
 
 impl PolicySource {
+    /// Checks the component's world by its import and export names, without
+    /// compiling it or reading all of it; returns the world.
+    pub fn inspect(&self) -> Result<String, String> {
+        let checked = match self {
+            PolicySource::Builtin(_) => {
+                let bytes = self.read()?;
+                crate::policy::inspect(std::io::Cursor::new(&bytes[..]))
+            }
+            PolicySource::File(path) => std::fs::File::open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .map(crate::policy::inspect)?,
+        };
+        checked.map_err(|e| format!("{self}: {e}"))
+    }
+
     /// The component's bytes.
     pub fn read(&self) -> Result<Cow<'static, [u8]>, String> {
         match self {
@@ -111,7 +126,9 @@ pub struct Config {
     pub reload_signal: Option<i32>,
     /// Turns on `PUT /policy`, which requires this bearer token.
     pub push_token: Option<String>,
-    /// The bearer token for `PUT /policy`, wherever it was given.
+    /// Makes `/prestop` require this bearer token.
+    pub prestop_token: Option<String>,
+    /// The admin server's bearer token, wherever it was given.
     admin_token: Option<String>,
     pub limits: Limits,
     pub probes: Vec<ProbeSpec>,
@@ -133,6 +150,7 @@ impl Default for Config {
             policy_config: Vec::new(),
             reload_signal: None,
             push_token: None,
+            prestop_token: None,
             admin_token: None,
             limits: Limits::default(),
             probes: vec![ProbeSpec {
@@ -169,6 +187,7 @@ pub struct Overrides {
     pub policy_config: Vec<(String, String)>,
     pub reload_signal: Option<String>,
     pub policy_push: Option<bool>,
+    pub prestop_auth: Option<bool>,
     pub admin_token: Option<String>,
     pub admin: Option<String>,
     pub readiness_url: Option<String>,
@@ -191,13 +210,27 @@ impl Config {
             config.apply_file(&text, path)?;
         }
         config.apply(overrides)?;
-        if let Some(push) = &mut config.push_token {
-            *push = config.admin_token.clone().unwrap_or_default();
-        }
-        if config.push_token.as_ref().is_some_and(|t| t.is_empty()) {
-            return Err(ConfigError(
-                "PUT /policy is on (admin.policy_push) but no token is set: give admin.token or LAMEDUCK_ADMIN_TOKEN".into(),
-            ));
+        // The switches are on as empty tokens until here, where the token
+        // is known wherever it came from.
+        let token = config.admin_token.clone().unwrap_or_default();
+        for (switch, what) in [
+            (
+                &mut config.push_token,
+                "PUT /policy is on (admin.policy_push)",
+            ),
+            (
+                &mut config.prestop_token,
+                "/prestop needs a token (admin.prestop_auth)",
+            ),
+        ] {
+            if let Some(needs) = switch {
+                if token.is_empty() {
+                    return Err(ConfigError(format!(
+                        "{what} but no token is set: give admin.token or LAMEDUCK_ADMIN_TOKEN"
+                    )));
+                }
+                needs.clone_from(&token);
+            }
         }
         if config.safety_margin >= config.grace_period {
             return Err(ConfigError(format!(
@@ -230,6 +263,7 @@ impl Config {
             })).collect::<Vec<_>>(),
             "admin": self.admin.map(|a| a.to_string()),
             "policy_push": self.push_token.is_some(),
+            "prestop_auth": self.prestop_token.is_some(),
             "reload_signal": self.reload_signal.map(crate::signals::name),
             "readiness_url": self.readiness_url,
         })
@@ -265,6 +299,9 @@ impl Config {
             }
             if let Some(push) = admin.policy_push {
                 self.push_token = push.then(String::new);
+            }
+            if let Some(auth) = admin.prestop_auth {
+                self.prestop_token = auth.then(String::new);
             }
             if let Some(url) = admin.readiness_url {
                 crate::probes::check_url(&url).map_err(|e| at("admin.readiness_url", e))?;
@@ -336,6 +373,9 @@ impl Config {
         }
         if let Some(push) = o.policy_push {
             self.push_token = push.then(String::new);
+        }
+        if let Some(auth) = o.prestop_auth {
+            self.prestop_token = auth.then(String::new);
         }
         if o.admin_token.is_some() {
             self.admin_token = o.admin_token.clone();
@@ -452,6 +492,7 @@ struct AdminFile {
     listen: Option<String>,
     readiness_url: Option<String>,
     policy_push: Option<bool>,
+    prestop_auth: Option<bool>,
     token: Option<String>,
 }
 
@@ -677,6 +718,29 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lameduck.example.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         load(&text).unwrap();
+    }
+
+    #[test]
+    fn prestop_auth_needs_a_token() {
+        let on = Overrides {
+            prestop_auth: Some(true),
+            ..Overrides::default()
+        };
+        let err = Config::load(None, &on).unwrap_err().to_string();
+        assert!(
+            err.contains("/prestop needs a token (admin.prestop_auth) but no token is set"),
+            "{err}"
+        );
+        let c = Config::load(
+            None,
+            &Overrides {
+                admin_token: Some("s3cret".into()),
+                ..on
+            },
+        )
+        .unwrap();
+        assert_eq!(c.prestop_token.as_deref(), Some("s3cret"));
+        assert_eq!(c.push_token, None);
     }
 
     #[test]

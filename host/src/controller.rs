@@ -174,13 +174,8 @@ impl Controller {
                 self.record(
                     "policy",
                     format!(
-                        "policy {identity} loaded in {:?}{}",
-                        compiled.compile_time,
-                        if compiled.from_cache {
-                            " (from the cache)"
-                        } else {
-                            ""
-                        }
+                        "policy {identity} loaded in {:?} ({})",
+                        compiled.compile_time, compiled.origin
                     ),
                     json!({ "source": identity.source, "sha256": identity.sha256 }),
                 );
@@ -267,25 +262,28 @@ impl Controller {
         let answer = self.policy.on_signal(signal, &snapshot);
         self.shared.metrics.policy_call("on-signal", answer.took);
         self.note_failure(&answer);
-        let (message, drain) = match answer.value {
+        let mut message = timeline::describe_signal(signal, &answer.value);
+        let drain = match answer.value {
             SignalAction::Forward => {
                 supervisor::kill(self.app, number);
-                (format!("{name} forwarded"), false)
+                false
             }
             SignalAction::Rewrite(to) => {
                 supervisor::kill(self.app, signals::number(to));
-                (
-                    format!("{name} forwarded as {}", signals::name(signals::number(to))),
-                    false,
-                )
+                false
             }
-            SignalAction::Ignore => (format!("{name} ignored"), false),
+            SignalAction::Ignore => false,
             SignalAction::Drain if self.drain.is_some() => {
-                (format!("{name} received; the drain goes on"), false)
+                message.push_str("; the drain goes on");
+                false
             }
-            SignalAction::Drain => (format!("{name} received"), true),
+            SignalAction::Drain => true,
         };
-        self.record("signal", message, json!({ "signal": name }));
+        self.record(
+            "signal",
+            message,
+            json!({ "signal": name, "snapshot": timeline::snapshot_json(&snapshot) }),
+        );
         if drain {
             self.begin(Trigger::Signal(signal)).await;
         }
@@ -482,17 +480,9 @@ async fn at(when: Option<Instant>) {
     }
 }
 
-/// A decision in words: its reason, what it does, and what was seen.
+/// A decision in words, with what was seen.
 fn describe(d: &Decision, s: &Snapshot) -> String {
-    let mut text = d.reason.clone();
-    if let Some(signal) = d.signal {
-        text.push_str(&format!(" → {}", signals::name(signals::number(signal))));
-    }
-    match d.next {
-        Next::Recheck(ms) => text.push_str(&format!(" (again in {ms}ms)")),
-        Next::WaitForExit => text.push_str(" (waiting for the app to exit)"),
-        Next::Exit => text.push_str(" (exit now)"),
-    }
+    let mut text = timeline::describe_decision(d);
     let probes = timeline::probes_summary(s);
     if !probes.is_empty() {
         text.push_str(&format!(" [{probes}]"));

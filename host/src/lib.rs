@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod policy;
 pub mod probes;
 pub mod reload;
+pub mod replay;
 pub mod run;
 pub mod shared;
 pub mod signals;

@@ -31,6 +31,14 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Ask a policy what it would have decided during a recorded shutdown:
+    /// replays the timeline of `/status` (saved to a file) call by call.
+    Replay {
+        #[command(flatten)]
+        settings: Settings,
+        /// The saved answer of `/status` (e.g. `curl -s :9911/status`), or `-`.
+        status: PathBuf,
+    },
     /// Copy this binary to DEST (for an init container: the image has no `cp`).
     Install {
         /// Where to put the binary, e.g. /lameduck/lameduck on an emptyDir.
@@ -58,6 +66,9 @@ struct Settings {
     /// Accept new policies by PUT /policy (needs LAMEDUCK_ADMIN_TOKEN or admin.token) [config: admin.policy_push].
     #[arg(long, env = "LAMEDUCK_POLICY_PUSH", value_name = "BOOL")]
     policy_push: Option<bool>,
+    /// Make /prestop require the bearer token too (LAMEDUCK_ADMIN_TOKEN or admin.token) [config: admin.prestop_auth].
+    #[arg(long, env = "LAMEDUCK_PRESTOP_AUTH", value_name = "BOOL")]
+    prestop_auth: Option<bool>,
     /// The pod's terminationGracePeriodSeconds, e.g. 30s [config: grace_period].
     #[arg(long, env = "LAMEDUCK_GRACE_PERIOD", value_name = "DURATION", value_parser = config::parse_duration)]
     grace_period: Option<Duration>,
@@ -87,6 +98,7 @@ impl Settings {
             policy_config: self.policy_config.clone(),
             reload_signal: self.reload_signal.clone(),
             policy_push: self.policy_push,
+            prestop_auth: self.prestop_auth,
             // A secret: from the environment or the file, never a flag (ps shows flags).
             admin_token: std::env::var("LAMEDUCK_ADMIN_TOKEN").ok(),
             admin: self.admin.clone(),
@@ -128,6 +140,13 @@ fn install(dest: &std::path::Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, dest)
 }
 
+/// For commands that print: a closed pipe (`| head`) ends them quietly, as
+/// it does other Unix tools, instead of a panic on the next print.
+fn die_on_closed_pipe() {
+    // SAFETY: restoring a default disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
@@ -137,9 +156,16 @@ fn main() {
             lameduck::run::run(config, command)
         }
         Command::Check { settings } => {
+            die_on_closed_pipe();
             let config = settings.load();
             init_logging(config.log_format);
             lameduck::check::check(&config, settings.config.as_deref())
+        }
+        Command::Replay { settings, status } => {
+            die_on_closed_pipe();
+            let config = settings.load();
+            init_logging(config.log_format);
+            lameduck::replay::replay(&config, &status)
         }
         Command::Install { dest } => match install(&dest) {
             Ok(()) => 0,

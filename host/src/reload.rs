@@ -9,7 +9,6 @@
 //! any step is refused and the last good policy keeps deciding. The same
 //! bytes again are a no-op.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -45,13 +44,12 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts the reloader thread; it sets up the engine, loads `first` (the
-    /// bytes of `source`, already read), and watches `source` if it is a file.
+    /// Starts the reloader thread; it sets up the engine, loads `source`,
+    /// and watches it if it is a file.
     pub fn start(
         limits: Limits,
         cache_dir: Option<PathBuf>,
         source: PolicySource,
-        first: Cow<'static, [u8]>,
         config: Vec<(String, String)>,
         events: tokio_mpsc::UnboundedSender<Event>,
     ) -> Reloader {
@@ -82,7 +80,7 @@ impl Reloader {
                     current: None,
                     refused: None,
                 };
-                let _ = loader.load(&loader.source.to_string(), &first);
+                loader.load_source();
                 loader.serve(inbox)
             })
             .expect("spawn the reload thread");
@@ -130,18 +128,23 @@ impl Loader {
                             let _ = reply.send(self.load("PUT /policy", &bytes));
                         }
                     }
-                    let label = self.source.to_string();
-                    match self.source.read() {
-                        Ok(bytes) => {
-                            let _ = self.load(&label, &bytes);
-                        }
-                        Err(e) => self.refuse(&label, e),
-                    }
+                    self.load_source();
                 }
                 Request::Bytes { bytes, reply } => {
                     let _ = reply.send(self.load("PUT /policy", &bytes));
                 }
             }
+        }
+    }
+
+    /// Reads the policy source and loads it.
+    fn load_source(&mut self) {
+        let label = self.source.to_string();
+        match self.source.read() {
+            Ok(bytes) => {
+                let _ = self.load(&label, &bytes);
+            }
+            Err(e) => self.refuse(&label, e),
         }
     }
 

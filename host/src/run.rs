@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::controller::{Controller, Deadlines};
-use crate::policy::{self, Policy};
+use crate::policy::Policy;
 use crate::probes::Probes;
 use crate::reload::Reloader;
 use crate::shared::Shared;
@@ -17,18 +17,11 @@ use crate::supervisor::{self, Reaper};
 /// Runs `argv` under the agent; returns the status to exit with.
 pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
     // Everything that can be refused without compiling is refused before
-    // the app starts.
-    let source = config.policy.to_string();
-    let bytes = match config.policy.read().and_then(|b| {
-        policy::inspect(&b).map_err(|e| format!("{source}: {e}"))?;
-        Ok(b)
-    }) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("lameduck: policy {e}");
-            return 2;
-        }
-    };
+    // the app starts; the policy is read in full beside it.
+    if let Err(e) = config.policy.inspect() {
+        eprintln!("lameduck: policy {e}");
+        return 2;
+    }
 
     let admin_listener = match config.admin.map(bind).transpose() {
         Ok(listener) => listener,
@@ -65,7 +58,6 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
         config.limits,
         config.cache_dir.clone(),
         config.policy.clone(),
-        bytes,
         config.policy_config.clone(),
         event_tx.clone(),
     );
@@ -91,6 +83,7 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
                     .push_token
                     .clone()
                     .map(|token| (token, reloader.clone())),
+                prestop_token: config.prestop_token.clone(),
             };
             tokio::spawn(admin::serve(listener, Arc::new(admin)));
         }

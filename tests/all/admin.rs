@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, get_body, scratch};
+use crate::util::{Agent, App, get_body, request, scratch, serving};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -44,13 +44,7 @@ fn readiness_flips_when_the_drain_begins() {
 #[test]
 fn prestop_holds_until_the_app_may_be_signalled() {
     let app = App::new("prestop");
-    let mut agent = Agent::start(
-        &["--admin", "127.0.0.1:0", "--grace-period", "10s"],
-        &as_strs(&app.command(&["--on-term", "drain"])),
-    );
-    let admin = agent.admin_port();
-    let port = app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    let (mut agent, admin, port) = serving(&app, "10s");
     let slow = std::thread::spawn(move || crate::util::get(port, "/slow?ms=2000"));
     std::thread::sleep(Duration::from_millis(300));
     // The kubelet's preStop hook, and a second call (hooks may be retried).
@@ -233,4 +227,35 @@ for family in text_string_to_metric_families(sys.stdin.read()):
             (name.to_string(), labels.to_string(), value.parse().unwrap())
         })
         .collect()
+}
+
+/// With `admin.prestop_auth`, a `/prestop` without the token drains nothing;
+/// the kubelet's hook sends it as an `httpHeaders` entry.
+#[test]
+fn prestop_auth_refuses_a_call_without_the_token() {
+    let app = App::new("prestop-auth");
+    let mut agent = Agent::start_with_env(
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--grace-period",
+            "5s",
+            "--prestop-auth",
+            "true",
+        ],
+        &[("LAMEDUCK_ADMIN_TOKEN", "s3cret")],
+        &as_strs(&app.command(&["--on-term", "drain"])),
+    );
+    let admin = agent.admin_port();
+    app.port();
+    agent.wait_for_event("policy", 10 * SECOND);
+    assert_eq!(get_body(admin, "/prestop").unwrap().0, 401);
+    let wrong = request(admin, "GET", "/prestop", Some("guess"), b"");
+    assert_eq!(wrong.unwrap().0, 401);
+    assert_eq!(get_body(admin, "/readyz").unwrap().0, 200, "no drain began");
+    let (status, _) = request(admin, "GET", "/prestop", Some("s3cret"), b"").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(get_body(admin, "/readyz").unwrap().0, 503);
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, get};
+use crate::util::{Agent, App, get, get_body};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -50,6 +50,43 @@ fn a_slow_request_in_flight_holds_term_until_it_completes() {
         held >= 10,
         "the drain held for the request: {held} decisions"
     );
+}
+
+/// `on-signal` is asked with the probes as last learned while serving, not
+/// with an empty snapshot.
+#[test]
+fn on_signal_sees_the_connections_of_the_moment() {
+    let app = App::new("on-signal-probes");
+    let mut agent = Agent::start(
+        &["--admin", "127.0.0.1:0", "--grace-period", "5s"],
+        &as_strs(&app.command(&[])),
+    );
+    let admin = agent.admin_port();
+    let port = app.port();
+    agent.wait_for_event("policy", 10 * SECOND);
+    // An idle keep-alive connection: established, in the kernel's table.
+    let _open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Learning samples every 500 ms while serving.
+    std::thread::sleep(Duration::from_millis(1200));
+    agent.signal(libc::SIGUSR1);
+    app.wait_for("SIGUSR1", 5 * SECOND);
+    let (_, body) = get_body(admin, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let signal = status["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "signal")
+        .expect("the USR1 is in the timeline")
+        .clone();
+    let established =
+        &signal["data"]["snapshot"]["probes"][0]["value"]["connections"]["established"];
+    assert!(
+        established.as_u64().is_some_and(|n| n >= 1),
+        "on-signal saw the open connection: {signal:#}"
+    );
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
 }
 
 #[test]

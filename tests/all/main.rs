@@ -4,6 +4,7 @@ mod admin;
 mod conformance;
 mod drain;
 mod reload;
+mod replay;
 mod sandbox;
 mod supervision;
 mod util;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use lameduck::builtin;
 use lameduck::policy::{
-    Child, Compiler, Connections, Decision, Limits, LoadError, Next, Policy, PolicyError, Probe,
-    ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+    Child, Compiler, Connections, Decision, Limits, LoadError, Next, Origin, Policy, PolicyError,
+    Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
 };
 
 use crate::util::component;
@@ -307,23 +307,34 @@ fn garbage_and_core_modules_are_not_components() {
 fn the_compile_cache_is_used_on_the_second_load() {
     let dir = std::env::temp_dir().join(format!("lameduck-cache-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // `delay`: the default policy ships precompiled and needs no cache.
+    let delay = builtin::get("delay").unwrap();
     let compiler = Compiler::new(Limits::default(), Some(dir.clone())).unwrap();
-    let first = compiler
-        .compile("drain", builtin::get("drain").unwrap())
-        .unwrap();
-    let second = compiler
-        .compile("drain", builtin::get("drain").unwrap())
-        .unwrap();
-    assert!(!first.from_cache && second.from_cache);
+    let first = compiler.compile("delay", delay).unwrap();
+    let second = compiler.compile("delay", delay).unwrap();
+    assert_eq!(
+        (first.origin, second.origin),
+        (Origin::Compiled, Origin::Cache)
+    );
     assert_eq!(first.identity(), second.identity());
     second.instantiate(&[]).unwrap();
     // A new engine with the same settings (an agent restart) uses it too.
     let restarted = Compiler::new(Limits::default(), Some(dir.clone())).unwrap();
-    assert!(
-        restarted
-            .compile("drain", builtin::get("drain").unwrap())
-            .unwrap()
-            .from_cache
+    assert_eq!(
+        restarted.compile("delay", delay).unwrap().origin,
+        Origin::Cache
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The default policy's code, compiled at build time for any CPU of this
+/// architecture, loads in the agent's engine: a first start compiles nothing.
+#[test]
+fn the_default_policy_ships_precompiled() {
+    let drain = builtin::get(builtin::DEFAULT).unwrap();
+    let compiled = compiler().compile("builtin:drain", drain).unwrap();
+    assert_eq!(compiled.origin, Origin::Precompiled);
+    let mut instance = compiled.instantiate(&[]).unwrap();
+    let decision = instance.decide(&snapshot(0, &[], vec![])).unwrap();
+    assert!(!decision.reason.is_empty());
 }

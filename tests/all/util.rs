@@ -236,6 +236,21 @@ impl Agent {
     }
 }
 
+/// An agent serving `app` (which drains on TERM) with the admin server on,
+/// once its policy is in: (agent, admin port, app port).
+pub fn serving(app: &App, grace_period: &str) -> (Agent, u16, u16) {
+    let command = app.command(&["--on-term", "drain"]);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let agent = Agent::start(
+        &["--admin", "127.0.0.1:0", "--grace-period", grace_period],
+        &command,
+    );
+    let admin = agent.admin_port();
+    let port = app.port();
+    agent.wait_for_event("policy", std::time::Duration::from_secs(10));
+    (agent, admin, port)
+}
+
 impl Agent {
     /// Kills the app (it has a process group of its own) and the agent.
     pub fn kill(&mut self) {
@@ -341,12 +356,26 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, f64)> {
 
 /// A GET to 127.0.0.1:`port`: (status, body).
 pub fn get_body(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    request(port, "GET", path, None, b"")
+}
+
+/// A request to 127.0.0.1:`port`, with a bearer token if given: (status, body).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )?;
+    stream.write_all(body)?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response

@@ -1,6 +1,7 @@
 //! From bytes to a checked policy: compile (or load from the cache), check the
 //! component against the world, link it to the sandbox.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,24 +13,18 @@ use super::bindings::{DrainPolicy, DrainPolicyPre};
 use super::cache::Cache;
 use super::instance::{self, Instance, State, Ticker};
 use super::{Identity, Limits, LoadError, PolicyError, WORLD};
+use crate::builtin;
 
 /// The exports the world requires.
 const EXPORTS: [&str; 3] = ["init", "on-signal", "decide"];
 
-/// Every engine setting lives here, so a cached artifact always matches the
-/// engine that loads it.
-fn engine_config(limits: &Limits) -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
+/// The engine's settings: `lameduck-engine`'s, which the precompiled
+/// built-in policy was made with, and the stack limit, which only counts at
+/// run time.
+fn engine_config(limits: &Limits) -> anyhow::Result<Config> {
+    let mut config = lameduck_engine::config(None)?;
     config.max_wasm_stack(limits.stack);
-    // Traps are reported by kind; backtraces would cost time on every trap.
-    config.wasm_backtrace_max_frames(None);
-    // A policy is a little logic; what dominates a call is the component
-    // boundary, not its code. Unoptimised compiles are much faster, which
-    // is what a hot swap waits for.
-    config.cranelift_opt_level(wasmtime::OptLevel::None);
-    config
+    Ok(config)
 }
 
 /// Compiles and checks policies. One per agent: it owns the engine, the
@@ -47,7 +42,7 @@ impl Compiler {
     /// An engine with `limits`, caching compiled code in `cache_dir` (if set
     /// and writable).
     pub fn new(limits: Limits, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(&limits))?;
+        let engine = Engine::new(&engine_config(&limits)?)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         instance::forbid_waiting(&mut linker)?;
@@ -71,13 +66,13 @@ impl Compiler {
     pub fn compile(&self, source: &str, bytes: &[u8]) -> Result<Compiled, LoadError> {
         let start = Instant::now();
         let sha256 = sha256_hex(bytes);
-        let (component, from_cache) = match self.cache.load(&sha256) {
-            Some(component) => (component, true),
+        let (component, origin) = match self.load_compiled(bytes, &sha256) {
+            Some(found) => found,
             None => {
                 let component = Component::new(&self.engine, bytes)
                     .map_err(|e| LoadError::Invalid(first_line(&e)))?;
                 self.cache.store(&sha256, &component);
-                (component, false)
+                (component, Origin::Compiled)
             }
         };
         let world = check_world(&self.engine, &component)?;
@@ -97,7 +92,42 @@ impl Compiler {
             limits: self.limits,
             ticker: self.ticker.clone(),
             compile_time: start.elapsed(),
-            from_cache,
+            origin,
+        })
+    }
+
+    /// Code compiled before: shipped in the binary, or in the cache.
+    fn load_compiled(&self, bytes: &[u8], sha256: &str) -> Option<(Component, Origin)> {
+        if let Some(code) = builtin::precompiled(bytes) {
+            // SAFETY: the code was compiled from these very bytes at build
+            // time, by `lameduck-precompile`, and is part of this binary; the
+            // engine checks its header and settings before use.
+            match unsafe { Component::deserialize(&self.engine, code) } {
+                Ok(component) => return Some((component, Origin::Precompiled)),
+                Err(e) => tracing::warn!("the precompiled built-in policy does not load: {e:#}"),
+            }
+        }
+        Some((self.cache.load(sha256)?, Origin::Cache))
+    }
+}
+
+/// Where a policy's native code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled just now.
+    Compiled,
+    /// The compile cache.
+    Cache,
+    /// Compiled at build time and shipped in the binary.
+    Precompiled,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Compiled => "compiled",
+            Origin::Cache => "from the compile cache",
+            Origin::Precompiled => "precompiled, from the binary",
         })
     }
 }
@@ -110,10 +140,10 @@ pub struct Compiled {
     ticker: Arc<Ticker>,
     /// The version of the world it was built against.
     pub world: String,
-    /// How long compiling (or loading from the cache) and checking took.
+    /// How long compiling (or loading compiled code) and checking took.
     pub compile_time: Duration,
-    /// Whether the compiled code came from the cache.
-    pub from_cache: bool,
+    /// Where the native code came from.
+    pub origin: Origin,
 }
 
 impl Compiled {
@@ -150,47 +180,63 @@ fn check_world(engine: &Engine, component: &Component) -> Result<String, LoadErr
     check_names(&imports, &exports)
 }
 
-/// The check of [`check_world`] on a component's bytes, without compiling
-/// it: a scan of its top-level import and export names. Cheap enough to do
-/// before the app starts, even for a large component.
-pub fn inspect(bytes: &[u8]) -> Result<String, LoadError> {
+/// How much of a component [`inspect`] reads at a time.
+const INSPECT_CHUNK: usize = 8 * 1024;
+
+/// The check of [`check_world`] on a component, without compiling it: a
+/// scan of its top-level import and export names. It reads the top-level
+/// sections only and seeks over the nested modules (most of a large
+/// component's bytes), so it is cheap enough to do before the app starts,
+/// even for an 18 MB Python policy.
+pub fn inspect(mut input: impl Read + Seek) -> Result<String, LoadError> {
     use wasmparser::{Chunk, Encoding, Parser, Payload};
     let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
-    let text;
-    let mut rest = if bytes.starts_with(b"\0asm") {
-        bytes
-    } else {
-        text = wat::parse_bytes(bytes).map_err(|e| LoadError::Invalid(e.to_string()))?;
-        &text[..]
-    };
+    let io = |e: std::io::Error| LoadError::Invalid(e.to_string());
+
+    let len = input.seek(SeekFrom::End(0)).map_err(io)?;
+    input.rewind().map_err(io)?;
+    let mut buf = Vec::new();
+    (&mut input).take(4).read_to_end(&mut buf).map_err(io)?;
+    if buf != b"\0asm" {
+        // The text format: all of it, then the binary it stands for.
+        input.read_to_end(&mut buf).map_err(io)?;
+        let binary = wat::parse_bytes(&buf).map_err(|e| LoadError::Invalid(e.to_string()))?;
+        return inspect(std::io::Cursor::new(&binary[..]));
+    }
+
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
     let mut parser = Parser::new(0);
+    let (mut at, mut eof) = (0, false);
     loop {
-        let (consumed, payload) = match parser.parse(rest, true).map_err(invalid)? {
+        let (consumed, payload) = match parser.parse(&buf[at..], eof).map_err(invalid)? {
             Chunk::Parsed { consumed, payload } => (consumed, payload),
-            Chunk::NeedMoreData(_) => unreachable!("all the bytes are given"),
+            Chunk::NeedMoreData(hint) => {
+                buf.drain(..at);
+                at = 0;
+                let read = (&mut input)
+                    .take(hint.max(INSPECT_CHUNK) as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(io)?;
+                // At the end, the parser says what is missing.
+                eof = read == 0;
+                continue;
+            }
         };
-        rest = &rest[consumed..];
+        at += consumed;
+        let mut skip = 0;
         match payload {
             Payload::Version { encoding, .. } if encoding != Encoding::Component => {
                 return Err(LoadError::Invalid(
                     "this is a core module; build a component (see guest-sdk/)".into(),
                 ));
             }
-            // Nested modules and components are most of a large component's
-            // bytes and say nothing of its world: step over them.
+            // Nested modules and components say nothing of the world.
             Payload::ModuleSection {
                 unchecked_range, ..
             }
             | Payload::ComponentSection {
                 unchecked_range, ..
-            } => {
-                rest = rest
-                    .get((unchecked_range.end - unchecked_range.start) as usize..)
-                    .ok_or_else(|| {
-                        LoadError::Invalid("a nested section runs past the end".into())
-                    })?;
-            }
+            } => skip = (unchecked_range.end - unchecked_range.start) as usize,
             Payload::ComponentImportSection(reader) => {
                 for import in reader {
                     let import = import.map_err(invalid)?;
@@ -207,6 +253,21 @@ pub fn inspect(bytes: &[u8]) -> Result<String, LoadError> {
             }
             Payload::End(_) => break,
             _ => {}
+        }
+        let buffered = buf.len() - at;
+        if skip <= buffered {
+            at += skip;
+        } else {
+            let to = input
+                .seek(SeekFrom::Current((skip - buffered) as i64))
+                .map_err(io)?;
+            if to > len {
+                return Err(LoadError::Invalid(
+                    "a nested module runs past the end of the file".into(),
+                ));
+            }
+            buf.clear();
+            at = 0;
         }
     }
     check_names(&imports, &exports)
@@ -286,5 +347,54 @@ mod tests {
         assert!(compatible("1.2.0", "1.0.0"));
         assert!(is_newer("0.2.0"));
         assert!(!is_newer("0.0.9"));
+    }
+
+    /// Counts the bytes read through it.
+    struct Counting<'a> {
+        inner: std::io::Cursor<&'a [u8]>,
+        read: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Counting<'_> {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn inspect_reads_the_top_level_only() {
+        let drain = crate::builtin::get("drain").unwrap();
+        let mut input = Counting {
+            inner: std::io::Cursor::new(drain),
+            read: 0,
+        };
+        assert_eq!(inspect(&mut input).unwrap(), WORLD);
+        // The core module, most of the bytes, is sought over.
+        assert!(
+            input.read < drain.len() / 4,
+            "read {} of {} bytes",
+            input.read,
+            drain.len()
+        );
+    }
+
+    #[test]
+    fn inspect_refuses_a_truncated_component() {
+        let drain = crate::builtin::get("drain").unwrap();
+        for cut in [6, 100, drain.len() / 2, drain.len() - 1] {
+            let error = inspect(std::io::Cursor::new(&drain[..cut])).unwrap_err();
+            assert!(
+                matches!(error, LoadError::Invalid(_)),
+                "cut at {cut}: {error}"
+            );
+        }
     }
 }

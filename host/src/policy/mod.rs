@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use compile::{Compiled, Compiler, inspect, sha256_hex};
+pub use compile::{Compiled, Compiler, Origin, inspect, sha256_hex};
 pub use fallback::Fallback;
 pub use instance::Instance;
 

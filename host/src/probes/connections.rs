@@ -109,19 +109,21 @@ impl ConnectionsProbe {
     }
 
     /// A sample taken while serving, to learn the gaps between arrivals.
-    pub fn learn(&mut self) {
-        if let Err(e) = self.read(true) {
-            tracing::debug!("connections probe: {e}");
-        }
+    pub fn learn(&mut self) -> ProbeValue {
+        value(self.read(true))
     }
 }
 
 impl Sample for ConnectionsProbe {
     async fn sample(&mut self) -> ProbeValue {
-        match self.read(false) {
-            Ok(c) => ProbeValue::Connections(c),
-            Err(e) => ProbeValue::Failed(e),
-        }
+        value(self.read(false))
+    }
+}
+
+fn value(reading: Result<Connections, String>) -> ProbeValue {
+    match reading {
+        Ok(c) => ProbeValue::Connections(c),
+        Err(e) => ProbeValue::Failed(e),
     }
 }
 

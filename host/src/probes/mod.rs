@@ -54,6 +54,15 @@ struct Slot {
     changed_at: Instant,
 }
 
+impl Slot {
+    fn record(&mut self, value: ProbeValue, now: Instant) {
+        if self.latest.as_ref() != Some(&value) {
+            self.changed_at = now;
+            self.latest = Some(value);
+        }
+    }
+}
+
 /// The configured probes, in configuration order, with their latest values.
 pub struct Probes {
     slots: Vec<Slot>,
@@ -99,10 +108,7 @@ impl Probes {
         .await;
         let now = Instant::now();
         for (slot, value) in readings {
-            if slot.latest.as_ref() != Some(&value) {
-                slot.changed_at = now;
-                slot.latest = Some(value);
-            }
+            slot.record(value, now);
         }
         self.latest()
     }
@@ -124,11 +130,14 @@ impl Probes {
     }
 
     /// While serving: lets `connections` probes learn the rhythm of
-    /// arrivals. Cheap and synchronous.
+    /// arrivals. Cheap and synchronous. The readings are the latest values
+    /// too, so `on-signal` sees the traffic of the moment.
     pub fn learn(&mut self) {
+        let now = Instant::now();
         for slot in &mut self.slots {
             if let Kind::Connections(probe) = &mut slot.kind {
-                probe.learn();
+                let value = probe.learn();
+                slot.record(value, now);
             }
         }
     }

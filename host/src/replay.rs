@@ -1,0 +1,110 @@
+//! `lameduck replay STATUS.json`: what would this policy have decided during
+//! that shutdown? The input is what the agent's `/status` answered: its
+//! timeline keeps every `on-signal` and `decide` with the snapshot it was
+//! asked about. Each is asked again, in order, of one fresh instance of the
+//! policy chosen by `--policy` and `--config`, and each answer is printed
+//! beside the recorded one.
+//!
+//! The snapshots are replayed as they were: a policy that would have acted
+//! sooner does not change what happened next, so read the first difference
+//! as the moment the two policies part ways.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::policy::{Compiler, PolicyError};
+use crate::signals;
+use crate::timeline::{decision_json, describe_decision, describe_signal, snapshot_from_json};
+
+/// Replays the timeline in `input` (a file, or `-` for stdin) against
+/// `config`'s policy; prints one line per call. Returns the exit status: 0,
+/// or 2 if the input or the policy cannot be used.
+pub fn replay(config: &Config, input: &Path) -> i32 {
+    match run(config, input) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("lameduck replay: {e}");
+            2
+        }
+    }
+}
+
+fn run(config: &Config, input: &Path) -> Result<(), String> {
+    let name = input.display();
+    let mut text = String::new();
+    let read = if input == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(input).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("{name}: {e}"))?;
+    let status: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    // `/status` as a whole, or only its timeline.
+    let entries = status
+        .get("timeline")
+        .unwrap_or(&status)
+        .as_array()
+        .ok_or_else(|| format!("{name}: not the JSON of /status (no `timeline` list)"))?;
+
+    let source = config.policy.to_string();
+    let bytes = config.policy.read()?;
+    let compiler =
+        Compiler::new(config.limits, config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
+    let compiled = compiler
+        .compile(&source, &bytes)
+        .map_err(|e| format!("{source}: {e}"))?;
+    let mut policy = compiled
+        .instantiate(&config.policy_config)
+        .map_err(|e| format!("{source}: {e}"))?;
+    println!("replaying {name} against {}", compiled.identity());
+
+    let (mut asked, mut differ) = (0, 0);
+    for (i, entry) in entries.iter().enumerate() {
+        let event = entry["event"].as_str().unwrap_or_default();
+        let Some(snapshot) = entry["data"].get("snapshot") else {
+            continue;
+        };
+        let at = |e: String| format!("{name}: timeline[{i}].data.snapshot: {e}");
+        let snapshot = snapshot_from_json(snapshot).map_err(at)?;
+        let when = entry["drain_ms"]
+            .as_u64()
+            .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
+        let recorded = entry["message"].as_str().unwrap_or_default();
+        let (replayed, same) = match event {
+            "signal" => {
+                let signal = entry["data"]["signal"].as_str().unwrap_or_default();
+                let Some(signal) = signals::parse(signal).and_then(signals::from_number) else {
+                    continue;
+                };
+                ask(policy.on_signal(signal, &snapshot).map(|action| {
+                    let text = describe_signal(signal, &action);
+                    // "; the drain goes on" may follow.
+                    let same = recorded.starts_with(&text);
+                    (text, same)
+                }))
+            }
+            "decision" => ask(policy.decide(&snapshot).map(|d| {
+                let same = decision_json(&d) == entry["data"]["decision"];
+                (describe_decision(&d), same)
+            })),
+            _ => continue,
+        };
+        asked += 1;
+        if !same {
+            differ += 1;
+        }
+        let mark = if same { ' ' } else { '*' };
+        println!("{mark} {when:>9}  {event:<8} recorded: {recorded}");
+        println!("{mark} {:>9}  {:<8} replayed: {replayed}", "", "");
+    }
+    println!("{asked} call(s) replayed; {differ} answer(s) differ (marked *)");
+    Ok(())
+}
+
+/// An answer, or the error, in words; and whether it matched.
+fn ask(answer: Result<(String, bool), PolicyError>) -> (String, bool) {
+    answer.unwrap_or_else(|e| (format!("ERROR: {e}"), false))
+}
