@@ -21,7 +21,8 @@ pub const ALL: [(&str, &[u8]); 3] = [
 ];
 
 /// The default policy compiled ahead of time, for any CPU of the target's
-/// architecture (by `lameduck-precompile`, see `build.rs`).
+/// architecture (by `lameduck-precompile`, see `build.rs`); empty if the
+/// build could not (a cross build to another architecture).
 pub const PRECOMPILED: (&str, &[u8]) = (
     DEFAULT,
     include_bytes!(concat!(env!("OUT_DIR"), "/drain.cwasm")),
@@ -31,7 +32,7 @@ pub const PRECOMPILED: (&str, &[u8]) = (
 /// ships precompiled.
 pub fn precompiled(component: &[u8]) -> Option<&'static [u8]> {
     let (name, code) = PRECOMPILED;
-    (get(name)? == component).then_some(code)
+    (!code.is_empty() && get(name)? == component).then_some(code)
 }
 
 /// The component of the built-in policy called `name`.
