@@ -6,54 +6,13 @@
 use std::time::{Duration, Instant};
 
 use lameduck::builtin;
-use lameduck::policy::{
-    Child, Compiler, Connections, FileState, HttpResponse, Limits, Policy, Probe, ProbeValue,
-    Signal, Snapshot, Trigger,
-};
+use lameduck::policy::{Compiler, Limits, Policy};
+
+#[path = "common/snapshot.rs"]
+mod common;
+use common::snapshot;
 
 const CALLS: usize = 20_000;
-
-fn snapshot() -> Snapshot {
-    let probe = |name: &str, value| Probe {
-        name: name.into(),
-        value,
-        unchanged_ms: 250,
-    };
-    Snapshot {
-        trigger: Trigger::Signal(Signal::Term),
-        elapsed_ms: 1_200,
-        remaining_ms: 26_800,
-        child: Child::Running,
-        signals_sent: Vec::new(),
-        ready: false,
-        probes: vec![
-            probe(
-                "connections",
-                ProbeValue::Connections(Connections {
-                    established: 3,
-                    accepted: 1,
-                    since_last_accept_ms: Some(140),
-                    typical_gap_ms: Some(90),
-                }),
-            ),
-            probe(
-                "idle",
-                ProbeValue::Http(HttpResponse {
-                    status: 503,
-                    body: "2 jobs".into(),
-                }),
-            ),
-            probe(
-                "lock",
-                ProbeValue::File(FileState {
-                    exists: true,
-                    contents: "busy".into(),
-                }),
-            ),
-            probe("queue", ProbeValue::Exec(1)),
-        ],
-    }
-}
 
 /// p50 and p99 of `CALLS` timed calls, after a warm-up.
 fn measure(mut call: impl FnMut()) -> (Duration, Duration) {

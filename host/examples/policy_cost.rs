@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lameduck::builtin;
-use lameduck::policy::{
-    Child, Compiled, Compiler, Connections, FileState, HttpResponse, Limits, Origin, Probe,
-    ProbeValue, Signal, Snapshot, Trigger,
-};
+use lameduck::policy::{Compiled, Compiler, Limits, Origin};
+
+#[path = "../benches/common/snapshot.rs"]
+mod common;
+use common::snapshot;
 
 /// Timed `decide` calls per language, after as many to warm up.
 const CALLS: usize = 5_000;
@@ -136,49 +137,6 @@ fn decide_percentiles(compiled: &Compiled) -> (Duration, Duration) {
         .collect();
     times.sort();
     (times[CALLS / 2], times[CALLS * 99 / 100])
-}
-
-/// A snapshot in the middle of a drain, with four probes.
-fn snapshot() -> Snapshot {
-    let probe = |name: &str, value| Probe {
-        name: name.into(),
-        value,
-        unchanged_ms: 250,
-    };
-    Snapshot {
-        trigger: Trigger::Signal(Signal::Term),
-        elapsed_ms: 1_200,
-        remaining_ms: 26_800,
-        child: Child::Running,
-        signals_sent: Vec::new(),
-        ready: false,
-        probes: vec![
-            probe(
-                "connections",
-                ProbeValue::Connections(Connections {
-                    established: 3,
-                    accepted: 1,
-                    since_last_accept_ms: Some(140),
-                    typical_gap_ms: Some(90),
-                }),
-            ),
-            probe(
-                "idle",
-                ProbeValue::Http(HttpResponse {
-                    status: 503,
-                    body: "2 jobs".into(),
-                }),
-            ),
-            probe(
-                "lock",
-                ProbeValue::File(FileState {
-                    exists: true,
-                    contents: "busy".into(),
-                }),
-            ),
-            probe("queue", ProbeValue::Exec(1)),
-        ],
-    }
 }
 
 fn median(times: impl IntoIterator<Item = Duration>) -> Duration {

@@ -124,10 +124,10 @@ pub struct Config {
     pub policy_config: Vec<(String, String)>,
     /// A signal that reloads the policy instead of being forwarded.
     pub reload_signal: Option<i32>,
-    /// Turns on `PUT /policy`, which requires this bearer token.
-    pub push_token: Option<String>,
-    /// Makes `/prestop` require this bearer token.
-    pub prestop_token: Option<String>,
+    /// Turns on `PUT /policy`, which requires the token.
+    policy_push: bool,
+    /// Makes `/prestop` require the token.
+    prestop_auth: bool,
     /// The admin server's bearer token, wherever it was given.
     admin_token: Option<String>,
     pub limits: Limits,
@@ -149,8 +149,8 @@ impl Default for Config {
             policy: PolicySource::Builtin(crate::builtin::DEFAULT.into()),
             policy_config: Vec::new(),
             reload_signal: None,
-            push_token: None,
-            prestop_token: None,
+            policy_push: false,
+            prestop_auth: false,
             admin_token: None,
             limits: Limits::default(),
             probes: vec![ProbeSpec {
@@ -210,26 +210,21 @@ impl Config {
             config.apply_file(&text, path)?;
         }
         config.apply(overrides)?;
-        // The switches are on as empty tokens until here, where the token
-        // is known wherever it came from.
-        let token = config.admin_token.clone().unwrap_or_default();
-        for (switch, what) in [
-            (
-                &mut config.push_token,
-                "PUT /policy is on (admin.policy_push)",
-            ),
-            (
-                &mut config.prestop_token,
-                "/prestop needs a token (admin.prestop_auth)",
-            ),
-        ] {
-            if let Some(needs) = switch {
-                if token.is_empty() {
+        // Checked once all sources are in: the switch and the token may
+        // come from different ones.
+        if config.admin_token.as_deref().unwrap_or_default().is_empty() {
+            for (on, what) in [
+                (config.policy_push, "PUT /policy is on (admin.policy_push)"),
+                (
+                    config.prestop_auth,
+                    "/prestop needs a token (admin.prestop_auth)",
+                ),
+            ] {
+                if on {
                     return Err(ConfigError(format!(
                         "{what} but no token is set: give admin.token or LAMEDUCK_ADMIN_TOKEN"
                     )));
                 }
-                needs.clone_from(&token);
             }
         }
         if config.safety_margin >= config.grace_period {
@@ -239,6 +234,16 @@ impl Config {
             )));
         }
         Ok(config)
+    }
+
+    /// The bearer token `PUT /policy` requires; `None` when it is off.
+    pub fn push_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().filter(|_| self.policy_push)
+    }
+
+    /// The bearer token `/prestop` requires, if any.
+    pub fn prestop_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().filter(|_| self.prestop_auth)
     }
 
     /// The configuration for `/status`: everything but policy config values
@@ -262,8 +267,8 @@ impl Config {
                 },
             })).collect::<Vec<_>>(),
             "admin": self.admin.map(|a| a.to_string()),
-            "policy_push": self.push_token.is_some(),
-            "prestop_auth": self.prestop_token.is_some(),
+            "policy_push": self.policy_push,
+            "prestop_auth": self.prestop_auth,
             "reload_signal": self.reload_signal.map(crate::signals::name),
             "readiness_url": self.readiness_url,
         })
@@ -298,10 +303,10 @@ impl Config {
                 self.admin_token = admin.token;
             }
             if let Some(push) = admin.policy_push {
-                self.push_token = push.then(String::new);
+                self.policy_push = push;
             }
             if let Some(auth) = admin.prestop_auth {
-                self.prestop_token = auth.then(String::new);
+                self.prestop_auth = auth;
             }
             if let Some(url) = admin.readiness_url {
                 crate::probes::check_url(&url).map_err(|e| at("admin.readiness_url", e))?;
@@ -372,10 +377,10 @@ impl Config {
                 Some(parse_signal(name).map_err(|e| ConfigError(format!("--reload-signal: {e}")))?);
         }
         if let Some(push) = o.policy_push {
-            self.push_token = push.then(String::new);
+            self.policy_push = push;
         }
         if let Some(auth) = o.prestop_auth {
-            self.prestop_token = auth.then(String::new);
+            self.prestop_auth = auth;
         }
         if o.admin_token.is_some() {
             self.admin_token = o.admin_token.clone();
@@ -739,8 +744,8 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(c.prestop_token.as_deref(), Some("s3cret"));
-        assert_eq!(c.push_token, None);
+        assert_eq!(c.prestop_token(), Some("s3cret"));
+        assert_eq!(c.push_token(), None);
     }
 
     #[test]
@@ -754,13 +759,13 @@ mod tests {
             ..Overrides::default()
         };
         let c = Config::load(Some(&file), &on).unwrap();
-        assert_eq!(c.push_token.as_deref(), Some("s3cret"));
+        assert_eq!(c.push_token(), Some("s3cret"));
         let err = Config::load(None, &on).unwrap_err().to_string();
         assert!(err.contains("no token is set"), "{err}");
         assert_eq!(
             Config::load(Some(&file), &Overrides::default())
                 .unwrap()
-                .push_token,
+                .push_token(),
             None
         );
     }

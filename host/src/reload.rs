@@ -78,7 +78,6 @@ impl Reloader {
                     config,
                     events,
                     current: None,
-                    refused: None,
                 };
                 loader.load_source();
                 loader.serve(inbox)
@@ -112,9 +111,6 @@ struct Loader {
     events: tokio_mpsc::UnboundedSender<Event>,
     /// The sha256 of the policy deciding now.
     current: Option<String>,
-    /// The sha256 of the last policy refused, and why: the same bad bytes
-    /// again (a file event seen twice) are not refused twice.
-    refused: Option<(String, String)>,
 }
 
 impl Loader {
@@ -179,7 +175,6 @@ impl Loader {
                 Ok(identity)
             }
             Err(reason) => {
-                self.refused = Some((sha256, reason.clone()));
                 self.refuse(label, reason.clone());
                 Err(reason)
             }

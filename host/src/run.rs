@@ -80,10 +80,9 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
                 events: event_tx.clone(),
                 readiness_url: config.readiness_url.clone(),
                 push: config
-                    .push_token
-                    .clone()
-                    .map(|token| (token, reloader.clone())),
-                prestop_token: config.prestop_token.clone(),
+                    .push_token()
+                    .map(|token| (token.to_string(), reloader.clone())),
+                prestop_token: config.prestop_token().map(str::to_string),
             };
             tokio::spawn(admin::serve(listener, Arc::new(admin)));
         }

@@ -11,13 +11,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[test]
 fn readiness_flips_when_the_drain_begins() {
     let app = App::new("readyz");
-    let mut agent = Agent::start(
-        &["--admin", "127.0.0.1:0", "--grace-period", "5s"],
-        &as_strs(&app.command(&["--on-term", "drain"])),
-    );
-    let admin = agent.admin_port();
-    app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    let (mut agent, admin, _) = serving(&app, &["--grace-period", "5s"], &[]);
     assert_eq!(get_body(admin, "/healthz").unwrap().0, 200);
     assert_eq!(get_body(admin, "/readyz").unwrap().0, 200);
     agent.signal(libc::SIGTERM);
@@ -44,7 +38,7 @@ fn readiness_flips_when_the_drain_begins() {
 #[test]
 fn prestop_holds_until_the_app_may_be_signalled() {
     let app = App::new("prestop");
-    let (mut agent, admin, port) = serving(&app, "10s");
+    let (mut agent, admin, port) = serving(&app, &["--grace-period", "10s"], &[]);
     let slow = std::thread::spawn(move || crate::util::get(port, "/slow?ms=2000"));
     std::thread::sleep(Duration::from_millis(300));
     // The kubelet's preStop hook, and a second call (hooks may be retried).
@@ -234,21 +228,11 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 #[test]
 fn prestop_auth_refuses_a_call_without_the_token() {
     let app = App::new("prestop-auth");
-    let mut agent = Agent::start_with_env(
-        &[
-            "--admin",
-            "127.0.0.1:0",
-            "--grace-period",
-            "5s",
-            "--prestop-auth",
-            "true",
-        ],
+    let (mut agent, admin, _) = serving(
+        &app,
+        &["--grace-period", "5s", "--prestop-auth", "true"],
         &[("LAMEDUCK_ADMIN_TOKEN", "s3cret")],
-        &as_strs(&app.command(&["--on-term", "drain"])),
     );
-    let admin = agent.admin_port();
-    app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
     assert_eq!(get_body(admin, "/prestop").unwrap().0, 401);
     let wrong = request(admin, "GET", "/prestop", Some("guess"), b"");
     assert_eq!(wrong.unwrap().0, 401);

@@ -43,19 +43,11 @@ fn live_sha(admin: u16) -> String {
 
 /// Waits until the agent logs that the policy with `sha` is loaded.
 fn wait_for_policy(agent: &Agent, sha: &str) {
-    let deadline = std::time::Instant::now() + 20 * SECOND;
-    while !agent
-        .events()
-        .iter()
-        .any(|(e, m)| e == "policy" && m.contains(&sha[..12]))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{sha} never loaded: {:#?}",
-            agent.events()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    agent.wait_until(&format!("policy {sha}"), 20 * SECOND, |events| {
+        events
+            .iter()
+            .any(|(e, m)| e == "policy" && m.contains(&sha[..12]))
+    });
 }
 
 fn count(agent: &Agent, event: &str) -> usize {
@@ -108,14 +100,9 @@ fn a_swap_while_serving_and_bad_policies_keep_the_last_good_one() {
     for (what, bytes, reason) in bad {
         let refused = count(&agent, "policy-failed");
         replace(&policy, &bytes);
-        let deadline = std::time::Instant::now() + 10 * SECOND;
-        while count(&agent, "policy-failed") == refused {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} was not refused"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        agent.wait_until(&format!("refusal of the {what}"), 10 * SECOND, |events| {
+            events.iter().filter(|(e, _)| e == "policy-failed").count() > refused
+        });
         let (_, body) = get_body(admin, "/status").unwrap();
         let status: serde_json::Value = serde_json::from_str(&body).unwrap();
         let last = &status["status"]["last_refused"];

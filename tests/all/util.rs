@@ -209,42 +209,51 @@ impl Agent {
             .collect()
     }
 
-    /// Waits until a timeline entry with this message appears.
-    pub fn wait_for_message(&self, message: &str, limit: std::time::Duration) {
+    /// Waits until the timeline entries so far, (event, message), satisfy
+    /// `done`; fails naming `what` and showing them if that takes `limit`.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + limit;
-        while !self.events().iter().any(|(_, m)| m == message) {
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no `{message}` within {limit:?}: {:#?}",
-                self.events()
+                "no {what} within {limit:?}: {events:#?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// Waits until a timeline entry with this message appears.
+    pub fn wait_for_message(&self, message: &str, limit: std::time::Duration) {
+        self.wait_until(&format!("`{message}`"), limit, |events| {
+            events.iter().any(|(_, m)| m == message)
+        });
     }
 
     /// Waits until a timeline entry of kind `event` appears.
     pub fn wait_for_event(&self, event: &str, limit: std::time::Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while !self.events().iter().any(|(e, _)| e == event) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no `{event}` within {limit:?}: {:#?}",
-                self.events()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        self.wait_until(&format!("`{event}`"), limit, |events| {
+            events.iter().any(|(e, _)| e == event)
+        });
     }
 }
 
-/// An agent serving `app` (which drains on TERM) with the admin server on,
-/// once its policy is in: (agent, admin port, app port).
-pub fn serving(app: &App, grace_period: &str) -> (Agent, u16, u16) {
+/// An agent started with `args` and `env`, serving `app` (which drains on
+/// TERM) with the admin server on, once its policy is in: (agent, admin
+/// port, app port).
+pub fn serving(app: &App, args: &[&str], env: &[(&str, &str)]) -> (Agent, u16, u16) {
     let command = app.command(&["--on-term", "drain"]);
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let agent = Agent::start(
-        &["--admin", "127.0.0.1:0", "--grace-period", grace_period],
-        &command,
-    );
+    let args = [&["--admin", "127.0.0.1:0"], args].concat();
+    let agent = Agent::start_with_env(&args, env, &command);
     let admin = agent.admin_port();
     let port = app.port();
     agent.wait_for_event("policy", std::time::Duration::from_secs(10));
