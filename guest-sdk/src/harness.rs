@@ -1,24 +1,45 @@
 //! A native test harness: drive a policy through a drain on a virtual clock.
 //!
-//! The harness plays the host: it keeps the clock, the readiness flag, the
-//! signals sent and the probes, builds each [`Snapshot`] and applies each
-//! [`Decision`] the way the agent does. Tests set probe values, advance the
-//! clock and assert on decisions; no wasm, no processes, no waiting.
+//! The harness runs the agent's own rules ([`Agent`]) — the same code
+//! the lameduck agent runs — and performs their effects itself: it asks the
+//! policy natively, answers samples with the probe values a test sets, and
+//! moves a virtual clock from one timer to the next. Tests set probe values,
+//! run the drain and assert on decisions; no wasm, no processes, no waiting.
 //!
 //! ```ignore
-//! let mut h = Harness::<Drain>::new(&[("quiet", "1s")])?.budget(28_000);
-//! h.set_probe("connections", conns(1, 0, Some(5_000)));
-//! h.begin(Trigger::Signal(Signal::Term));
+//! let mut h = Harness::<Drain>::new(&[("min-drain", "1s")])?.budget(28_000);
+//! let mut traffic = Traffic::new().request(-500, 4_050);
+//! h.signal(Signal::Term);
 //! let steps = h.run(10_000, |elapsed, h| {
-//!     if elapsed >= 300 { h.set_probe("connections", conns(0, 0, Some(5_300))) }
+//!     h.set_probe("connections", traffic.sample(elapsed as i64));
 //! });
-//! assert_eq!(steps.last().unwrap().decision.signal, Some(Signal::Term));
+//! assert_eq!(h.app_signals()[0].signal, Signal::Term);
 //! ```
 
+use crate::agent::{Agent, Call, Effect, Input, Millis, Record, Sample, Settings};
 use crate::{
-    Child, Connections, Decision, Next, Policy, Probe, ProbeValue, SentSignal, Signal,
-    SignalAction, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, Policy, ProbeValue, SentSignal, Signal, SignalAction,
+    Silences, Snapshot,
 };
+
+/// What the harness asks of a policy: the two calls of the contract. Every
+/// [`Policy`] is one; the agent's runtime makes a wasm component one too.
+pub trait Decider {
+    /// `on-signal`.
+    fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction;
+    /// `decide`.
+    fn decide(&mut self, snapshot: &Snapshot) -> Decision;
+}
+
+impl<P: Policy> Decider for P {
+    fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction {
+        Policy::on_signal(self, signal, snapshot)
+    }
+
+    fn decide(&mut self, snapshot: &Snapshot) -> Decision {
+        Policy::decide(self, snapshot)
+    }
+}
 
 /// One decision taken during [`Harness::run`].
 #[derive(Debug, Clone, PartialEq)]
@@ -32,14 +53,17 @@ pub struct Step {
 /// Plays the agent around a policy, on a virtual clock.
 pub struct Harness<P> {
     policy: P,
-    now_ms: u32,
-    drain_began_ms: Option<u32>,
-    budget_ms: u32,
-    trigger: Trigger,
+    agent: Agent,
+    now: Millis,
+    /// What a sample returns: the values the test set, by name.
+    probes: Vec<(String, ProbeValue)>,
+    /// A sample the agent asked for, answered when the test's world has
+    /// had its say.
+    sample_due: bool,
+    steps: Vec<Step>,
+    app_signals: Vec<SentSignal>,
+    records: Vec<(Millis, Record)>,
     child: Child,
-    ready: bool,
-    signals_sent: Vec<SentSignal>,
-    probes: Vec<(Probe, u32)>,
 }
 
 impl<P: Policy> Harness<P> {
@@ -49,182 +73,267 @@ impl<P: Policy> Harness<P> {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Ok(Harness {
-            policy: crate::init_policy::<P>(pairs)?,
-            now_ms: 0,
-            drain_began_ms: None,
-            budget_ms: 28_000,
-            trigger: Trigger::None,
-            child: Child::Running,
-            ready: true,
-            signals_sent: Vec::new(),
+        Ok(Harness::with(crate::init_policy::<P>(pairs)?))
+    }
+}
+
+impl<P: Decider> Harness<P> {
+    /// Drives `policy` (already initialised) with the agent's defaults and a
+    /// drain budget of 28 s.
+    pub fn with(policy: P) -> Self {
+        Harness::with_settings(policy, Settings::new(28_000))
+    }
+
+    /// Drives `policy` with these settings.
+    pub fn with_settings(policy: P, settings: Settings) -> Self {
+        Harness {
+            policy,
+            agent: Agent::new(settings, 0),
+            now: 0,
             probes: Vec::new(),
-        })
+            sample_due: false,
+            steps: Vec::new(),
+            app_signals: Vec::new(),
+            records: Vec::new(),
+            child: Child::Running,
+        }
     }
 
-    /// Sets the drain budget (grace period minus safety margin); default 28 s.
-    pub fn budget(mut self, ms: u32) -> Self {
-        self.budget_ms = ms;
-        self
+    /// Sets the drain budget (grace period minus safety margin); default
+    /// 28 s. Call it before anything happens.
+    pub fn budget(self, ms: u32) -> Self {
+        Harness::with_settings(self.policy, Settings::new(ms))
     }
 
-    /// Sets a probe's value. Its `unchanged-ms` restarts only if it differs.
+    /// Sets what the probe called `name` reads from now on.
     pub fn set_probe(&mut self, name: &str, value: ProbeValue) -> &mut Self {
-        let now = self.now_ms;
-        match self.probes.iter_mut().find(|(p, _)| p.name == name) {
-            Some((probe, changed)) if probe.value != value => {
-                probe.value = value;
-                *changed = now;
-            }
-            Some(_) => {}
-            None => self.probes.push((
-                Probe {
-                    name: name.to_string(),
-                    value,
-                    unchanged_ms: 0,
-                },
-                now,
-            )),
+        match self.probes.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => *v = value,
+            None => self.probes.push((name.to_string(), value)),
         }
         self
     }
 
-    /// Moves the virtual clock forward.
+    /// Moves the virtual clock forward by `ms`, handling every timer on the
+    /// way (the deadline, a recheck) as the agent would.
     pub fn advance(&mut self, ms: u32) -> &mut Self {
-        self.now_ms = self.now_ms.saturating_add(ms);
+        let until = self.now + u64::from(ms);
+        self.run_until(until, &mut |_, _| {});
+        self.now = until;
         self
     }
 
-    /// Marks the app as exited with `code`.
+    /// The app exits with `code`.
     pub fn child_exits(&mut self, code: u8) -> &mut Self {
-        self.child = Child::Exited(code);
+        self.exited(Child::Exited(code));
         self
     }
 
-    /// Begins the drain now, as the agent does on TERM or `/prestop`.
-    pub fn begin(&mut self, trigger: Trigger) -> &mut Self {
-        if self.drain_began_ms.is_none() {
-            self.drain_began_ms = Some(self.now_ms);
-            self.trigger = trigger;
-        }
+    /// A `preStop` hook calls `/prestop`: the drain begins.
+    pub fn prestop(&mut self) -> &mut Self {
+        self.input(Input::PreStop, &mut |_, _| {});
         self
     }
 
-    /// Delivers a signal to the agent: asks `on-signal`, and begins the drain
-    /// if the policy says so.
-    pub fn signal(&mut self, signal: Signal) -> SignalAction {
-        let snapshot = self.snapshot();
-        let action = self.policy.on_signal(signal, &snapshot);
-        if action == SignalAction::Drain {
-            self.begin(Trigger::Signal(signal));
-        }
-        action
+    /// Delivers a signal to the agent: the policy's `on-signal` answers, and
+    /// the agent does what it says (a drain begins on `drain`). `None` if
+    /// the agent did not ask the policy (a third INT).
+    pub fn signal(&mut self, signal: Signal) -> Option<SignalAction> {
+        let before = self.records.len();
+        self.input(Input::Signal(signal), &mut |_, _| {});
+        self.records[before..]
+            .iter()
+            .find_map(|(_, record)| match &record.event {
+                crate::agent::Event::Signal { action, .. } => Some(*action),
+                _ => None,
+            })
     }
 
-    /// The snapshot the agent would send now.
+    /// The snapshot the agent would show the policy now.
     pub fn snapshot(&self) -> Snapshot {
-        let elapsed_ms = self
-            .drain_began_ms
-            .map_or(0, |began| self.now_ms.saturating_sub(began));
-        Snapshot {
-            trigger: self.trigger,
-            elapsed_ms,
-            remaining_ms: self.budget_ms.saturating_sub(elapsed_ms),
-            child: self.child,
-            signals_sent: self.signals_sent.clone(),
-            ready: self.ready,
-            probes: self
-                .probes
-                .iter()
-                .map(|(probe, changed)| Probe {
-                    unchanged_ms: self.now_ms - changed,
-                    ..probe.clone()
-                })
-                .collect(),
-        }
+        let mut snapshot = self.agent.snapshot(self.now);
+        snapshot.child = self.child;
+        snapshot
     }
 
-    /// Calls `decide` and applies the decision's readiness and signal.
-    pub fn decide(&mut self) -> Decision {
-        let snapshot = self.snapshot();
-        let decision = self.policy.decide(&snapshot);
-        if let Some(ready) = decision.ready {
-            self.ready = ready;
-        }
-        if let Some(signal) = decision.signal {
-            self.signals_sent.push(SentSignal {
-                signal,
-                at_ms: snapshot.elapsed_ms,
-            });
-        }
-        decision
-    }
-
-    /// Runs the drain the way the agent does: decide, then follow each
-    /// `recheck` on the virtual clock, until the policy waits for the exit,
-    /// exits, or `until_ms` of drain have passed. Before every decision,
-    /// `world(elapsed_ms, harness)` may change the probes or the child.
+    /// Runs the drain the way the agent does, until the app has exited or
+    /// `until_ms` of drain have passed (or nothing is left to happen).
+    /// Before every sample, `world(elapsed_ms, harness)` may change the
+    /// probes or make the app exit. Returns the decisions taken during this
+    /// run.
     pub fn run(&mut self, until_ms: u32, mut world: impl FnMut(u32, &mut Self)) -> Vec<Step> {
-        let mut steps = Vec::new();
-        loop {
-            let elapsed = self.snapshot().elapsed_ms;
-            world(elapsed, self);
-            if self.child != Child::Running {
-                return steps;
-            }
-            let decision = self.decide();
-            let next = decision.next;
-            steps.push(Step {
-                at_ms: elapsed,
-                decision,
-            });
-            match next {
-                Next::Recheck(ms) if elapsed < until_ms => {
-                    self.advance(ms.max(1));
-                }
-                _ => return steps,
-            }
-        }
+        let first = self.steps.len();
+        let began = self.now - u64::from(self.snapshot().elapsed_ms);
+        self.run_until(began + u64::from(until_ms), &mut world);
+        self.steps[first..].to_vec()
     }
 
     /// Readiness as the agent would report it now.
     pub fn ready(&self) -> bool {
-        self.ready
+        self.agent.ready()
     }
 
-    /// The signals sent so far.
-    pub fn signals_sent(&self) -> &[SentSignal] {
-        &self.signals_sent
+    /// The signals the agent sent the app (the policy's, and the agent's own
+    /// at the deadline), with when, in ms since the drain began.
+    pub fn app_signals(&self) -> &[SentSignal] {
+        &self.app_signals
+    }
+
+    /// The signals sent so far, as the policy sees them in its snapshot.
+    pub fn signals_sent(&self) -> Vec<SentSignal> {
+        self.snapshot().signals_sent
+    }
+
+    /// Every decision taken so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Everything the agent recorded, with when (ms on the virtual clock).
+    pub fn records(&self) -> &[(Millis, Record)] {
+        &self.records
+    }
+
+    /// The virtual clock: ms since the harness started.
+    pub fn now(&self) -> Millis {
+        self.now
     }
 
     /// The policy, for assertions on its state.
     pub fn policy(&self) -> &P {
         &self.policy
     }
+
+    /// The agent's own state.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    fn run_until(&mut self, until: Millis, world: &mut dyn FnMut(u32, &mut Self)) {
+        loop {
+            if self.sample_due {
+                self.sample(world);
+                continue;
+            }
+            match self.agent.next_tick() {
+                Some(at) if at <= until && !self.agent.done() => {
+                    self.now = self.now.max(at);
+                    self.input(Input::Tick, world);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn sample(&mut self, world: &mut dyn FnMut(u32, &mut Self)) {
+        self.sample_due = false;
+        let elapsed = self.snapshot().elapsed_ms;
+        world(elapsed, self);
+        if !self.agent.done() {
+            let values = self.probes.clone();
+            self.input(Input::Sampled(values), world);
+        }
+    }
+
+    fn exited(&mut self, child: Child) {
+        self.child = child;
+        self.input(Input::AppExited(child), &mut |_, _| {});
+    }
+
+    /// Hands `input` to the agent and performs what it asks, at once.
+    fn input(&mut self, input: Input, world: &mut dyn FnMut(u32, &mut Self)) {
+        let effects = self.agent.handle(self.now, input);
+        for effect in effects {
+            self.perform(effect, world);
+        }
+    }
+
+    fn perform(&mut self, effect: Effect, world: &mut dyn FnMut(u32, &mut Self)) {
+        match effect {
+            Effect::Ready(_) | Effect::ReleasePrestop(_) | Effect::Reload | Effect::Exit(_) => {}
+            Effect::Sample(Sample::Learn) => {
+                let values = self.probes.clone();
+                self.input(Input::Sampled(values), world);
+            }
+            // The test's world changes the probes first, in `run_until`.
+            Effect::Sample(Sample::All) => self.sample_due = true,
+            Effect::AskSignal(signal, snapshot) => {
+                let action = self.policy.on_signal(signal, &snapshot);
+                self.input(Input::SignalAnswered(action, Call::default()), world);
+            }
+            Effect::AskDecide(snapshot) => {
+                let decision = self.policy.decide(&snapshot);
+                self.steps.push(Step {
+                    at_ms: snapshot.elapsed_ms,
+                    decision: decision.clone(),
+                });
+                self.input(Input::Decided(decision, Call::default()), world);
+            }
+            Effect::SignalApp(signal) => {
+                self.app_signals.push(SentSignal {
+                    signal,
+                    at_ms: self.snapshot().elapsed_ms,
+                });
+                if signal == Signal::Kill {
+                    self.exited(Child::Killed(9));
+                }
+            }
+            Effect::KillApp => {
+                self.app_signals.push(SentSignal {
+                    signal: Signal::Kill,
+                    at_ms: self.snapshot().elapsed_ms,
+                });
+                self.exited(Child::Killed(9));
+            }
+            Effect::Record(record) => self.records.push((self.now, record)),
+        }
+    }
 }
 
-/// A `connections` probe value, for tests.
-pub fn conns(established: u32, accepted: u32, since_last_accept_ms: Option<u32>) -> ProbeValue {
+/// A `connections` reading, for tests: `in_flight` requests awaiting their
+/// response (each on its own connection), the last request
+/// `since_last_request_ms` ago, nothing learned.
+pub fn connections(in_flight: u32, since_last_request_ms: Option<u32>) -> ProbeValue {
     ProbeValue::Connections(Connections {
-        established,
-        accepted,
-        since_last_accept_ms,
-        typical_gap_ms: None,
+        evidence: Evidence::SockDiag,
+        open: in_flight,
+        in_flight,
+        idle: 0,
+        accepted: 0,
+        since_last_request_ms,
+        since_last_accept_ms: since_last_request_ms,
+        silences: NOTHING_LEARNED,
+        excluded: 0,
     })
 }
+
+const NOTHING_LEARNED: Silences = Silences {
+    watched_ms: 0,
+    count: 0,
+    p50_ms: None,
+    p99_ms: None,
+    max_ms: None,
+};
 
 /// The first step that sends `signal`, if any.
 pub fn first_signal(steps: &[Step], signal: Signal) -> Option<&Step> {
     steps.iter().find(|s| s.decision.signal == Some(signal))
 }
 
-/// Connections to the app's ports over time, sampled as the agent's
-/// `connections` probe would see them. Times are ms relative to the drain's
-/// start; negative times are before it.
+/// The app's traffic over time, sampled as the agent's `connections` probe
+/// would see it. Times are ms relative to the drain's start; negative times
+/// are before it.
+///
+/// Each request is its own connection (accepted when it arrives, closed when
+/// it is answered) unless a keep-alive [`pool`](Traffic::pool) is open: then
+/// requests travel over the pool's connections, which stay open, idle
+/// between requests, until the pool closes them.
 #[derive(Debug, Clone, Default)]
 pub struct Traffic {
-    spans: Vec<(i64, i64)>,
-    typical_gap_ms: Option<u32>,
+    requests: Vec<(i64, i64)>,
+    /// Connections held open by a keep-alive pool, and until when.
+    pool: Option<(u32, i64)>,
+    silences: Option<Silences>,
     last_sample: Option<i64>,
 }
 
@@ -234,45 +343,101 @@ impl Traffic {
         Self::default()
     }
 
-    /// One connection, open from `from` to `to`.
-    pub fn connection(mut self, from: i64, to: i64) -> Self {
-        self.spans.push((from, to));
+    /// One request, arriving at `from` and answered at `to`.
+    pub fn request(mut self, from: i64, to: i64) -> Self {
+        self.requests.push((from, to));
         self
     }
 
-    /// A connection arriving every `every` ms in `[from, until)`, each open
-    /// for `lasting` ms.
+    /// A request arriving every `every` ms in `[from, until)`, each taking
+    /// `lasting` ms.
     pub fn arrivals(mut self, from: i64, until: i64, every: i64, lasting: i64) -> Self {
         let mut t = from;
         while t < until {
-            self.spans.push((t, t + lasting));
+            self.requests.push((t, t + lasting));
             t += every.max(1);
         }
         self
     }
 
-    /// The gap the agent learned while serving.
-    pub fn typical_gap(mut self, ms: u32) -> Self {
-        self.typical_gap_ms = Some(ms);
+    /// Bursts of `size` requests `spacing` ms apart, one burst every `every`
+    /// ms in `[from, until)`, each request taking `lasting` ms.
+    pub fn bursts(
+        mut self,
+        from: i64,
+        until: i64,
+        every: i64,
+        size: u32,
+        spacing: i64,
+        lasting: i64,
+    ) -> Self {
+        let mut burst = from;
+        while burst < until {
+            let last = burst + spacing * i64::from(size.max(1) - 1);
+            self = self.arrivals(burst, last + 1, spacing, lasting);
+            burst += every.max(1);
+        }
         self
     }
 
-    /// The probe's value at `t`; `accepted` counts arrivals since the
-    /// previous sample.
+    /// Requests travel over `size` pooled keep-alive connections, open from
+    /// before the first request until `until`.
+    pub fn pool(mut self, size: u32, until: i64) -> Self {
+        self.pool = Some((size, until));
+        self
+    }
+
+    /// What the agent learned while serving: silences whose 99th percentile
+    /// (and longest) is `p99_ms`.
+    pub fn learned(mut self, p99_ms: u32) -> Self {
+        self.silences = Some(Silences {
+            watched_ms: 600_000,
+            count: 1_000,
+            p50_ms: Some(p99_ms / 4),
+            p99_ms: Some(p99_ms),
+            max_ms: Some(p99_ms),
+        });
+        self
+    }
+
+    /// What the agent learned while serving, in full.
+    pub fn silences(mut self, silences: Silences) -> Self {
+        self.silences = Some(silences);
+        self
+    }
+
+    /// The probe's value at `t`; `accepted` counts the connections opened
+    /// since the previous sample.
     pub fn sample(&mut self, t: i64) -> ProbeValue {
         let since = self.last_sample.replace(t).unwrap_or(i64::MIN);
-        let established = self.spans.iter().filter(|(a, b)| *a <= t && t < *b).count();
-        let accepted = self
-            .spans
-            .iter()
-            .filter(|(a, _)| since < *a && *a <= t)
-            .count();
-        let last_arrival = self.spans.iter().map(|(a, _)| *a).filter(|a| *a <= t).max();
+        let in_flight = self.requests.iter().filter(|(a, b)| *a <= t && t < *b);
+        let in_flight = in_flight.count() as u32;
+        let last_request = self.requests.iter().map(|(a, _)| *a).filter(|a| *a <= t);
+        let since_last_request_ms = last_request.max().map(|a| ms_since(t, a));
+        let (open, accepted, since_last_accept_ms) = match self.pool {
+            Some((size, until)) => {
+                let open = if t < until { size.max(in_flight) } else { 0 };
+                (open, 0, None)
+            }
+            None => {
+                let arrived = self.requests.iter().filter(|(a, _)| since < *a && *a <= t);
+                (in_flight, arrived.count() as u32, since_last_request_ms)
+            }
+        };
         ProbeValue::Connections(Connections {
-            established: established as u32,
-            accepted: accepted as u32,
-            since_last_accept_ms: last_arrival.map(|a| (t - a).clamp(0, u32::MAX as i64) as u32),
-            typical_gap_ms: self.typical_gap_ms,
+            evidence: Evidence::SockDiag,
+            open,
+            in_flight,
+            idle: open - in_flight.min(open),
+            accepted,
+            since_last_request_ms,
+            since_last_accept_ms,
+            silences: self.silences.unwrap_or(NOTHING_LEARNED),
+            excluded: 0,
         })
     }
+}
+
+fn ms_since(t: i64, then: i64) -> u32 {
+    (t - then).clamp(0, u32::MAX as i64) as u32
 }

@@ -4,7 +4,8 @@
 //! [`export_policy!`]. Built for `wasm32-wasip2` it is a component that
 //! implements the `lameduck:policy/drain-policy` world; built natively it is an
 //! ordinary Rust type that [`harness::Harness`] drives on a virtual clock, so
-//! policies are tested with plain `cargo test`.
+//! policies are tested with plain `cargo test` — through the agent's own
+//! shutdown rules ([`agent`]), which the harness shares with the agent.
 //!
 //! ```ignore
 //! use lameduck_sdk::*;
@@ -23,6 +24,7 @@
 //! export_policy!(Now);
 //! ```
 
+pub mod agent;
 mod config;
 mod decision;
 pub mod harness;
@@ -46,8 +48,8 @@ pub mod bindings {
 }
 
 pub use bindings::lameduck::policy::types::{
-    Child, Connections, Decision, FileState, HttpResponse, Level, Next, Probe, ProbeValue,
-    SentSignal, Signal, SignalAction, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
+    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 
 /// A drain policy: decides, from a [`Snapshot`], what the agent does next.

@@ -46,11 +46,11 @@ impl Snapshot {
 
 impl ProbeValue {
     /// A probe's verdict read as "the app is idle": an HTTP 2xx, an existing
-    /// file, an exec that exited 0, no established connections. A failed probe
-    /// is never idle.
+    /// file, an exec that exited 0, no request in flight. A failed probe is
+    /// never idle.
     pub fn is_idle(&self) -> bool {
         match self {
-            ProbeValue::Connections(c) => c.established == 0,
+            ProbeValue::Connections(c) => c.in_flight == 0,
             ProbeValue::Http(r) => (200..300).contains(&r.status),
             ProbeValue::File(f) => f.exists,
             ProbeValue::Exec(code) => *code == 0,

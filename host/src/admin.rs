@@ -42,12 +42,35 @@ const MAX_POLICY: usize = 64 << 20;
 
 type Reply = Response<Full<Bytes>>;
 
-/// Serves until the process exits.
-pub async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
+/// Serves on a thread and a runtime of its own, until the process exits:
+/// whatever clients ask, building answers never takes the controller's time.
+pub fn start(listener: std::net::TcpListener, admin: Admin) {
+    std::thread::Builder::new()
+        .name("lameduck-admin".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(serve(listener, Arc::new(admin)));
+        })
+        .expect("spawn the admin thread");
+}
+
+/// How long to pause accepting after an error (out of file descriptors):
+/// the error would come back at once, and spin.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(target: "lameduck", "admin server: accept: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let admin = admin.clone();
         tokio::spawn(async move {

@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use crate::config::{Config, ProbeKind};
+use crate::config::Config;
 use crate::policy::{
-    Child, Compiler, Connections, FileState, HttpResponse, Next, Probe, ProbeValue, Signal,
-    Snapshot, Trigger, WORLD,
+    Child, Compiler, Mode, Next, Probe, ProbeValue, Signal, Snapshot, Trigger, WORLD,
 };
 use crate::probes::millis;
 
@@ -81,31 +80,16 @@ pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
     0
 }
 
-/// The agent's view at the start of a drain, with every configured probe
-/// showing an idle app.
+/// The agent's view at the start of a drain. `check` samples nothing, and
+/// says so: every configured probe reads `failed`, so the verdict shows what
+/// the policy does without evidence, not a made-up idle app.
 fn sample_snapshot(config: &Config, budget: u32) -> Snapshot {
     let probes = config
         .probes
         .iter()
         .map(|p| Probe {
             name: p.name.clone(),
-            value: match &p.kind {
-                ProbeKind::Connections { .. } => ProbeValue::Connections(Connections {
-                    established: 0,
-                    accepted: 0,
-                    since_last_accept_ms: None,
-                    typical_gap_ms: None,
-                }),
-                ProbeKind::Http { .. } => ProbeValue::Http(HttpResponse {
-                    status: 200,
-                    body: String::new(),
-                }),
-                ProbeKind::File { .. } => ProbeValue::File(FileState {
-                    exists: true,
-                    contents: String::new(),
-                }),
-                ProbeKind::Exec { .. } => ProbeValue::Exec(0),
-            },
+            value: ProbeValue::Failed("not sampled: `lameduck check` runs no probes".into()),
             unchanged_ms: 0,
         })
         .collect();
@@ -117,5 +101,6 @@ fn sample_snapshot(config: &Config, budget: u32) -> Snapshot {
         signals_sent: Vec::new(),
         ready: true,
         probes,
+        mode: Mode::Entrypoint,
     }
 }

@@ -26,6 +26,13 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Run beside the app as a native sidecar, with no child of its own: the
+    /// app's preStop hook calls /prestop, which holds until the app may be
+    /// signalled; the kubelet then sends it TERM.
+    Sidecar {
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Load a policy (and a config) as `run` would, and print a verdict.
     Check {
         #[command(flatten)]
@@ -154,6 +161,11 @@ fn main() {
             let config = settings.load();
             init_logging(config.log_format);
             lameduck::run::run(config, command)
+        }
+        Command::Sidecar { settings } => {
+            let config = settings.load();
+            init_logging(config.log_format);
+            lameduck::run::sidecar(config)
         }
         Command::Check { settings } => {
             die_on_closed_pipe();

@@ -1,36 +1,31 @@
-//! `lameduck run -- CMD`: start the app first, then everything else.
+//! `lameduck run -- CMD`: start the app first, then everything else; and
+//! `lameduck sidecar`: the same agent beside an app it did not start.
 
 use std::ffi::OsString;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::controller::{Controller, Deadlines};
-use crate::policy::Policy;
+use crate::controller::{self, App, Controller, Event};
+use crate::decider::Decider;
+use crate::policy::{Mode, Policy};
 use crate::probes::Probes;
 use crate::reload::Reloader;
 use crate::shared::Shared;
-use crate::supervisor::{self, Reaper};
+use crate::supervisor::{self, Exit, Reaper};
 
 /// Runs `argv` under the agent; returns the status to exit with.
 pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
-    // Everything that can be refused without compiling is refused before
-    // the app starts; the policy is read in full beside it.
-    if let Err(e) = config.policy.inspect() {
-        eprintln!("lameduck: policy {e}");
-        return 2;
-    }
-
-    let admin_listener = match config.admin.map(bind).transpose() {
+    let admin_listener = match prepare(&config) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("lameduck: admin server: {e}");
+            eprintln!("lameduck: {e}");
             return 2;
         }
     };
-
     supervisor::block_signals();
     supervisor::become_subreaper();
     let reaper = Arc::new(Reaper::default());
@@ -41,71 +36,156 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
             return e.status();
         }
     };
-    let (signal_tx, signal_rx) = mpsc::unbounded_channel();
-    supervisor::start_signal_thread(reaper.clone(), signal_tx);
+    let started = format!("started {} as pid {app}", argv[0].to_string_lossy());
+    agent(
+        config,
+        App::Child(app),
+        reaper,
+        admin_listener,
+        started,
+        Some(app_exit),
+    )
+}
 
-    let shared = Arc::new(Shared::new(config.summary()));
-    shared.timeline.record(
+/// Runs the agent beside an app it did not start (a native sidecar): the
+/// app's `preStop` hook calls `/prestop`, which holds until the policy says
+/// the app may be signalled; the kubelet then sends it TERM. Returns when
+/// the kubelet stops the sidecar.
+pub fn sidecar(config: Config) -> i32 {
+    let admin_listener = match prepare(&config) {
+        Ok(Some(listener)) => listener,
+        Ok(None) => {
+            eprintln!(
+                "lameduck: a sidecar needs its admin server: the app's preStop calls /prestop"
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("lameduck: {e}");
+            return 2;
+        }
+    };
+    supervisor::block_signals();
+    let reaper = Arc::new(Reaper::default());
+    let started = "started beside the app, as a sidecar".to_string();
+    agent(
+        config,
+        App::Beside,
+        reaper,
+        Some(admin_listener),
+        started,
         None,
-        "started",
-        format!("started {} as pid {app}", argv[0].to_string_lossy()),
-        serde_json::json!({ "pid": app }),
-    );
+    )
+}
 
+/// Everything that can be refused without compiling is refused before the
+/// app starts (the policy is read in full beside it); the admin port is
+/// bound, so that a port in use is a configuration error.
+fn prepare(config: &Config) -> Result<Option<std::net::TcpListener>, String> {
+    config.policy.inspect().map_err(|e| format!("policy {e}"))?;
+    let listener = config.admin.map(bind).transpose();
+    listener.map_err(|e| format!("admin server: {e}"))
+}
+
+/// The agent around `app`: signals are taken on a thread of their own,
+/// the policy compiles beside the app, the admin server serves on its own
+/// thread, and the controller runs until the end. `app_exit` says when the
+/// app (our child) exits.
+fn agent(
+    config: Config,
+    app: App,
+    reaper: Arc<Reaper>,
+    admin_listener: Option<std::net::TcpListener>,
+    started: String,
+    app_exit: Option<oneshot::Receiver<Exit>>,
+) -> i32 {
+    let (events, inbox) = mpsc::unbounded_channel();
+    let signals = events.clone();
+    supervisor::start_signal_thread(reaper.clone(), move |signal| {
+        signals.send(Event::Signal(signal)).is_ok()
+    });
+    let shared = Arc::new(Shared::new(config.summary()));
+    let pid = match app {
+        App::Child(pid) => Some(pid),
+        App::Beside => None,
+    };
+    shared
+        .timeline
+        .record(None, "started", started, serde_json::json!({ "pid": pid }));
+    let probes = Probes::new(&config.probes, reaper, pid);
     // The policy compiles beside the app; early signals wait for it.
-    let (event_tx, event_rx) = mpsc::unbounded_channel();
     let reloader = Reloader::start(
         config.limits,
         config.cache_dir.clone(),
         config.policy.clone(),
         config.policy_config.clone(),
-        event_tx.clone(),
+        events.clone(),
     );
-
+    if let Some(listener) = admin_listener {
+        let address = listener.local_addr().expect("a bound listener");
+        shared.timeline.record(
+            None,
+            "admin",
+            format!("admin server listening on {address}"),
+            serde_json::json!({ "address": address.to_string() }),
+        );
+        let admin = Admin {
+            shared: shared.clone(),
+            events: events.clone(),
+            readiness_url: config.readiness_url.clone(),
+            push: config
+                .push_token()
+                .map(|token| (token.to_string(), reloader.clone())),
+            prestop_token: config.prestop_token().map(str::to_string),
+        };
+        admin::start(listener, admin);
+    }
+    let mode = match app {
+        App::Child(_) => Mode::Entrypoint,
+        App::Beside => Mode::Sidecar,
+    };
+    let settings = controller::settings(&config, mode, &probes, true);
+    let decider = Decider::start(
+        Policy::fallback_only(config.policy_config.clone()),
+        patience(&config),
+        events.clone(),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let exit = runtime.block_on(async move {
-        if let Some(listener) = admin_listener {
-            let address = listener.local_addr().expect("a bound listener");
-            shared.timeline.record(
-                None,
-                "admin",
-                format!("admin server listening on {address}"),
-                serde_json::json!({ "address": address.to_string() }),
-            );
-            let admin = Admin {
-                shared: shared.clone(),
-                events: event_tx.clone(),
-                readiness_url: config.readiness_url.clone(),
-                push: config
-                    .push_token()
-                    .map(|token| (token.to_string(), reloader.clone())),
-                prestop_token: config.prestop_token().map(str::to_string),
-            };
-            tokio::spawn(admin::serve(listener, Arc::new(admin)));
+        if let Some(app_exit) = app_exit {
+            let events = events.clone();
+            tokio::spawn(async move {
+                if let Ok(exit) = app_exit.await {
+                    let _ = events.send(Event::AppExited(exit));
+                }
+            });
         }
         let controller = Controller::new(
-            Deadlines {
-                budget: config.drain_budget(),
-                kill_pause: config.safety_margin / 2,
-            },
+            settings,
             app,
-            Policy::fallback_only(config.policy_config.clone()),
-            true,
-            Probes::new(&config.probes, reaper.clone(), app),
+            decider,
+            probes,
             shared,
-            config.reload_signal.map(|signal| (signal, reloader)),
+            config.reload_signal.map(|_| reloader),
+            events,
         );
-        let _events = event_tx;
-        controller.run(signal_rx, event_rx, app_exit).await
+        controller.run(inbox).await
     });
+    // A probe stuck in a blocking read (a FIFO) must not hold the exit.
+    runtime.shutdown_background();
     exit.status()
 }
 
-/// Binds the admin server's socket before the app starts, so a port in use
-/// is a configuration error, not a surprise later.
+/// How long the controller waits for the policy thread before the built-in
+/// logic answers: far beyond any call within its CPU budget.
+fn patience(config: &Config) -> Duration {
+    (config.limits.cpu * 4).max(Duration::from_millis(500))
+}
+
+/// Binds the admin server's socket before the app starts.
 fn bind(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;

@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,8 +194,11 @@ pub fn quiet_command(argv: &[String]) -> Command {
 }
 
 /// Takes every blocked signal on a thread of its own: SIGCHLD reaps, the
-/// others are sent on `signals` as numbers.
-pub fn start_signal_thread(reaper: Arc<Reaper>, signals: mpsc::UnboundedSender<i32>) {
+/// others go to `deliver` (by number) until it returns false.
+pub fn start_signal_thread(
+    reaper: Arc<Reaper>,
+    mut deliver: impl FnMut(i32) -> bool + Send + 'static,
+) {
     std::thread::Builder::new()
         .name("lameduck-signals".into())
         .spawn(move || {
@@ -209,7 +212,7 @@ pub fn start_signal_thread(reaper: Arc<Reaper>, signals: mpsc::UnboundedSender<i
                     -1 => continue, // EINTR
                     libc::SIGCHLD => reaper.reap(),
                     signal => {
-                        if signals.send(signal).is_err() {
+                        if !deliver(signal) {
                             return;
                         }
                     }

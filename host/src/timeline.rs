@@ -10,9 +10,11 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use lameduck_sdk::agent::{Call, Event, Record};
+
 use crate::policy::{
-    Child, Connections, Decision, FileState, HttpResponse, Next, Probe, ProbeValue, SentSignal,
-    Signal, SignalAction, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Mode, Next, Probe, ProbeValue,
+    SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 use crate::signals;
 
@@ -80,11 +82,148 @@ impl Timeline {
         });
     }
 
+    /// Records what the agent's rules did (see [`entry`]).
+    pub fn record_agent(&self, record: &Record) {
+        let (event, message, data) = entry(&record.event);
+        self.record(record.drain_ms, event, message, data);
+        if let Some(error) = policy_error(&record.event) {
+            self.record(record.drain_ms, "policy-error", error.0, error.1);
+        }
+    }
+
     /// A copy of every entry kept.
     pub fn entries(&self) -> Vec<Entry> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.entries.iter().cloned().collect()
     }
+}
+
+/// An agent's event as a timeline entry: its kind, its words, its data.
+pub fn entry(event: &Event) -> (&'static str, String, Value) {
+    let name = |s: Signal| s.name();
+    match event {
+        Event::Held(signal) => (
+            "signal",
+            format!("{}: held until the policy is loaded", name(*signal)),
+            json!({ "signal": name(*signal), "held": true }),
+        ),
+        Event::Reload(signal) => (
+            "signal",
+            format!("{}: reloading the policy", name(*signal)),
+            json!({ "signal": name(*signal) }),
+        ),
+        Event::Signal {
+            signal,
+            action,
+            drain_goes_on,
+            snapshot,
+            ..
+        } => {
+            let mut message = describe_signal(*signal, action);
+            if *drain_goes_on {
+                message.push_str("; the drain goes on");
+            }
+            let data = json!({ "signal": name(*signal), "snapshot": snapshot_json(snapshot) });
+            ("signal", message, data)
+        }
+        Event::ThirdInterrupt => (
+            "signal",
+            "INT a third time: stopping at once".into(),
+            Value::Null,
+        ),
+        Event::PreStop => ("prestop", "preStop hook called".into(), Value::Null),
+        Event::DrainBegan { budget_ms, .. } => (
+            "drain",
+            format!(
+                "drain began; deadline in {:?}",
+                std::time::Duration::from_millis((*budget_ms).into())
+            ),
+            json!({ "budget_ms": budget_ms }),
+        ),
+        Event::Decision {
+            snapshot,
+            decision,
+            call,
+        } => {
+            let mut message = describe_decision(decision);
+            let probes = probes_summary(snapshot);
+            if !probes.is_empty() {
+                message.push_str(&format!(" [{probes}]"));
+            }
+            let data = json!({
+                "snapshot": snapshot_json(snapshot),
+                "decision": decision_json(decision),
+                "call_us": call.took_us,
+                "fallback": call.fallback,
+            });
+            ("decision", message, data)
+        }
+        Event::Late { decision } => (
+            "late",
+            format!(
+                "an answer after the deadline, not applied: {}",
+                describe_decision(decision)
+            ),
+            json!({ "decision": decision_json(decision) }),
+        ),
+        Event::Sent { signal, .. } => (
+            "sent",
+            format!("sent {} to the app", name(*signal)),
+            json!({ "signal": name(*signal) }),
+        ),
+        Event::Refused { signal, why } => (
+            "refused",
+            format!("{} not sent: {why}", name(*signal)),
+            json!({ "signal": name(*signal) }),
+        ),
+        Event::Deadline { kill_pause_ms } => (
+            "deadline",
+            match kill_pause_ms {
+                Some(ms) => format!("deadline reached; KILL in {ms}ms if the app is still running"),
+                None => "deadline reached".into(),
+            },
+            Value::Null,
+        ),
+        Event::Killed { why } => (
+            "killed",
+            format!("KILL sent to the app's process group: {why}"),
+            Value::Null,
+        ),
+        Event::Exited(child) => {
+            let (how, status) = match child {
+                Child::Exited(code) => (format!("exited with code {code}"), i32::from(*code)),
+                Child::Killed(n) => (
+                    format!("was killed by {}", signals::name(i32::from(*n))),
+                    128 + i32::from(*n),
+                ),
+                Child::Running => ("is running".into(), 0),
+            };
+            (
+                "exit",
+                format!("the app {how}"),
+                json!({ "status": status }),
+            )
+        }
+        Event::Stopping { why } => ("stopping", format!("stopping: {why}"), Value::Null),
+    }
+}
+
+/// The entry that says the fallback answered for a failed policy, if it did.
+fn policy_error(event: &Event) -> Option<(String, Value)> {
+    let (Event::Signal { call, .. } | Event::Decision { call, .. }) = event else {
+        return None;
+    };
+    let Call {
+        fallback: Some(error),
+        ..
+    } = call
+    else {
+        return None;
+    };
+    Some((
+        format!("policy {error}; the built-in drain answered instead"),
+        json!({ "error": error }),
+    ))
 }
 
 /// A snapshot as data.
@@ -107,6 +246,10 @@ pub fn snapshot_json(s: &Snapshot) -> Value {
             "at_ms": sent.at_ms,
         })).collect::<Vec<_>>(),
         "ready": s.ready,
+        "mode": match s.mode {
+            Mode::Entrypoint => "entrypoint",
+            Mode::Sidecar => "sidecar",
+        },
         "probes": s.probes.iter().map(|p| json!({
             "name": p.name,
             "value": probe_json(&p.value),
@@ -118,10 +261,24 @@ pub fn snapshot_json(s: &Snapshot) -> Value {
 fn probe_json(value: &ProbeValue) -> Value {
     match value {
         ProbeValue::Connections(c) => json!({ "connections": {
-            "established": c.established,
+            "evidence": match c.evidence {
+                Evidence::SockDiag => "sock-diag",
+                Evidence::ProcNetTcp => "proc-net-tcp",
+            },
+            "open": c.open,
+            "in_flight": c.in_flight,
+            "idle": c.idle,
             "accepted": c.accepted,
+            "since_last_request_ms": c.since_last_request_ms,
             "since_last_accept_ms": c.since_last_accept_ms,
-            "typical_gap_ms": c.typical_gap_ms,
+            "silences": {
+                "watched_ms": c.silences.watched_ms,
+                "count": c.silences.count,
+                "p50_ms": c.silences.p50_ms,
+                "p99_ms": c.silences.p99_ms,
+                "max_ms": c.silences.max_ms,
+            },
+            "excluded": c.excluded,
         }}),
         ProbeValue::Http(r) => json!({ "http": { "status": r.status, "body": r.body } }),
         ProbeValue::File(f) => json!({ "file": { "exists": f.exists, "contents": f.contents } }),
@@ -181,10 +338,11 @@ pub fn probes_summary(s: &Snapshot) -> String {
         .map(|p| {
             let value = match &p.value {
                 ProbeValue::Connections(c) => format!(
-                    "{} open, {} new, last new {}",
-                    c.established,
+                    "{} in flight, {} idle, {} new, last request {}",
+                    c.in_flight,
+                    c.idle,
                     c.accepted,
-                    c.since_last_accept_ms
+                    c.since_last_request_ms
                         .map_or("never".to_string(), |ms| format!("{ms}ms ago"))
                 ),
                 ProbeValue::Http(r) => format!("HTTP {}", r.status),
@@ -278,6 +436,11 @@ pub fn snapshot_from_json(v: &Value) -> Result<Snapshot, String> {
             .as_bool()
             .ok_or("`ready` is not true or false")?,
         probes,
+        mode: match v.get("mode").and_then(Value::as_str) {
+            None | Some("entrypoint") => Mode::Entrypoint,
+            Some("sidecar") => Mode::Sidecar,
+            Some(other) => return Err(format!("`mode` is `{other}`, not entrypoint or sidecar")),
+        },
     })
 }
 
@@ -291,11 +454,28 @@ fn probe_from_json(v: &Value) -> Result<ProbeValue, String> {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let value = if let Some(c) = v.get("connections") {
         let count = |key: &str| optional_ms(&c[key]).ok_or(format!("connections.{key}"));
+        let s = &c["silences"];
+        let learned = |key: &str| optional_ms(&s[key]).ok_or(format!("connections.silences.{key}"));
         ProbeValue::Connections(Connections {
-            established: count("established")?,
+            evidence: match c["evidence"].as_str() {
+                Some("sock-diag") => Evidence::SockDiag,
+                Some("proc-net-tcp") => Evidence::ProcNetTcp,
+                _ => return Err("connections.evidence".into()),
+            },
+            open: count("open")?,
+            in_flight: count("in_flight")?,
+            idle: count("idle")?,
             accepted: count("accepted")?,
+            since_last_request_ms: optional_ms(&c["since_last_request_ms"]),
             since_last_accept_ms: optional_ms(&c["since_last_accept_ms"]),
-            typical_gap_ms: optional_ms(&c["typical_gap_ms"]),
+            silences: Silences {
+                watched_ms: learned("watched_ms")?,
+                count: learned("count")?,
+                p50_ms: optional_ms(&s["p50_ms"]),
+                p99_ms: optional_ms(&s["p99_ms"]),
+                max_ms: optional_ms(&s["max_ms"]),
+            },
+            excluded: count("excluded")?,
         })
     } else if let Some(r) = v.get("http") {
         let status = r["status"].as_u64().and_then(|n| u16::try_from(n).ok());

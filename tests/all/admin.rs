@@ -38,7 +38,8 @@ fn readiness_flips_when_the_drain_begins() {
 #[test]
 fn prestop_holds_until_the_app_may_be_signalled() {
     let app = App::new("prestop");
-    let (mut agent, admin, port) = serving(&app, &["--grace-period", "10s"], &[]);
+    let config = ["--grace-period", "10s", "--policy-config", "min-drain=1s"];
+    let (mut agent, admin, port) = serving(&app, &config, &[]);
     let slow = std::thread::spawn(move || crate::util::get(port, "/slow?ms=2000"));
     std::thread::sleep(Duration::from_millis(300));
     // The kubelet's preStop hook, and a second call (hooks may be retried).
@@ -51,7 +52,7 @@ fn prestop_holds_until_the_app_may_be_signalled() {
         let (reply, released) = hook.join().unwrap();
         let (status, body) = reply.unwrap();
         assert_eq!(status, 200);
-        assert!(body.starts_with("TERM sent: no new connection"), "{body}");
+        assert!(body.starts_with("TERM sent: no request for"), "{body}");
         assert!(
             released >= completed,
             "/prestop released before the request completed"

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use lameduck::builtin;
 use lameduck::policy::{
-    Child, Compiled, Compiler, Connections, Decision, HttpResponse, Limits, Next, PolicyError,
-    Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+    Child, Compiled, Compiler, Decision, HttpResponse, Instance, Limits, Mode, PolicyError,
+    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
+use lameduck_sdk::agent::Settings;
+use lameduck_sdk::harness::{Decider, Harness, Step, Traffic};
 
 use crate::util::root;
 
@@ -108,47 +110,28 @@ fn pairs(config: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Connections to the app's ports over time, sampled as the agent's
-/// `connections` probe would see them (the same model as the SDK's harness).
-/// Times are ms relative to the drain's start; negative times are before it.
-#[derive(Clone, Default)]
-struct Traffic {
-    spans: Vec<(i64, i64)>,
-    typical_gap_ms: Option<u32>,
-    last_sample: Option<i64>,
+/// A policy instance whose every call must succeed: a failure is a test
+/// failure, not a fallback.
+struct Strict<'a> {
+    language: &'a str,
+    instance: Instance,
 }
 
-impl Traffic {
-    fn connection(mut self, from: i64, to: i64) -> Self {
-        self.spans.push((from, to));
-        self
+impl Decider for Strict<'_> {
+    fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction {
+        let language = self.language;
+        self.instance
+            .on_signal(signal, snapshot)
+            .unwrap_or_else(|e| panic!("{language}: `on-signal` failed: {e}"))
     }
 
-    /// A connection every `every` ms in `[from, until)`, each open `lasting` ms.
-    fn arrivals(mut self, from: i64, until: i64, every: i64, lasting: i64) -> Self {
-        self.spans.extend(
-            (from..until)
-                .step_by(every as usize)
-                .map(|t| (t, t + lasting)),
-        );
-        self
-    }
-
-    fn typical_gap(mut self, ms: u32) -> Self {
-        self.typical_gap_ms = Some(ms);
-        self
-    }
-
-    fn sample(&mut self, t: i64) -> ProbeValue {
-        let since = self.last_sample.replace(t).unwrap_or(i64::MIN);
-        let open = self.spans.iter().filter(|(a, b)| *a <= t && t < *b);
-        let arrived = self.spans.iter().filter(|(a, _)| since < *a && *a <= t);
-        let last_arrival = self.spans.iter().map(|(a, _)| *a).filter(|a| *a <= t).max();
-        ProbeValue::Connections(Connections {
-            established: open.count() as u32,
-            accepted: arrived.count() as u32,
-            since_last_accept_ms: last_arrival.map(|a| (t - a).clamp(0, u32::MAX as i64) as u32),
-            typical_gap_ms: self.typical_gap_ms,
+    fn decide(&mut self, snapshot: &Snapshot) -> Decision {
+        let language = self.language;
+        self.instance.decide(snapshot).unwrap_or_else(|e| {
+            panic!(
+                "{language}: `decide` failed at {}: {e}",
+                snapshot.elapsed_ms
+            )
         })
     }
 }
@@ -174,117 +157,62 @@ enum Sampled {
     Fixed(ProbeValue),
 }
 
-/// One call to `decide`: when, and what came back.
-type Step = (u32, Decision);
+/// What a drain did: the policy's decisions, and the signals the app got
+/// (the policy's, and the agent's own at its deadline).
+struct Drained {
+    steps: Vec<Step>,
+    app_signals: Vec<SentSignal>,
+}
 
-/// Runs `scenario` against a fresh instance of `policy` the way the agent
-/// does: TERM goes through `on-signal`; then `decide`, apply the readiness
-/// and the signal, follow `recheck` on a virtual clock; stop when the policy
-/// waits for the exit or exits, or when the app has exited.
-fn drive(language: &str, policy: &Compiled, scenario: &Scenario) -> Vec<Step> {
-    let mut instance = policy
+/// Runs `scenario` against a fresh instance of `policy` through the agent's
+/// own rules, on a virtual clock, as the agent would: TERM goes through
+/// `on-signal`; then `decide`, rechecks, the deadline and its KILL, until
+/// the app has exited.
+fn drive(language: &str, policy: &Compiled, scenario: &Scenario) -> Drained {
+    let instance = policy
         .instantiate(&pairs(scenario.config))
         .unwrap_or_else(|e| panic!("{language}: `init` failed in {}: {e}", scenario.name));
+    let strict = Strict { language, instance };
+    let mut h = Harness::with_settings(strict, Settings::new(scenario.budget_ms));
     let mut probes = scenario.probes.clone();
-    // Each probe's reading, with when its value last changed.
-    let mut readings: Vec<(Probe, u32)> = Vec::new();
-    let mut signals_sent: Vec<SentSignal> = Vec::new();
-    let mut ready = true;
-    let mut steps = Vec::new();
-    let mut elapsed = 0;
-
-    let serving = Snapshot {
-        trigger: Trigger::None,
-        elapsed_ms: 0,
-        remaining_ms: scenario.budget_ms,
-        child: Child::Running,
-        signals_sent: Vec::new(),
-        ready,
-        probes: Vec::new(),
-    };
-    let action = instance.on_signal(Signal::Term, &serving).unwrap();
+    let exits_after = scenario.exits_after_signal_ms;
     assert_eq!(
-        action,
-        SignalAction::Drain,
+        h.signal(Signal::Term),
+        Some(SignalAction::Drain),
         "{language}: TERM begins the drain"
     );
-
-    loop {
-        if let (Some(first), Some(after)) = (signals_sent.first(), scenario.exits_after_signal_ms)
-            && elapsed >= first.at_ms + after
+    h.run(scenario.budget_ms + 10_000, |elapsed, h| {
+        let signalled = h.app_signals().first().map(|s| s.at_ms);
+        if let (Some(at), Some(after)) = (signalled, exits_after)
+            && elapsed >= at + after
         {
-            return steps; // the app exited: `decide` is not called again
+            h.child_exits(0);
+            return;
         }
         for (name, sampled) in &mut probes {
             let value = match sampled {
                 Sampled::Traffic(traffic) => traffic.sample(elapsed as i64),
                 Sampled::Fixed(value) => value.clone(),
             };
-            match readings.iter_mut().find(|(p, _)| p.name == *name) {
-                Some((probe, changed)) if probe.value != value => {
-                    probe.value = value;
-                    *changed = elapsed;
-                }
-                Some(_) => {}
-                None => readings.push((
-                    Probe {
-                        name: name.to_string(),
-                        value,
-                        unchanged_ms: 0,
-                    },
-                    elapsed,
-                )),
-            }
+            h.set_probe(name, value);
         }
-        let snapshot = Snapshot {
-            trigger: Trigger::Signal(Signal::Term),
-            elapsed_ms: elapsed,
-            remaining_ms: scenario.budget_ms.saturating_sub(elapsed),
-            child: Child::Running,
-            signals_sent: signals_sent.clone(),
-            ready,
-            probes: readings
-                .iter()
-                .map(|(probe, changed)| Probe {
-                    unchanged_ms: elapsed - changed,
-                    ..probe.clone()
-                })
-                .collect(),
-        };
-        let decision = instance.decide(&snapshot).unwrap_or_else(|e| {
-            panic!(
-                "{language}: `decide` failed at {elapsed} ms in {}: {e}",
-                scenario.name
-            )
-        });
-        if let Some(now) = decision.ready {
-            ready = now;
-        }
-        if let Some(signal) = decision.signal {
-            signals_sent.push(SentSignal {
-                signal,
-                at_ms: elapsed,
-            });
-        }
-        let next = decision.next;
-        steps.push((elapsed, decision));
-        match next {
-            Next::Recheck(ms) if elapsed < scenario.budget_ms => elapsed += ms.max(1),
-            _ => return steps,
-        }
+    });
+    Drained {
+        steps: h.steps().to_vec(),
+        app_signals: h.app_signals().to_vec(),
     }
 }
 
 /// Drives `scenario` through every `drain` and checks each port's decisions
 /// against Rust's, step by step. Returns Rust's, for checks of its own.
-fn conform(scenario: &Scenario) -> Vec<Step> {
+fn conform(scenario: &Scenario) -> Drained {
     let [(_, rust), ports @ ..] = policies() else {
         unreachable!("Rust is first")
     };
     let expected = drive("Rust", rust, scenario);
     for (language, policy) in ports {
         let got = drive(language, policy, scenario);
-        for (i, (want, have)) in expected.iter().zip(&got).enumerate() {
+        for (i, (want, have)) in expected.steps.iter().zip(&got.steps).enumerate() {
             assert_eq!(
                 have, want,
                 "{language} differs from Rust in `{}` at step {i} (left: {language}, right: Rust)",
@@ -292,21 +220,24 @@ fn conform(scenario: &Scenario) -> Vec<Step> {
             );
         }
         assert_eq!(
-            got.len(),
-            expected.len(),
+            got.steps.len(),
+            expected.steps.len(),
             "{language} took a different number of steps in `{}`",
             scenario.name
         );
+        assert_eq!(got.app_signals, expected.app_signals, "{language}");
     }
     expected
 }
 
-fn first_signal(steps: &[Step], signal: Signal) -> u32 {
-    steps
+/// When the app first got `signal`, from whomever.
+fn first_signal(drained: &Drained, signal: Signal) -> u32 {
+    drained
+        .app_signals
         .iter()
-        .find(|(_, d)| d.signal == Some(signal))
+        .find(|s| s.signal == signal)
         .unwrap_or_else(|| panic!("{signal:?} was never sent"))
-        .0
+        .at_ms
 }
 
 /// A drain with the defaults: 28 s of budget, `traffic` on the app's ports,
@@ -321,54 +252,87 @@ fn scenario(name: &'static str, traffic: Traffic) -> Scenario {
     }
 }
 
-#[test]
-fn an_idle_app() {
-    let steps = conform(&scenario("idle app", Traffic::default()));
-    assert_eq!(first_signal(&steps, Signal::Term), 1_000);
+/// Dense traffic learned over minutes, over a keep-alive pool whose
+/// connections stay open: requests every 10 ms until `removed`.
+fn behind_an_ingress(removed: i64) -> Traffic {
+    Traffic::new()
+        .arrivals(-60_000, removed, 10, 150)
+        .pool(32, 60_000)
+        .learned(40)
 }
 
 #[test]
-fn a_slow_in_flight_request() {
-    let slow = Traffic::default().connection(-500, 4_050);
-    let steps = conform(&scenario("slow in-flight request", slow));
-    assert!((4_050..=4_150).contains(&first_signal(&steps, Signal::Term)));
+fn an_idle_young_app() {
+    let drained = conform(&scenario("idle app", Traffic::new()));
+    assert_eq!(first_signal(&drained, Signal::Term), 5_000);
 }
 
 #[test]
-fn late_connections_during_the_endpoint_lag() {
-    // New connections keep coming until the endpoint is gone, 2.5 s in.
-    let lag = Traffic::default().arrivals(-5_000, 2_500, 200, 50);
-    let steps = conform(&scenario("endpoint lag", lag));
-    assert!((3_300..=3_500).contains(&first_signal(&steps, Signal::Term)));
+fn an_idle_keep_alive_pool_does_not_hold_the_drain() {
+    let drained = conform(&scenario("keep-alive pool", behind_an_ingress(2_000)));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((2_240..=2_350).contains(&term), "TERM at {term}");
+}
+
+#[test]
+fn a_slow_request_in_flight() {
+    let slow = behind_an_ingress(500).request(400, 4_050);
+    let drained = conform(&scenario("slow request in flight", slow));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((4_050..=4_150).contains(&term), "TERM at {term}");
+}
+
+#[test]
+fn new_connections_during_the_endpoint_lag() {
+    let lag = Traffic::new().arrivals(-5_000, 2_500, 200, 50).learned(300);
+    let drained = conform(&scenario("endpoint lag", lag));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((3_000..=3_100).contains(&term), "TERM at {term}");
 }
 
 #[test]
 fn a_learned_sparse_rhythm() {
-    let sparse = Traffic::default()
-        .arrivals(-9_000, 0, 2_000, 10)
-        .typical_gap(2_000);
-    let steps = conform(&scenario("sparse rhythm", sparse));
-    assert_eq!(first_signal(&steps, Signal::Term), 3_000);
+    let sparse = Traffic::new().arrivals(-9_000, 0, 2_000, 10).learned(2_000);
+    let drained = conform(&scenario("sparse rhythm", sparse));
+    assert_eq!(first_signal(&drained, Signal::Term), 4_000);
+}
+
+#[test]
+fn a_young_pod_with_sparse_bursts() {
+    let young = Traffic::new()
+        .bursts(-4_000, 4_000, 2_000, 7, 30, 20)
+        .silences(Silences {
+            watched_ms: 4_000,
+            count: 13,
+            p50_ms: Some(30),
+            p99_ms: Some(1_800),
+            max_ms: Some(1_800),
+        });
+    let drained = conform(&Scenario {
+        config: &[("min-drain", "6s")],
+        ..scenario("young pod, sparse bursts", young)
+    });
+    assert_eq!(first_signal(&drained, Signal::Term), 6_000);
 }
 
 #[test]
 fn a_request_that_never_ends_meets_the_deadline_and_an_app_that_ignores_term() {
-    let steps = conform(&Scenario {
+    let endless = || behind_an_ingress(0).request(-1, i64::MAX);
+    let drained = conform(&Scenario {
         budget_ms: 20_000,
         exits_after_signal_ms: None,
-        ..scenario(
-            "never-ending request",
-            Traffic::default().connection(-1, i64::MAX),
-        )
+        ..scenario("never-ending request", endless())
     });
-    assert_eq!(first_signal(&steps, Signal::Term), 15_000);
-    assert_eq!(first_signal(&steps, Signal::Kill), 25_000);
+    // The reserve (5 s) leaves the app time to stop; it does not, and the
+    // agent's deadline KILLs it before the policy's own `kill-after`.
+    assert_eq!(first_signal(&drained, Signal::Term), 15_000);
+    assert_eq!(first_signal(&drained, Signal::Kill), 21_000);
     // A short budget keeps only a third of itself in reserve.
-    let steps = conform(&Scenario {
+    let drained = conform(&Scenario {
         budget_ms: 3_000,
-        ..scenario("short budget", Traffic::default().connection(-1, i64::MAX))
+        ..scenario("short budget", endless())
     });
-    assert_eq!(first_signal(&steps, Signal::Term), 2_000);
+    assert_eq!(first_signal(&drained, Signal::Term), 2_000);
 }
 
 #[test]
@@ -377,18 +341,19 @@ fn a_non_default_config() {
         ("probe", "web"),
         ("quiet", "1.5s"),
         ("quiet-max", "4s"),
+        ("min-drain", "1s"),
         ("reserve", "2s"),
         ("recheck", "250ms"),
         ("signal", "SIGQUIT"),
         ("kill-after", "3s"),
     ];
-    // Arrivals until 1.7 s; the learned gap makes the quiet period 3.6 s
-    // (1.5 × 2.4 s, within 1.5..4 s), looked at every 250 ms. `connections`
+    // Requests until 1.7 s; the learned 1.2 s silences make the quiet
+    // period 2.4 s (within 1.5..4 s), looked at every 250 ms. `connections`
     // is there to show that the `probe` key is read.
-    let lag = Traffic::default()
+    let lag = Traffic::new()
         .arrivals(-6_000, 2_000, 700, 400)
-        .typical_gap(2_400);
-    let steps = conform(&Scenario {
+        .learned(1_200);
+    let drained = conform(&Scenario {
         config,
         budget_ms: 30_000,
         probes: vec![
@@ -398,9 +363,9 @@ fn a_non_default_config() {
         exits_after_signal_ms: None,
         name: "non-default config",
     });
-    assert_eq!(first_signal(&steps, Signal::Quit), 5_500);
+    assert_eq!(first_signal(&drained, Signal::Quit), 4_250);
     // The app ignores QUIT: KILL after `kill-after`.
-    assert_eq!(first_signal(&steps, Signal::Kill), 5_500 + 3_000);
+    assert_eq!(first_signal(&drained, Signal::Kill), 4_250 + 3_000);
 }
 
 #[test]
@@ -421,11 +386,11 @@ fn missing_failed_or_mistyped_evidence() {
             vec![("connections", Sampled::Fixed(http))],
         ),
     ] {
-        let steps = conform(&Scenario {
+        let drained = conform(&Scenario {
             probes,
-            ..scenario(name, Traffic::default())
+            ..scenario(name, Traffic::new())
         });
-        assert_eq!(first_signal(&steps, Signal::Term), 5_000, "{name}");
+        assert_eq!(first_signal(&drained, Signal::Term), 5_000, "{name}");
     }
 }
 
@@ -443,9 +408,10 @@ fn outcome(language: &str, policy: &Compiled, config: &'static [(&str, &str)]) -
                 &Scenario {
                     config,
                     budget_ms: 9_000,
-                    ..scenario("config", Traffic::default())
+                    ..scenario("config", Traffic::new())
                 }
             )
+            .steps
         ),
     }
 }
@@ -517,6 +483,7 @@ fn on_signal_answers_as_rust() {
         signals_sent: Vec::new(),
         ready: true,
         probes: Vec::new(),
+        mode: Mode::Entrypoint,
     };
     let mut expected = rust.instantiate(&[]).unwrap();
     for (language, policy) in ports {

@@ -12,7 +12,12 @@ const SECOND: Duration = Duration::from_secs(1);
 fn a_slow_request_in_flight_holds_term_until_it_completes() {
     let app = App::new("slow-request");
     let mut agent = Agent::start(
-        &["--grace-period", "10s"],
+        &[
+            "--grace-period",
+            "10s",
+            "--policy-config",
+            "min-drain=1s,quiet-max=1s",
+        ],
         &as_strs(&app.command(&["--on-term", "drain"])),
     );
     let port = app.port();
@@ -44,7 +49,7 @@ fn a_slow_request_in_flight_holds_term_until_it_completes() {
     let held = agent
         .events()
         .into_iter()
-        .filter(|(e, m)| e == "decision" && m.contains("1 connection(s) in flight"))
+        .filter(|(e, m)| e == "decision" && m.contains("1 request(s) in flight"))
         .count();
     assert!(
         held >= 10,
@@ -79,10 +84,9 @@ fn on_signal_sees_the_connections_of_the_moment() {
         .find(|e| e["event"] == "signal")
         .expect("the USR1 is in the timeline")
         .clone();
-    let established =
-        &signal["data"]["snapshot"]["probes"][0]["value"]["connections"]["established"];
+    let open = &signal["data"]["snapshot"]["probes"][0]["value"]["connections"]["open"];
     assert!(
-        established.as_u64().is_some_and(|n| n >= 1),
+        open.as_u64().is_some_and(|n| n >= 1),
         "on-signal saw the open connection: {signal:#}"
     );
     agent.signal(libc::SIGTERM);

@@ -88,7 +88,7 @@ fn a_swap_while_serving_and_bad_policies_keep_the_last_good_one() {
         (
             "wrong world",
             component("wrong-world.wat"),
-            "lameduck:policy@0.2.0",
+            "lameduck:policy@0.3.0",
         ),
         (
             "init error",
@@ -144,11 +144,11 @@ fn a_swap_in_mid_drain_changes_the_behaviour_but_not_the_deadline() {
     wait_for_policy(&agent, &sha256_hex(builtin::get("delay").unwrap()));
     agent.signal(libc::SIGTERM);
     agent.wait_for_event("drain", 5 * SECOND);
-    // `delay` would wait 5 s; after 1.5 s, `drain` takes over and, the app
-    // being idle, signals it at once.
+    // `delay` would wait 5 s; after 1.5 s, a policy that stops the app at
+    // once takes over.
     std::thread::sleep(Duration::from_millis(1_500));
     let swapped = now();
-    std::fs::write(dir.join("next.wasm"), builtin::get("drain").unwrap()).unwrap();
+    std::fs::write(dir.join("next.wasm"), component("now.wat")).unwrap();
     std::fs::rename(dir.join("next.wasm"), &policy).unwrap();
     assert_eq!(agent.wait(10 * SECOND).0, 0);
     let term = app

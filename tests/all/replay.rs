@@ -10,7 +10,11 @@ const SECOND: Duration = Duration::from_secs(1);
 /// `/status` in the middle of a drain held by a slow request.
 fn recorded_drain() -> String {
     let app = App::new("replay");
-    let (mut agent, admin, port) = serving(&app, &["--grace-period", "10s"], &[]);
+    let (mut agent, admin, port) = serving(
+        &app,
+        &["--grace-period", "10s", "--policy-config", "min-drain=1s"],
+        &[],
+    );
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
     std::thread::sleep(Duration::from_millis(300));
     agent.signal(libc::SIGTERM);

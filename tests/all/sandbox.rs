@@ -5,23 +5,15 @@ use std::time::{Duration, Instant};
 
 use lameduck::builtin;
 use lameduck::policy::{
-    Child, Compiler, Connections, Decision, Limits, LoadError, Next, Origin, Policy, PolicyError,
-    Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+    Child, Compiler, Decision, Limits, LoadError, Mode, Next, Origin, Policy, PolicyError, Probe,
+    ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
 };
+use lameduck_sdk::harness::connections as conns;
 
 use crate::util::component;
 
 fn compiler() -> Compiler {
     Compiler::new(Limits::default(), None).unwrap()
-}
-
-fn conns(established: u32, since_last_accept_ms: Option<u32>) -> ProbeValue {
-    ProbeValue::Connections(Connections {
-        established,
-        accepted: 0,
-        since_last_accept_ms,
-        typical_gap_ms: None,
-    })
 }
 
 fn snapshot(elapsed_ms: u32, sent: &[(Signal, u32)], probes: Vec<(&str, ProbeValue)>) -> Snapshot {
@@ -43,6 +35,7 @@ fn snapshot(elapsed_ms: u32, sent: &[(Signal, u32)], probes: Vec<(&str, ProbeVal
                 unchanged_ms: 0,
             })
             .collect(),
+        mode: Mode::Entrypoint,
     }
 }
 
@@ -75,9 +68,9 @@ fn drain_in_wasm_decides_exactly_as_the_native_fallback() {
         snapshot(0, &[], vec![("connections", conns(2, Some(30)))]),
         snapshot(400, &[], vec![("connections", conns(1, Some(100)))]),
         snapshot(1_500, &[], vec![("connections", conns(1, Some(1_200)))]),
-        snapshot(2_000, &[], vec![("connections", conns(0, Some(1_700)))]),
-        snapshot(2_100, &[(Signal::Term, 2_000)], vec![]),
-        snapshot(12_000, &[(Signal::Term, 2_000)], vec![]),
+        snapshot(5_000, &[], vec![("connections", conns(0, Some(1_700)))]),
+        snapshot(5_100, &[(Signal::Term, 5_000)], vec![]),
+        snapshot(15_000, &[(Signal::Term, 5_000)], vec![]),
         snapshot(
             3_000,
             &[],
@@ -274,7 +267,7 @@ fn the_wrong_world_is_named() {
     assert!(matches!(err, LoadError::Version { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("lameduck:policy@0.2.0") && text.contains("newer"),
+        text.contains("lameduck:policy@0.3.0") && text.contains("newer"),
         "{text}"
     );
 }
@@ -337,4 +330,41 @@ fn the_default_policy_ships_precompiled() {
     let mut instance = compiled.instantiate(&[]).unwrap();
     let decision = instance.decide(&snapshot(0, &[], vec![])).unwrap();
     assert!(!decision.reason.is_empty());
+}
+
+/// A policy built against the first version of the world still loads and
+/// decides, on evidence adapted for it: `tests/fixtures/drain-0.1.wasm` is
+/// the built-in `drain` as it was at 0.1.0 (waiting for one second without a
+/// new connection and for no established one), and behind a keep-alive pool
+/// it is shown requests where it looked for connections.
+#[test]
+fn a_policy_built_against_0_1_0_still_decides() {
+    let old = std::fs::read(crate::util::fixture("drain-0.1.wasm")).unwrap();
+    let compiled = compiler().compile("drain-0.1.wasm", &old).unwrap();
+    assert_eq!(compiled.world, "lameduck:policy@0.1.0");
+    let instance = compiled.instantiate(&[]).unwrap();
+    let mut policy = Policy::fallback_only(Vec::new());
+    policy.swap(compiled.into(), instance);
+    // 32 pooled connections stay open; requests stopped 300 ms ago, then 1.3 s ago.
+    let pooled = |since: u32| match lameduck_sdk::harness::Traffic::new()
+        .pool(32, 60_000)
+        .sample(0)
+    {
+        ProbeValue::Connections(mut c) => {
+            c.since_last_request_ms = Some(since);
+            ProbeValue::Connections(c)
+        }
+        _ => unreachable!(),
+    };
+    let waiting = decide(
+        &mut policy,
+        &snapshot(300, &[], vec![("connections", pooled(300))]),
+    );
+    assert_eq!(waiting.signal, None, "{}", waiting.reason);
+    let term = decide(
+        &mut policy,
+        &snapshot(1_300, &[], vec![("connections", pooled(1_300))]),
+    );
+    assert_eq!(term.signal, Some(Signal::Term), "{}", term.reason);
+    assert!(term.reason.contains("none in flight"), "{}", term.reason);
 }

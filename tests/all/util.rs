@@ -32,7 +32,11 @@ pub fn component_in(name: &str, extra: &[&str], world: &str) -> Vec<u8> {
     }
     let mut module = bytes;
     let mut resolve = wit_parser::Resolve::default();
-    let (mut package, _) = resolve.push_path(root().join("wit")).expect("wit/ parses");
+    // The fixtures are written against the first version of the world
+    // (its canonical ABI): the agent still loads such policies.
+    let (mut package, _) = resolve
+        .push_path(root().join("wit").join("v0.1"))
+        .expect("wit/v0.1 parses");
     for (i, text) in extra.iter().enumerate() {
         package = resolve
             .push_str(format!("extra{i}.wit"), text)

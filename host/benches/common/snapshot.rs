@@ -2,7 +2,8 @@
 //! calls on, included by both (`#[path]`), so their numbers compare.
 
 use lameduck::policy::{
-    Child, Connections, FileState, HttpResponse, Probe, ProbeValue, Signal, Snapshot, Trigger,
+    Child, Connections, Evidence, FileState, HttpResponse, Mode, Probe, ProbeValue, Signal,
+    Silences, Snapshot, Trigger,
 };
 
 /// A snapshot in the middle of a drain, with four probes.
@@ -23,10 +24,21 @@ pub fn snapshot() -> Snapshot {
             probe(
                 "connections",
                 ProbeValue::Connections(Connections {
-                    established: 3,
+                    evidence: Evidence::SockDiag,
+                    open: 12,
+                    in_flight: 3,
+                    idle: 9,
                     accepted: 1,
+                    since_last_request_ms: Some(40),
                     since_last_accept_ms: Some(140),
-                    typical_gap_ms: Some(90),
+                    silences: Silences {
+                        watched_ms: 600_000,
+                        count: 4_000,
+                        p50_ms: Some(10),
+                        p99_ms: Some(90),
+                        max_ms: Some(150),
+                    },
+                    excluded: 1,
                 }),
             ),
             probe(
@@ -45,5 +57,6 @@ pub fn snapshot() -> Snapshot {
             ),
             probe("queue", ProbeValue::Exec(1)),
         ],
+        mode: Mode::Entrypoint,
     }
 }

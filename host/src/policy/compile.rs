@@ -9,10 +9,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{DrainPolicy, DrainPolicyPre};
+use super::bindings::{v0_1, v0_2};
 use super::cache::Cache;
-use super::instance::{self, Instance, State, Ticker};
-use super::{Identity, Limits, LoadError, PolicyError, WORLD};
+use super::instance::{self, Instance, Pre, State, Ticker};
+use super::{Identity, Limits, LoadError, OLDER_WORLDS, PolicyError, WORLD};
 use crate::builtin;
 
 /// The exports the world requires.
@@ -46,7 +46,9 @@ impl Compiler {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         instance::forbid_waiting(&mut linker)?;
-        DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        // Each version imports its own `host` interface: both are linked.
+        v0_2::DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        v0_1::DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         Ok(Compiler {
             ticker: Ticker::start(&engine),
             cache: Cache::new(cache_dir, &engine),
@@ -80,8 +82,12 @@ impl Compiler {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Mismatch(format!("{e:#}")))?;
-        let pre =
-            DrainPolicyPre::new(instance_pre).map_err(|e| LoadError::Mismatch(format!("{e:#}")))?;
+        let mismatch = |e: wasmtime::Error| LoadError::Mismatch(format!("{e:#}"));
+        let pre = if world == WORLD {
+            Pre::V0_2(v0_2::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
+        } else {
+            Pre::V0_1(v0_1::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
+        };
         Ok(Compiled {
             identity: Identity {
                 source: source.to_string(),
@@ -135,7 +141,7 @@ impl std::fmt::Display for Origin {
 /// A checked policy, ready to be instantiated.
 pub struct Compiled {
     identity: Identity,
-    pre: DrainPolicyPre<State>,
+    pre: Pre,
     limits: Limits,
     ticker: Arc<Ticker>,
     /// The version of the world it was built against.
@@ -273,18 +279,20 @@ pub fn inspect(mut input: impl Read + Seek) -> Result<String, LoadError> {
     check_names(&imports, &exports)
 }
 
+/// Checks names; returns the world (of [`WORLD`] and [`OLDER_WORLDS`]) the
+/// component was built against.
 fn check_names(imports: &[String], exports: &[String]) -> Result<String, LoadError> {
-    let ours = version_of(WORLD);
     let mut found = None;
     for name in imports {
         if let Some(interface) = name.strip_prefix("lameduck:policy/") {
             let version = interface.split_once('@').map_or("", |(_, v)| v);
-            if !compatible(version, ours) {
-                return Err(LoadError::Version {
+            let world = std::iter::once(WORLD)
+                .chain(OLDER_WORLDS)
+                .find(|world| compatible(version, version_of(world)))
+                .ok_or_else(|| LoadError::Version {
                     found: version.to_string(),
-                });
-            }
-            found = Some(format!("lameduck:policy@{version}"));
+                })?;
+            found = Some(world.to_string());
         } else if !name.starts_with("wasi:") {
             return Err(LoadError::UnknownImport(name.to_string()));
         }
@@ -345,8 +353,21 @@ mod tests {
         assert!(!compatible("0.2.0", "0.1.0"));
         assert!(!compatible("", "0.1.0"));
         assert!(compatible("1.2.0", "1.0.0"));
-        assert!(is_newer("0.2.0"));
-        assert!(!is_newer("0.0.9"));
+        assert!(is_newer("0.3.0"));
+        assert!(!is_newer("0.1.9"));
+        let import = |v: &str| vec![format!("lameduck:policy/host@{v}")];
+        let exports = EXPORTS.map(String::from);
+        assert_eq!(check_names(&import("0.2.1"), &exports).unwrap(), WORLD);
+        assert_eq!(
+            check_names(&import("0.1.0"), &exports).unwrap(),
+            OLDER_WORLDS[0]
+        );
+        let newer = check_names(&import("0.3.0"), &exports).unwrap_err();
+        assert_eq!(
+            newer.to_string(),
+            "built against lameduck:policy@0.3.0, a newer version than this agent's \
+             lameduck:policy@0.2.0 (it also loads lameduck:policy@0.1.0)"
+        );
     }
 
     /// Counts the bytes read through it.

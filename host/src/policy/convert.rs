@@ -1,104 +1,185 @@
-//! Between the host's types (wasmtime's bindings) and the SDK's (wit-bindgen's),
-//! for the native fallback. Both are generated from the same WIT, so every
-//! conversion is a field-by-field copy.
+//! At the wasm boundary: the agent's types (the SDK's) to each version of
+//! the world's bindings, and back. Every version is generated from its own
+//! WIT, so most conversions are a field-by-field copy, written once for both
+//! versions by `shared!`; only what differs is written per version.
 
 use lameduck_sdk as sdk;
 
-use super::{Child, Decision, Next, Probe, ProbeValue, Signal, SignalAction, Snapshot, Trigger};
+use super::bindings::{v0_1, v0_2};
 
-macro_rules! same_enum {
-    ($host:ident, [$($variant:ident),* $(,)?]) => {
-        impl From<sdk::$host> for $host {
-            fn from(value: sdk::$host) -> Self {
-                match value { $(sdk::$host::$variant => $host::$variant,)* }
+/// A signal of one enum to the same signal of another.
+macro_rules! each_signal {
+    ($value:expr, $from:ident => $to:ident) => {
+        each_signal!(@ $value, $from, $to, [
+            Hup, Int, Quit, Kill, Usr1, Usr2, Pipe, Alrm, Term, Cont, Stop, Tstp, Ttin, Ttou,
+            Urg, Xcpu, Xfsz, Vtalrm, Prof, Winch, Io, Pwr
+        ])
+    };
+    (@ $value:expr, $from:ident, $to:ident, [$($v:ident),*]) => {
+        match $value { $($from::$v => $to::$v,)* }
+    };
+}
+
+/// The conversions whose types are the same in every version.
+macro_rules! shared {
+    ($name:ident, $version:ident) => {
+        pub mod $name {
+            use super::super::bindings::$version::lameduck::policy::types as w;
+            use lameduck_sdk as sdk;
+
+            pub fn signal(s: sdk::Signal) -> w::Signal {
+                use {sdk::Signal as From, w::Signal as To};
+                each_signal!(s, From => To)
             }
-        }
-        impl From<$host> for sdk::$host {
-            fn from(value: $host) -> Self {
-                match value { $($host::$variant => sdk::$host::$variant,)* }
+
+            pub fn from_signal(s: w::Signal) -> sdk::Signal {
+                use {sdk::Signal as To, w::Signal as From};
+                each_signal!(s, From => To)
+            }
+
+            pub fn trigger(t: sdk::Trigger) -> w::Trigger {
+                match t {
+                    sdk::Trigger::None => w::Trigger::None,
+                    sdk::Trigger::Signal(s) => w::Trigger::Signal(signal(s)),
+                    sdk::Trigger::Prestop => w::Trigger::Prestop,
+                }
+            }
+
+            pub fn child(c: sdk::Child) -> w::Child {
+                match c {
+                    sdk::Child::Running => w::Child::Running,
+                    sdk::Child::Exited(code) => w::Child::Exited(code),
+                    sdk::Child::Killed(n) => w::Child::Killed(n),
+                }
+            }
+
+            pub fn sent(s: &[sdk::SentSignal]) -> Vec<w::SentSignal> {
+                s.iter()
+                    .map(|s| w::SentSignal {
+                        signal: signal(s.signal),
+                        at_ms: s.at_ms,
+                    })
+                    .collect()
+            }
+
+            /// A probe, with the version's own reading of `connections`.
+            pub fn probe(
+                p: &sdk::Probe,
+                connections: impl Fn(&sdk::Connections) -> w::Connections,
+            ) -> w::Probe {
+                w::Probe {
+                    name: p.name.clone(),
+                    value: match &p.value {
+                        sdk::ProbeValue::Connections(c) => {
+                            w::ProbeValue::Connections(connections(c))
+                        }
+                        sdk::ProbeValue::Http(r) => w::ProbeValue::Http(w::HttpResponse {
+                            status: r.status,
+                            body: r.body.clone(),
+                        }),
+                        sdk::ProbeValue::File(f) => w::ProbeValue::File(w::FileState {
+                            exists: f.exists,
+                            contents: f.contents.clone(),
+                        }),
+                        sdk::ProbeValue::Exec(code) => w::ProbeValue::Exec(*code),
+                        sdk::ProbeValue::Failed(why) => w::ProbeValue::Failed(why.clone()),
+                    },
+                    unchanged_ms: p.unchanged_ms,
+                }
+            }
+
+            pub fn decision(d: w::Decision) -> sdk::Decision {
+                sdk::Decision {
+                    ready: d.ready,
+                    signal: d.signal.map(from_signal),
+                    next: match d.next {
+                        w::Next::Recheck(ms) => sdk::Next::Recheck(ms),
+                        w::Next::WaitForExit => sdk::Next::WaitForExit,
+                        w::Next::Exit => sdk::Next::Exit,
+                    },
+                    reason: d.reason,
+                }
+            }
+
+            pub fn signal_action(a: w::SignalAction) -> sdk::SignalAction {
+                match a {
+                    w::SignalAction::Forward => sdk::SignalAction::Forward,
+                    w::SignalAction::Rewrite(s) => sdk::SignalAction::Rewrite(from_signal(s)),
+                    w::SignalAction::Ignore => sdk::SignalAction::Ignore,
+                    w::SignalAction::Drain => sdk::SignalAction::Drain,
+                }
             }
         }
     };
 }
 
-same_enum!(
-    Signal,
-    [
-        Hup, Int, Quit, Kill, Usr1, Usr2, Pipe, Alrm, Term, Cont, Stop, Tstp, Ttin, Ttou, Urg,
-        Xcpu, Xfsz, Vtalrm, Prof, Winch, Io, Pwr,
-    ]
-);
+shared!(current, v0_2);
+shared!(first, v0_1);
 
-pub fn snapshot(s: &Snapshot) -> sdk::Snapshot {
-    sdk::Snapshot {
-        trigger: match s.trigger {
-            Trigger::None => sdk::Trigger::None,
-            Trigger::Signal(signal) => sdk::Trigger::Signal(signal.into()),
-            Trigger::Prestop => sdk::Trigger::Prestop,
+/// A snapshot for a component built against 0.2.0: as it is.
+pub fn snapshot_v0_2(s: &sdk::Snapshot) -> v0_2::lameduck::policy::types::Snapshot {
+    use v0_2::lameduck::policy::types as w;
+    let connections = |c: &sdk::Connections| w::Connections {
+        evidence: match c.evidence {
+            sdk::Evidence::SockDiag => w::Evidence::SockDiag,
+            sdk::Evidence::ProcNetTcp => w::Evidence::ProcNetTcp,
         },
+        open: c.open,
+        in_flight: c.in_flight,
+        idle: c.idle,
+        accepted: c.accepted,
+        since_last_request_ms: c.since_last_request_ms,
+        since_last_accept_ms: c.since_last_accept_ms,
+        silences: w::Silences {
+            watched_ms: c.silences.watched_ms,
+            count: c.silences.count,
+            p50_ms: c.silences.p50_ms,
+            p99_ms: c.silences.p99_ms,
+            max_ms: c.silences.max_ms,
+        },
+        excluded: c.excluded,
+    };
+    w::Snapshot {
+        trigger: current::trigger(s.trigger),
         elapsed_ms: s.elapsed_ms,
         remaining_ms: s.remaining_ms,
-        child: match s.child {
-            Child::Running => sdk::Child::Running,
-            Child::Exited(code) => sdk::Child::Exited(code),
-            Child::Killed(signal) => sdk::Child::Killed(signal),
-        },
-        signals_sent: s
-            .signals_sent
-            .iter()
-            .map(|sent| sdk::SentSignal {
-                signal: sent.signal.into(),
-                at_ms: sent.at_ms,
-            })
-            .collect(),
+        child: current::child(s.child),
+        signals_sent: current::sent(&s.signals_sent),
         ready: s.ready,
-        probes: s.probes.iter().map(probe).collect(),
-    }
-}
-
-fn probe(p: &Probe) -> sdk::Probe {
-    sdk::Probe {
-        name: p.name.clone(),
-        value: match &p.value {
-            ProbeValue::Connections(c) => sdk::ProbeValue::Connections(sdk::Connections {
-                established: c.established,
-                accepted: c.accepted,
-                since_last_accept_ms: c.since_last_accept_ms,
-                typical_gap_ms: c.typical_gap_ms,
-            }),
-            ProbeValue::Http(r) => sdk::ProbeValue::Http(sdk::HttpResponse {
-                status: r.status,
-                body: r.body.clone(),
-            }),
-            ProbeValue::File(f) => sdk::ProbeValue::File(sdk::FileState {
-                exists: f.exists,
-                contents: f.contents.clone(),
-            }),
-            ProbeValue::Exec(code) => sdk::ProbeValue::Exec(*code),
-            ProbeValue::Failed(why) => sdk::ProbeValue::Failed(why.clone()),
+        probes: s
+            .probes
+            .iter()
+            .map(|p| current::probe(p, connections))
+            .collect(),
+        mode: match s.mode {
+            sdk::Mode::Entrypoint => w::Mode::Entrypoint,
+            sdk::Mode::Sidecar => w::Mode::Sidecar,
         },
-        unchanged_ms: p.unchanged_ms,
     }
 }
 
-pub fn decision(d: sdk::Decision) -> Decision {
-    Decision {
-        ready: d.ready,
-        signal: d.signal.map(Into::into),
-        next: match d.next {
-            sdk::Next::Recheck(ms) => Next::Recheck(ms),
-            sdk::Next::WaitForExit => Next::WaitForExit,
-            sdk::Next::Exit => Next::Exit,
-        },
-        reason: d.reason,
-    }
-}
-
-pub fn signal_action(a: sdk::SignalAction) -> SignalAction {
-    match a {
-        sdk::SignalAction::Forward => SignalAction::Forward,
-        sdk::SignalAction::Rewrite(signal) => SignalAction::Rewrite(signal.into()),
-        sdk::SignalAction::Ignore => SignalAction::Ignore,
-        sdk::SignalAction::Drain => SignalAction::Drain,
+/// A snapshot for a component built against 0.1.0, adapted (see the header
+/// of `wit/v0.1/policy.wit`): it looked for connections, and is shown
+/// requests, which is what it meant.
+pub fn snapshot_v0_1(s: &sdk::Snapshot) -> v0_1::lameduck::policy::types::Snapshot {
+    use v0_1::lameduck::policy::types as w;
+    let connections = |c: &sdk::Connections| w::Connections {
+        established: c.in_flight,
+        accepted: c.accepted,
+        since_last_accept_ms: c.since_last_request_ms,
+        typical_gap_ms: c.silences.p99_ms,
+    };
+    w::Snapshot {
+        trigger: first::trigger(s.trigger),
+        elapsed_ms: s.elapsed_ms,
+        remaining_ms: s.remaining_ms,
+        child: first::child(s.child),
+        signals_sent: first::sent(&s.signals_sent),
+        ready: s.ready,
+        probes: s
+            .probes
+            .iter()
+            .map(|p| first::probe(p, connections))
+            .collect(),
     }
 }

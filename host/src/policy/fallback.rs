@@ -4,7 +4,7 @@
 use lameduck_policy_drain::Drain;
 use lameduck_sdk::Policy as _;
 
-use super::{Decision, Signal, SignalAction, Snapshot, convert};
+use super::{Decision, Signal, SignalAction, Snapshot};
 
 /// The `drain` logic, run natively. It takes the policy's config when that
 /// config is also valid for `drain`, and `drain`'s defaults otherwise.
@@ -21,13 +21,10 @@ impl Fallback {
     }
 
     pub fn decide(&mut self, snapshot: &Snapshot) -> Decision {
-        convert::decision(self.drain.decide(&convert::snapshot(snapshot)))
+        self.drain.decide(snapshot)
     }
 
     pub fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction {
-        convert::signal_action(
-            self.drain
-                .on_signal(signal.into(), &convert::snapshot(snapshot)),
-        )
+        self.drain.on_signal(signal, snapshot)
     }
 }

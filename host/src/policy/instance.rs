@@ -10,8 +10,8 @@ use wasmtime::{Engine, EngineWeak, ResourceLimiter, Store, Trap, UpdateDeadline}
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::lameduck::policy::{host, types};
-use super::bindings::{DrainPolicy, DrainPolicyPre};
+use super::bindings::{v0_1, v0_2};
+use super::convert;
 use super::output::GuestOutput;
 use super::{Decision, Identity, Level, Limits, PolicyError, Signal, SignalAction, Snapshot};
 
@@ -46,10 +46,8 @@ impl WasiView for State {
     }
 }
 
-impl types::Host for State {}
-
-impl host::Host for State {
-    fn log(&mut self, level: Level, message: String) {
+impl State {
+    fn log(&self, level: Level, message: String) {
         let policy = &*self.tag;
         match level {
             Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
@@ -58,6 +56,42 @@ impl host::Host for State {
             Level::Error => tracing::error!(target: "policy", policy, "{message}"),
         }
     }
+}
+
+/// The `host` interface of a version of the world: its `log`.
+macro_rules! host {
+    ($version:ident) => {
+        impl $version::lameduck::policy::types::Host for State {}
+
+        impl $version::lameduck::policy::host::Host for State {
+            fn log(&mut self, level: $version::lameduck::policy::types::Level, message: String) {
+                use $version::lameduck::policy::types::Level as L;
+                let level = match level {
+                    L::Debug => Level::Debug,
+                    L::Info => Level::Info,
+                    L::Warn => Level::Warn,
+                    L::Error => Level::Error,
+                };
+                State::log(self, level, message);
+            }
+        }
+    };
+}
+
+host!(v0_2);
+host!(v0_1);
+
+/// A component checked against one of the versions of the world.
+#[derive(Clone)]
+pub enum Pre {
+    V0_2(v0_2::DrainPolicyPre<State>),
+    V0_1(v0_1::DrainPolicyPre<State>),
+}
+
+/// An instance's exports, by version.
+enum Bindings {
+    V0_2(v0_2::DrainPolicy),
+    V0_1(v0_1::DrainPolicy),
 }
 
 /// The WASI version whose clock this agent's linker provides.
@@ -130,14 +164,14 @@ impl ResourceLimiter for MemoryCap {
 /// fails leaves the instance unusable, and the caller starts a new one.
 pub struct Instance {
     store: Store<State>,
-    bindings: DrainPolicy,
+    bindings: Bindings,
     limits: Limits,
     ticker: Arc<Ticker>,
 }
 
 impl Instance {
     pub(super) fn new(
-        pre: &DrainPolicyPre<State>,
+        pre: &Pre,
         identity: &Identity,
         limits: Limits,
         ticker: Arc<Ticker>,
@@ -159,7 +193,11 @@ impl Instance {
             deadline: Duration::ZERO,
             tag,
         };
-        let mut store = Store::new(pre.engine(), state);
+        let engine = match pre {
+            Pre::V0_2(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
         // Runs on the thread executing the policy, at every tick.
         store.epoch_deadline_callback(|ctx| {
@@ -169,22 +207,36 @@ impl Instance {
                 UpdateDeadline::Continue(1)
             })
         });
+        let bindings = arm(&mut store, &ticker, limits, |store| match pre {
+            Pre::V0_2(pre) => pre.instantiate(store).map(Bindings::V0_2),
+            Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
+        })?;
         let mut instance = Instance {
-            bindings: arm(&mut store, &ticker, limits, |store| pre.instantiate(store))?,
+            bindings,
             store,
             limits,
             ticker,
         };
         let config = config.to_vec();
         instance
-            .guarded(|store, policy| policy.call_init(store, &config))?
+            .guarded(|store, policy| match policy {
+                Bindings::V0_2(p) => p.call_init(store, &config),
+                Bindings::V0_1(p) => p.call_init(store, &config),
+            })?
             .map_err(PolicyError::Init)?;
         Ok(instance)
     }
 
     /// The next step of the drain.
     pub fn decide(&mut self, snapshot: &Snapshot) -> Result<Decision, PolicyError> {
-        self.guarded(|store, policy| policy.call_decide(store, snapshot))
+        self.guarded(|store, policy| match policy {
+            Bindings::V0_2(p) => p
+                .call_decide(store, &convert::snapshot_v0_2(snapshot))
+                .map(convert::current::decision),
+            Bindings::V0_1(p) => p
+                .call_decide(store, &convert::snapshot_v0_1(snapshot))
+                .map(convert::first::decision),
+        })
     }
 
     /// What to do with a signal.
@@ -193,12 +245,27 @@ impl Instance {
         signal: Signal,
         snapshot: &Snapshot,
     ) -> Result<SignalAction, PolicyError> {
-        self.guarded(|store, policy| policy.call_on_signal(store, signal, snapshot))
+        self.guarded(|store, policy| match policy {
+            Bindings::V0_2(p) => p
+                .call_on_signal(
+                    store,
+                    convert::current::signal(signal),
+                    &convert::snapshot_v0_2(snapshot),
+                )
+                .map(convert::current::signal_action),
+            Bindings::V0_1(p) => p
+                .call_on_signal(
+                    store,
+                    convert::first::signal(signal),
+                    &convert::snapshot_v0_1(snapshot),
+                )
+                .map(convert::first::signal_action),
+        })
     }
 
     fn guarded<T>(
         &mut self,
-        call: impl FnOnce(&mut Store<State>, &DrainPolicy) -> wasmtime::Result<T>,
+        call: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
     ) -> Result<T, PolicyError> {
         let bindings = &self.bindings;
         arm(&mut self.store, &self.ticker, self.limits, |store| {

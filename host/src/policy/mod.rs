@@ -20,21 +20,28 @@ pub use compile::{Compiled, Compiler, Origin, inspect, sha256_hex};
 pub use fallback::Fallback;
 pub use instance::Instance;
 
+/// The world's bindings, one module per version the agent loads.
 mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "drain-policy",
-        additional_derives: [PartialEq],
-    });
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({ path: "../wit", world: "drain-policy" });
+    }
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({ path: "../wit/v0.1", world: "drain-policy" });
+    }
 }
 
-pub use bindings::lameduck::policy::types::{
-    Child, Connections, Decision, FileState, HttpResponse, Level, Next, Probe, ProbeValue,
-    SentSignal, Signal, SignalAction, Snapshot, Trigger,
+/// The agent's own types are the SDK's: the same WIT, converted at the wasm
+/// boundary for each version of the world.
+pub use lameduck_sdk::{
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
+    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 
 /// The package and version of the world this agent implements.
-pub const WORLD: &str = "lameduck:policy@0.1.0";
+pub const WORLD: &str = "lameduck:policy@0.2.0";
+
+/// The older versions it still loads, adapting what it shows them.
+pub const OLDER_WORLDS: [&str; 1] = ["lameduck:policy@0.1.0"];
 
 /// The budgets every policy call runs within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +69,7 @@ impl Default for Limits {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     Invalid(String),
-    #[error("built against lameduck:policy@{found}, {} than this agent's {WORLD}", relation(.found))]
+    #[error("built against lameduck:policy@{found}, {} than this agent's {WORLD} (it also loads {})", relation(.found), OLDER_WORLDS.join(", "))]
     Version { found: String },
     #[error("export `{0}` is missing (a policy exports `init`, `on-signal` and `decide`)")]
     MissingExport(&'static str),

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::{Sample, millis};
-use crate::policy::{Connections, ProbeValue};
+use crate::policy::{Connections, Evidence, ProbeValue, Silences};
 
 const ESTABLISHED: u8 = 0x01;
 const LISTEN: u8 = 0x0A;
@@ -24,6 +24,7 @@ const GAPS_KEPT: usize = 64;
 const GAPS_NEEDED: usize = 8;
 
 pub struct ConnectionsProbe {
+    created: Instant,
     ports: Ports,
     seen: Option<HashSet<String>>,
     last_accept: Option<Instant>,
@@ -34,7 +35,9 @@ pub struct ConnectionsProbe {
 enum Ports {
     Given(Vec<u16>),
     App {
-        pgid: i32,
+        /// The app's process group; `None` beside the app (a sidecar): every
+        /// listener but lameduck's own.
+        pgid: Option<i32>,
         found: Vec<u16>,
         scanned: Option<Instant>,
     },
@@ -43,7 +46,7 @@ enum Ports {
 impl ConnectionsProbe {
     /// Watches `ports`, or, if empty, whatever the app's process group
     /// listens on.
-    pub fn new(ports: Vec<u16>, app_pgid: i32) -> Self {
+    pub fn new(ports: Vec<u16>, app_pgid: Option<i32>) -> Self {
         let ports = if ports.is_empty() {
             Ports::App {
                 pgid: app_pgid,
@@ -54,6 +57,7 @@ impl ConnectionsProbe {
             Ports::Given(ports)
         };
         ConnectionsProbe {
+            created: Instant::now(),
             ports,
             seen: None,
             last_accept: None,
@@ -100,11 +104,24 @@ impl ConnectionsProbe {
             }
             self.last_accept = Some(now);
         }
+        let since_last_accept_ms = self.last_accept.map(|t| millis(now - t));
+        let typical = self.gaps.typical().map(millis);
         Ok(Connections {
-            established,
+            evidence: Evidence::ProcNetTcp,
+            open: established,
+            in_flight: established,
+            idle: 0,
             accepted,
-            since_last_accept_ms: self.last_accept.map(|t| millis(now - t)),
-            typical_gap_ms: self.gaps.typical().map(millis),
+            since_last_request_ms: since_last_accept_ms,
+            since_last_accept_ms,
+            silences: Silences {
+                watched_ms: millis(self.created.elapsed()),
+                count: self.gaps.recent.len() as u32,
+                p50_ms: typical,
+                p99_ms: typical,
+                max_ms: typical,
+            },
+            excluded: 0,
         })
     }
 
@@ -191,12 +208,15 @@ fn parse_line(line: &str) -> Option<Entry> {
     })
 }
 
-/// The ports that processes of the app's process group listen on.
-fn listening_ports(pgid: i32, table: &[Entry]) -> Vec<u16> {
+/// The ports that processes of the app's process group listen on; without
+/// one, every port listened on but by lameduck itself.
+fn listening_ports(pgid: Option<i32>, table: &[Entry]) -> Vec<u16> {
     let inodes = socket_inodes(pgid);
+    // The group's sockets, or everyone's but lameduck's.
+    let ours = |inode: &u64| inodes.contains(inode) == pgid.is_some();
     let mut ports: Vec<u16> = table
         .iter()
-        .filter(|e| e.state == LISTEN && inodes.contains(&e.inode))
+        .filter(|e| e.state == LISTEN && ours(&e.inode))
         .map(|e| e.local_port)
         .collect();
     ports.sort_unstable();
@@ -204,16 +224,23 @@ fn listening_ports(pgid: i32, table: &[Entry]) -> Vec<u16> {
     ports
 }
 
-fn socket_inodes(pgid: i32) -> HashSet<u64> {
+/// The sockets the processes of group `pgid` hold; without one, lameduck's
+/// own.
+fn socket_inodes(pgid: Option<i32>) -> HashSet<u64> {
     let mut inodes = HashSet::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return inodes;
     };
+    let me = std::process::id() as i32;
     for pid in procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
     {
-        if process_group(pid) != Some(pgid) {
+        let wanted = match pgid {
+            Some(pgid) => process_group(pid) == Some(pgid),
+            None => pid == me,
+        };
+        if !wanted {
             continue;
         }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -278,6 +305,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let table = read_tables().unwrap();
-        assert!(listening_ports(pgid, &table).contains(&port));
+        assert!(listening_ports(Some(pgid), &table).contains(&port));
+        // Beside an app, lameduck's own listeners are not the app's.
+        assert!(!listening_ports(None, &table).contains(&port));
     }
 }

@@ -8,12 +8,12 @@ mod file;
 mod http;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
 use crate::config::{ProbeKind, ProbeSpec};
-use crate::policy::{Probe, ProbeValue};
+use crate::policy::ProbeValue;
 use crate::supervisor::Reaper;
 
 pub use connections::ConnectionsProbe;
@@ -50,28 +50,19 @@ struct Slot {
     name: String,
     timeout: Duration,
     kind: Kind,
-    latest: Option<ProbeValue>,
-    changed_at: Instant,
 }
 
-impl Slot {
-    fn record(&mut self, value: ProbeValue, now: Instant) {
-        if self.latest.as_ref() != Some(&value) {
-            self.changed_at = now;
-            self.latest = Some(value);
-        }
-    }
-}
-
-/// The configured probes, in configuration order, with their latest values.
+/// The configured probes, in configuration order. What they read is kept by
+/// the agent (`lameduck_sdk::agent`), with how long each value has held.
 pub struct Probes {
     slots: Vec<Slot>,
 }
 
 impl Probes {
     /// Builds the probes; `app_pgid` lets a `connections` probe without
-    /// ports find the app's listening ports.
-    pub fn new(specs: &[ProbeSpec], reaper: Arc<Reaper>, app_pgid: i32) -> Self {
+    /// ports find the app's listening ports (without one, beside the app as a
+    /// sidecar: every listener in the network namespace but lameduck's own).
+    pub fn new(specs: &[ProbeSpec], reaper: Arc<Reaper>, app_pgid: Option<i32>) -> Self {
         let slots = specs
             .iter()
             .map(|spec| Slot {
@@ -87,59 +78,41 @@ impl Probes {
                         Kind::Exec(exec::ExecProbe::new(command.clone(), reaper.clone()))
                     }
                 },
-                latest: None,
-                changed_at: Instant::now(),
             })
             .collect();
         Probes { slots }
     }
 
+    /// The probes' names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.slots.iter().map(|slot| slot.name.clone()).collect()
+    }
+
     /// Samples every probe at once; the whole takes at most the longest
     /// timeout.
-    pub async fn sample(&mut self) -> Vec<Probe> {
-        let readings = join_all(self.slots.iter_mut().map(|slot| async move {
+    pub async fn sample(&mut self) -> Vec<(String, ProbeValue)> {
+        join_all(self.slots.iter_mut().map(|slot| async move {
             let value = tokio::time::timeout(slot.timeout, slot.kind.sample())
                 .await
                 .unwrap_or_else(|_| {
                     ProbeValue::Failed(format!("no answer within {:?}", slot.timeout))
                 });
-            (slot, value)
+            (slot.name.clone(), value)
         }))
-        .await;
-        let now = Instant::now();
-        for (slot, value) in readings {
-            slot.record(value, now);
-        }
-        self.latest()
-    }
-
-    /// The latest values without sampling (for `on-signal`, which must be
-    /// quick); probes never sampled are left out.
-    pub fn latest(&self) -> Vec<Probe> {
-        let now = Instant::now();
-        self.slots
-            .iter()
-            .filter_map(|slot| {
-                Some(Probe {
-                    name: slot.name.clone(),
-                    value: slot.latest.clone()?,
-                    unchanged_ms: millis(now - slot.changed_at),
-                })
-            })
-            .collect()
+        .await
     }
 
     /// While serving: lets `connections` probes learn the rhythm of
-    /// arrivals. Cheap and synchronous. The readings are the latest values
+    /// requests. Cheap and synchronous. The readings are the probes' values
     /// too, so `on-signal` sees the traffic of the moment.
-    pub fn learn(&mut self) {
-        let now = Instant::now();
-        for slot in &mut self.slots {
-            if let Kind::Connections(probe) = &mut slot.kind {
-                let value = probe.learn();
-                slot.record(value, now);
-            }
-        }
+    pub fn learn(&mut self) -> Vec<(String, ProbeValue)> {
+        self.slots
+            .iter_mut()
+            .filter_map(|slot| match &mut slot.kind {
+                Kind::Connections(probe) => Some((slot.name.clone(), probe.learn())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether any probe learns while serving.

@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn waits_the_delay_whatever_the_evidence_then_terms() {
         let mut h = Harness::<Delay>::new(&[("delay", "3s")]).unwrap();
-        assert_eq!(h.signal(Signal::Term), SignalAction::Drain);
+        assert_eq!(h.signal(Signal::Term), Some(SignalAction::Drain));
         let steps = h.run(10_000, |_, _| {});
         assert!(!h.ready());
         let term = first_signal(&steps, Signal::Term).unwrap();
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn other_signals_are_forwarded() {
         let mut h = Harness::<Delay>::new(&[]).unwrap();
-        assert_eq!(h.signal(Signal::Usr1), SignalAction::Forward);
+        assert_eq!(h.signal(Signal::Usr1), Some(SignalAction::Forward));
         assert!(!h.snapshot().draining());
     }
 

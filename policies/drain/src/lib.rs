@@ -1,18 +1,25 @@
 //! `drain`: the default policy, embedded in the agent.
 //!
 //! Readiness goes down at once. The app is signalled when the evidence says
-//! it is safe: no new connection on its ports for a quiet period (the sign that
-//! the endpoint is gone from every node's rules) and no connection in flight,
-//! or when the deadline leaves just the time the app needs to stop. If it has
-//! not exited some time after the signal, it is killed.
+//! it is safe: no request has arrived on any connection for a quiet period
+//! (the sign that the endpoint is gone from every load balancer), and no
+//! request is awaiting its response; or when the deadline leaves just the
+//! time the app needs to stop. Idle keep-alive connections never hold it. If
+//! the app has not exited some time after the signal, it is killed.
 //!
-//! The quiet period grows with the gaps seen between arrivals while serving
-//! (a sparse stream's normal silence is no evidence), within bounds.
+//! The quiet period is sized from the silences between requests learned
+//! while serving: twice their 99th percentile, within bounds. Until enough
+//! has been learned (a pod that served only seconds, traffic too sparse for
+//! a silence to mean anything) the drain also lasts at least `min-drain`,
+//! as a fixed `preStop: sleep` would: never less safe than the sleep it
+//! replaces.
 //!
 //! Config:
 //! * `probe` — the `connections` probe to read (default `connections`);
-//! * `quiet` — the shortest quiet period (default `1s`);
+//! * `quiet` — the shortest quiet period (default `250ms`);
 //! * `quiet-max` — the longest, whatever was learned (default `5s`);
+//! * `min-drain` — the shortest drain until enough has been learned (default
+//!   `5s`);
 //! * `reserve` — time left to the app after the signal (default `5s`, at most
 //!   a third of the drain budget);
 //! * `recheck` — how often to look again while waiting (default `100ms`);
@@ -21,12 +28,16 @@
 
 use lameduck_sdk::*;
 
+/// Silences measured before the learned ones are trusted.
+const SILENCES_NEEDED: u32 = 50;
+
 /// Signals the app once traffic has moved away and work has drained.
 #[derive(Debug, Clone)]
 pub struct Drain {
     probe: String,
     quiet_ms: u32,
     quiet_max_ms: u32,
+    min_drain_ms: u32,
     reserve_ms: u32,
     recheck_ms: u32,
     signal: Signal,
@@ -37,8 +48,9 @@ impl Policy for Drain {
     fn init(config: &mut Config) -> Result<Self, String> {
         let drain = Drain {
             probe: config.string("probe", "connections"),
-            quiet_ms: config.duration_ms("quiet", 1_000)?,
+            quiet_ms: config.duration_ms("quiet", 250)?,
             quiet_max_ms: config.duration_ms("quiet-max", 5_000)?,
+            min_drain_ms: config.duration_ms("min-drain", 5_000)?,
             reserve_ms: config.duration_ms("reserve", 5_000)?,
             recheck_ms: config.duration_ms("recheck", 100)?.max(1),
             signal: config
@@ -69,43 +81,51 @@ impl Policy for Drain {
         // Never sleep past the moment the reserve begins.
         let recheck = self.recheck_ms.min(s.remaining_ms - reserve);
         let Some(c) = s.connections(&self.probe) else {
-            let quiet = self.quiet_max_ms;
-            if s.elapsed_ms >= quiet {
+            let floor = self.min_drain_ms;
+            if s.elapsed_ms >= floor {
                 return self.stop(format!(
-                    "no connection evidence (probe `{}` missing or failed); waited {quiet} ms",
+                    "no traffic evidence (probe `{}` missing or failed); waited {floor} ms",
                     self.probe
                 ));
             }
-            return Decision::recheck(
-                recheck,
-                format!("no connection evidence; waiting {quiet} ms"),
-            )
-            .ready(false);
+            return Decision::recheck(recheck, format!("no traffic evidence; waiting {floor} ms"))
+                .ready(false);
         };
-        let quiet = self.quiet_period(c);
+        let (quiet, learned) = self.quiet_period(&c.silences);
+        // Only silence during the drain is evidence that traffic moved away.
         let silent = c
-            .since_last_accept_ms
+            .since_last_request_ms
             .map_or(s.elapsed_ms, |since| since.min(s.elapsed_ms));
-        match (silent >= quiet, c.established) {
-            (true, 0) => self.stop(format!(
-                "no new connection for {silent} ms (quiet period {quiet} ms) and none in flight"
-            )),
-            (true, n) => Decision::recheck(recheck, format!("{n} connection(s) in flight")).ready(false),
-            (false, n) => Decision::recheck(
-                recheck,
-                format!("last new connection {silent} ms ago, waiting for {quiet} ms of quiet; {n} in flight"),
+        let floor = if learned { 0 } else { self.min_drain_ms };
+        let waiting = if c.in_flight > 0 {
+            format!("{} request(s) in flight", c.in_flight)
+        } else if silent < quiet {
+            format!("last request {silent} ms ago, waiting for {quiet} ms of quiet")
+        } else if s.elapsed_ms < floor {
+            format!(
+                "quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
             )
-            .ready(false),
-        }
+        } else {
+            return self.stop(format!(
+                "no request for {silent} ms (quiet period {quiet} ms{}) and none in flight",
+                if learned { "" } else { ", at least min-drain" }
+            ));
+        };
+        Decision::recheck(recheck, waiting).ready(false)
     }
 }
 
 impl Drain {
-    /// A learned long gap, with half again as margin, within bounds.
-    fn quiet_period(&self, c: &Connections) -> u32 {
-        c.typical_gap_ms
-            .map_or(self.quiet_ms, |gap| gap.saturating_add(gap / 2))
-            .clamp(self.quiet_ms, self.quiet_max_ms)
+    /// The quiet period, and whether it rests on enough learned silences:
+    /// twice their 99th percentile, within bounds. With nothing learned at
+    /// all, the shortest: `min-drain` stands in for the evidence then.
+    fn quiet_period(&self, silences: &Silences) -> (u32, bool) {
+        let Some(p99) = silences.p99_ms else {
+            return (self.quiet_ms, false);
+        };
+        let wanted = p99.saturating_mul(2).max(self.quiet_ms);
+        let learned = silences.count >= SILENCES_NEEDED && wanted <= self.quiet_max_ms;
+        (wanted.min(self.quiet_max_ms), learned)
     }
 
     fn stop(&self, reason: String) -> Decision {

@@ -1,0 +1,184 @@
+//! The thread that asks the policy. Policy calls run here, off the
+//! controller's loop: a call is bounded by its CPU budget, but the loop must
+//! never wait even for that, and a guest that prints or polls needs a plain
+//! thread (wasmtime-wasi's blocking calls start a runtime of their own, which
+//! cannot be done inside the controller's).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lameduck_sdk::agent::{Call, Input};
+use tokio::sync::mpsc;
+
+use crate::controller::Event;
+use crate::policy::{
+    Compiled, Decision, Fallback, Instance, Policy, PolicyError, Signal, SignalAction, Snapshot,
+};
+
+/// A question for the policy.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// Answers are matched to questions by this.
+    pub id: u64,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    OnSignal(Signal, Snapshot),
+    Decide(Snapshot),
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Question {
+    pub fn signal(signal: Signal, snapshot: Snapshot) -> Self {
+        Question::new(Kind::OnSignal(signal, snapshot))
+    }
+
+    pub fn decide(snapshot: Snapshot) -> Self {
+        Question::new(Kind::Decide(snapshot))
+    }
+
+    fn new(kind: Kind) -> Self {
+        Question {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            kind,
+        }
+    }
+
+    /// The export it calls, for the metrics.
+    pub fn call(&self) -> &'static str {
+        match self.kind {
+            Kind::OnSignal(..) => "on-signal",
+            Kind::Decide(_) => "decide",
+        }
+    }
+
+    /// Asks the native fallback.
+    pub fn ask(&self, fallback: &mut Fallback) -> Reply {
+        match &self.kind {
+            Kind::OnSignal(signal, snapshot) => {
+                Reply::Signal(fallback.on_signal(*signal, snapshot))
+            }
+            Kind::Decide(snapshot) => Reply::Decision(fallback.decide(snapshot)),
+        }
+    }
+}
+
+/// What the policy answered.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Signal(SignalAction),
+    Decision(Decision),
+}
+
+impl Reply {
+    /// The answer as the agent takes it.
+    pub fn into_input(self, call: Call) -> Input {
+        match self {
+            Reply::Signal(action) => Input::SignalAnswered(action, call),
+            Reply::Decision(decision) => Input::Decided(decision, call),
+        }
+    }
+}
+
+/// An answer, with how the call went.
+#[derive(Debug)]
+pub struct Answered {
+    pub id: u64,
+    pub question: Question,
+    pub reply: Reply,
+    /// Why the fallback answered, if it did.
+    pub failure: Option<PolicyError>,
+    pub took: Duration,
+}
+
+enum Request {
+    Ask(Question),
+    Swap(Arc<Compiled>, Instance),
+}
+
+/// The handle of the policy thread.
+pub struct Decider {
+    requests: std::sync::mpsc::Sender<Request>,
+    config: Vec<(String, String)>,
+    patience: Duration,
+}
+
+impl Decider {
+    /// Starts the thread around `policy`; answers go to `events`. The
+    /// controller waits `patience` for an answer before the fallback gives
+    /// one.
+    pub fn start(policy: Policy, patience: Duration, events: mpsc::UnboundedSender<Event>) -> Self {
+        let config = policy.config().to_vec();
+        let (requests, inbox) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("lameduck-policy".into())
+            .spawn(move || serve(policy, inbox, events))
+            .expect("spawn the policy thread");
+        Decider {
+            requests,
+            config,
+            patience,
+        }
+    }
+
+    /// Asks a question; the answer comes back as [`Event::Answered`].
+    pub fn ask(&self, question: Question) {
+        let _ = self.requests.send(Request::Ask(question));
+    }
+
+    /// Swaps in a new policy: questions asked from now on go to it.
+    pub fn swap(&self, compiled: Arc<Compiled>, instance: Instance) {
+        let _ = self.requests.send(Request::Swap(compiled, instance));
+    }
+
+    /// The config given to the policy's `init`.
+    pub fn config(&self) -> &[(String, String)] {
+        &self.config
+    }
+
+    pub fn patience(&self) -> Duration {
+        self.patience
+    }
+}
+
+fn serve(
+    mut policy: Policy,
+    inbox: std::sync::mpsc::Receiver<Request>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Ok(request) = inbox.recv() {
+        let question = match request {
+            Request::Swap(compiled, instance) => {
+                policy.swap(compiled, instance);
+                continue;
+            }
+            Request::Ask(question) => question,
+        };
+        let (reply, failure, took) = match &question.kind {
+            Kind::OnSignal(signal, snapshot) => {
+                let answer = policy.on_signal(*signal, snapshot);
+                (Reply::Signal(answer.value), answer.failure, answer.took)
+            }
+            Kind::Decide(snapshot) => {
+                let answer = policy.decide(snapshot);
+                (Reply::Decision(answer.value), answer.failure, answer.took)
+            }
+        };
+        // No policy loaded yet is not a failure: the fallback is the policy.
+        let failure = failure.filter(|f| *f != PolicyError::Unloaded);
+        let answered = Answered {
+            id: question.id,
+            question,
+            reply,
+            failure,
+            took,
+        };
+        if events.send(Event::Answered(answered)).is_err() {
+            return;
+        }
+    }
+}
