@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod controller;
+pub mod inject;
 pub mod metrics;
 pub mod policy;
 pub mod probes;
