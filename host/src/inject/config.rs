@@ -37,6 +37,14 @@ impl BaseConfig {
                 path.display()
             ));
         }
+        // The hook would have to carry the token, in the manifest, in clear.
+        if loaded.prestop_token().is_some() {
+            return Err(format!(
+                "{}: admin.prestop_auth is on, and inject writes no token into a preStop hook: \
+                 add its httpHeaders yourself, or turn it off",
+                path.display()
+            ));
+        }
         Ok(BaseConfig {
             text: Some(text),
             loaded,

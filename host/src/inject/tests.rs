@@ -354,6 +354,12 @@ fn a_base_config_keeps_its_comments_and_its_readiness_url() {
         base.render(30, None),
         "# only a comment\ngrace_period: 30s\n"
     );
+    std::fs::write(&path, "admin:\n  prestop_auth: true\n  token: t\n").unwrap();
+    let e = BaseConfig::read(&path).unwrap_err();
+    assert!(
+        e.contains("inject writes no token into a preStop hook"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         BaseConfig::default()
