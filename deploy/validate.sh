@@ -2,17 +2,21 @@
 # Validates every manifest under deploy/ (or the files given) against the
 # Kubernetes OpenAPI schemas with kubernetes-validate (installed from PyPI if
 # missing), strictly: unknown fields are errors. Then checks what a schema
-# cannot: each Deployment's terminationGracePeriodSeconds equals the
-# grace_period of the lameduck.yaml it mounts, its preStop/readiness/liveness
-# probes point at the admin port, and that lameduck.yaml loads
-# (`lameduck check`, when a lameduck binary is at hand).
+# cannot, for each workload that runs lameduck (as the entrypoint, or as a
+# native sidecar: an init container with restartPolicy Always): its
+# terminationGracePeriodSeconds equals the grace_period of the lameduck.yaml
+# it mounts; the readiness probe of lameduck's container is /readyz and the
+# app's preStop hook /prestop on the admin port (a liveness probe there must
+# be /healthz); and that lameduck.yaml loads (`lameduck check`, when a
+# lameduck binary is at hand).
 #
-#   deploy/validate.sh                 # every *.yaml under deploy/
+#   deploy/validate.sh                 # every *.yaml under deploy/, then
+#                                      # deploy/validate-inject.sh
 #   deploy/validate.sh some.yaml ...   # just these
 #
 # Env: K8S_VERSION (default 1.35.0), LAMEDUCK (the binary for the config
-# check; default the newer of target/{release,debug}/lameduck, else skipped).
-# Exits non-zero if any manifest is invalid.
+# check and for inject; default the newer of target/{release,debug}/lameduck,
+# else both are skipped). Exits non-zero if any manifest is invalid.
 set -euo pipefail
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
@@ -26,6 +30,7 @@ if ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
     "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
 fi
 
+all=$(( $# == 0 ))
 if [ $# -gt 0 ]; then
     files=("$@")
 else
@@ -50,7 +55,11 @@ LAMEDUCK_BIN="$lameduck" python3 - "${files[@]}" <<'PY'
 import os, re, subprocess, sys, tempfile
 import yaml
 
-ADMIN_PATHS = {"preStop": "/prestop", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+TEMPLATES = {  # where each workload kind keeps its pod template
+    "Pod": [], "Deployment": ["spec", "template"], "StatefulSet": ["spec", "template"],
+    "DaemonSet": ["spec", "template"], "ReplicaSet": ["spec", "template"],
+    "Job": ["spec", "template"], "CronJob": ["spec", "jobTemplate", "spec", "template"],
+}
 lameduck = os.environ.get("LAMEDUCK_BIN") or None
 errors = []
 
@@ -60,24 +69,47 @@ def seconds(text):
         return None
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
+def http_get(handler):
+    return (handler or {}).get("httpGet")
+
+def check_get(where, container, what, handler, path, port):
+    """`what` of `container` is an HTTP GET of `path` on the admin port."""
+    get = http_get(handler)
+    if not get:
+        errors.append(f"{where}: {container['name']}: no {what} httpGet {path}")
+    elif get.get("path") != path or get.get("port") not in (port, "admin"):
+        errors.append(f"{where}: {container['name']}: {what} should be GET {path} "
+                      f"on port {port}, not {get.get('path')} on {get.get('port')}")
+
+def lameducks(spec):
+    """lameduck's containers and their modes: an app container it wraps, or a sidecar."""
+    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    for mode, containers in (("entrypoint", spec.get("containers", [])), ("sidecar", sidecars)):
+        for c in containers:
+            command = c.get("command", []) + c.get("args", [])
+            if command and str(command[0]).endswith("lameduck"):
+                yield mode, c, command
+
 for path in sys.argv[1:]:
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     configmaps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
     for d in docs:
-        if d.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        if d.get("kind") not in TEMPLATES:
             continue
         where = f"{path}: {d['kind']}/{d['metadata']['name']}"
-        spec = d["spec"]["template"]["spec"]
+        template = d
+        for key in TEMPLATES[d["kind"]]:
+            template = template[key]
+        spec = template["spec"]
         grace = spec.get("terminationGracePeriodSeconds", 30)
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
-        for c in spec.get("containers", []):
+        for mode, c, command in lameducks(spec):
             env = {e["name"]: e.get("value") for e in c.get("env", [])}
-            command = c.get("command", []) + c.get("args", [])
             config_path = env.get("LAMEDUCK_CONFIG")
             if "--config" in command:
                 config_path = command[command.index("--config") + 1]
-            if not any(str(a).endswith("lameduck") for a in command[:1]) or not config_path:
+            if not config_path:
                 continue
             # The ConfigMap mounted where LAMEDUCK_CONFIG points.
             text = None
@@ -100,15 +132,19 @@ for path in sys.argv[1:]:
             if admin.get("enabled") is False:
                 errors.append(f"{where}: the admin server is off, but the probes need it")
             port = int(str(admin.get("listen", "0.0.0.0:9911")).rsplit(":", 1)[1])
-            probes = {"readinessProbe": c.get("readinessProbe"), "livenessProbe": c.get("livenessProbe"),
-                      "preStop": (c.get("lifecycle") or {}).get("preStop")}
-            for name, handler in probes.items():
-                get = (handler or {}).get("httpGet")
-                if not get:
-                    errors.append(f"{where}: {c['name']}: no {name} httpGet {ADMIN_PATHS[name]}")
-                elif get.get("path") != ADMIN_PATHS[name] or get.get("port") not in (port, "admin"):
-                    errors.append(f"{where}: {c['name']}: {name} should be GET {ADMIN_PATHS[name]} "
-                                  f"on port {port}, not {get.get('path')} on {get.get('port')}")
+            check_get(where, c, "readinessProbe", c.get("readinessProbe"), "/readyz", port)
+            # The hook holds the app's TERM until the drain lets it go: on the
+            # wrapped app, or on the app containers beside the sidecar.
+            apps = [c] if mode == "entrypoint" else [
+                a for a in spec.get("containers", [])
+                if http_get((a.get("lifecycle") or {}).get("preStop"))]
+            if not apps:
+                errors.append(f"{where}: no container has the preStop hook GET /prestop on {port}")
+            for a in apps:
+                check_get(where, a, "preStop", (a.get("lifecycle") or {}).get("preStop"), "/prestop", port)
+            live = http_get(c.get("livenessProbe"))
+            if live and live.get("port") in (port, "admin") and live.get("path") != "/healthz":
+                errors.append(f"{where}: {c['name']}: livenessProbe on the admin port should be /healthz")
             if lameduck:
                 with tempfile.NamedTemporaryFile("w", suffix=".yaml") as tmp:
                     tmp.write(text)
@@ -119,10 +155,18 @@ for path in sys.argv[1:]:
                     errors.append(f"{where}: lameduck check refused {config_path}:\n"
                                   + (r.stdout + r.stderr).strip())
             if len(errors) == before:
-                print(f"ok {where}: {c['name']}: grace {grace}s, admin :{port}")
+                print(f"ok {where}: {c['name']} ({mode}): grace {grace}s, admin :{port}")
 
 for e in errors:
     print(f"ERROR {e}", file=sys.stderr)
 sys.exit(1 if errors else 0)
 PY
 echo "validate: all ${#files[@]} manifest file(s) valid"
+
+if (( all )); then
+    if [ -n "$lameduck" ]; then
+        LAMEDUCK="$lameduck" "$deploy/validate-inject.sh"
+    else
+        echo "validate: no lameduck binary: lameduck inject's output not validated"
+    fi
+fi

@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod controller;
 pub mod decider;
+pub mod inject;
 pub mod metrics;
 pub mod policy;
 pub mod probes;

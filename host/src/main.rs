@@ -51,6 +51,109 @@ enum Command {
         /// Where to put the binary, e.g. /lameduck/lameduck on an emptyDir.
         dest: PathBuf,
     },
+    /// Add lameduck to Kubernetes manifests and print them:
+    /// `lameduck inject -f app.yaml | kubectl apply -f -`.
+    ///
+    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and
+    /// Pods get lameduck, the app container's preStop hook on /prestop, a
+    /// terminationGracePeriodSeconds equal to lameduck's grace_period, and a
+    /// ConfigMap NAME-lameduck with the config; other documents are copied as
+    /// they are. Comments, key order and formatting are kept. An object
+    /// already injected (annotation lameduck.dev/injected) is left as it is,
+    /// so injecting twice changes nothing. Nothing is printed on an error
+    /// (exit status 2).
+    Inject(InjectArgs),
+}
+
+#[derive(Args)]
+struct InjectArgs {
+    /// The manifests: a file, or `-` for standard input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE",
+        default_value = "-"
+    )]
+    file: PathBuf,
+    /// Where lameduck runs in the pod.
+    #[arg(long, value_enum, default_value = "entrypoint")]
+    mode: lameduck::inject::Mode,
+    /// The lameduck image.
+    #[arg(long, value_name = "IMAGE", default_value_t = lameduck::inject::default_image())]
+    image: String,
+    /// The grace period of pods that do not set terminationGracePeriodSeconds
+    /// (a pod's own is kept) [default: the config's grace_period, 30s].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    grace_period: Option<Duration>,
+    /// A lameduck config to start from (its comments are kept); inject sets
+    /// its grace_period, and its admin.listen port is the one the kubelet calls.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The app container [default: the pod's kubectl.kubernetes.io/default-container, else the first].
+    #[arg(long, value_name = "NAME")]
+    container: Option<String>,
+    /// Entrypoint mode: the command of a container whose manifest has none (the
+    /// image's ENTRYPOINT, and its CMD unless the container has args), as a
+    /// list or as words: --command 'web=[/docker-entrypoint.sh, nginx, -g, "daemon off;"]'.
+    #[arg(long, value_name = "NAME=CMD", value_parser = lameduck::inject::parse_command)]
+    command: Vec<(String, Vec<String>)>,
+}
+
+impl InjectArgs {
+    fn options(self) -> Result<lameduck::inject::Options, String> {
+        let config = match &self.config {
+            Some(path) => lameduck::inject::BaseConfig::read(path)?,
+            None => lameduck::inject::BaseConfig::default(),
+        };
+        Ok(lameduck::inject::Options {
+            mode: self.mode,
+            image: self.image,
+            grace_period: self.grace_period,
+            config,
+            container: self.container,
+            commands: self.command,
+        })
+    }
+}
+
+/// `lameduck inject`: everything or nothing on standard output.
+fn inject(args: InjectArgs) -> i32 {
+    use std::io::{Read, Write};
+    let input = args.file.clone();
+    let (name, text) = if input.as_os_str() == "-" {
+        let mut text = String::new();
+        let read = std::io::stdin().read_to_string(&mut text);
+        ("<stdin>".to_string(), read.map(|_| text))
+    } else {
+        let name = input.display().to_string();
+        (name, std::fs::read_to_string(&input))
+    };
+    let result = text.map_err(|e| format!("{name}: {e}")).and_then(|text| {
+        let options = args.options()?;
+        lameduck::inject::inject(&name, &text, &options).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(injected) => {
+            for note in &injected.notes {
+                eprintln!("lameduck inject: {note}");
+            }
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(injected.text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("lameduck inject: {e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("lameduck inject: {e}");
+            2
+        }
+    }
 }
 
 /// Every setting is a flag, an environment variable and a config key;
@@ -178,6 +281,10 @@ fn main() {
             let config = settings.load();
             init_logging(config.log_format);
             lameduck::replay::replay(&config, &status)
+        }
+        Command::Inject(args) => {
+            die_on_closed_pipe();
+            inject(args)
         }
         Command::Install { dest } => match install(&dest) {
             Ok(()) => 0,
