@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const POLICIES: [&str; 3] = ["drain", "delay", "jobs"];
+/// What the built-in policies are compiled for.
+const WASM: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-policy";
 /// The policy compiled ahead of time: the default one. The others compile
 /// when chosen; each would add about as much again to the binary.
@@ -32,16 +34,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
+    ensure_target(WASM);
     let mut cargo = nested_cargo(root, &target_dir);
-    cargo.args(["build", "--quiet", "--target", "wasm32-wasip2"]);
+    cargo.args(["build", "--quiet", "--target", WASM]);
     cargo.args(["--profile", PROFILE]);
     for policy in POLICIES {
         cargo.args(["-p", &format!("lameduck-policy-{policy}")]);
     }
-    cargo.run(
-        "building the built-in policies for wasm32-wasip2 \
-         (is the target installed? `rustup target add wasm32-wasip2`)",
-    );
+    cargo.run("building the built-in policies for wasm32-wasip2");
     for policy in POLICIES {
         let built = wasm_path(&target_dir, policy);
         std::fs::copy(&built, out.join(format!("{policy}.wasm")))
@@ -71,6 +71,26 @@ fn main() {
         );
         std::fs::write(&precompiled, b"").unwrap();
     }
+}
+
+/// Adds `target` to the toolchain with rustup if it is missing: a fresh
+/// machine has only its own target, and a first `cargo run` should work.
+fn ensure_target(target: &str) {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    if libdir.is_some_and(|dir| Path::new(&dir).is_dir()) {
+        return;
+    }
+    println!(
+        "cargo:warning=adding the {target} target with rustup: the built-in policies are WebAssembly"
+    );
+    Command::new("rustup")
+        .args(["target", "add", target])
+        .run(&format!("`rustup target add {target}`"));
 }
 
 /// A cargo for another target than the outer build's.
@@ -105,7 +125,7 @@ impl Run for Command {
 
 fn wasm_path(target_dir: &Path, policy: &str) -> PathBuf {
     target_dir
-        .join("wasm32-wasip2")
+        .join(WASM)
         .join(PROFILE)
         .join(format!("lameduck_policy_{policy}.wasm"))
 }
