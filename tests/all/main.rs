@@ -7,5 +7,6 @@ mod inject;
 mod reload;
 mod replay;
 mod sandbox;
+mod sidecar;
 mod supervision;
 mod util;

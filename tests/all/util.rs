@@ -107,19 +107,34 @@ impl Agent {
 
     /// As [`Agent::start`], with environment variables for the agent.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], command: &[&str]) -> Agent {
-        use std::io::BufRead;
+        let mut agent = Agent::command("run", args);
+        agent.envs(env.iter().copied()).arg("--").args(command);
+        Agent::launch(agent)
+    }
+
+    /// Starts `lameduck sidecar ARGS`: the agent beside an app it did not
+    /// start, with no compile cache unless ARGS say otherwise.
+    pub fn sidecar(args: &[&str]) -> Agent {
+        Agent::launch(Agent::command("sidecar", args))
+    }
+
+    /// `lameduck SUBCOMMAND` with JSON logs, the admin server off and no
+    /// compile cache unless `args` say otherwise, then `args`.
+    fn command(subcommand: &str, args: &[&str]) -> std::process::Command {
         let mut agent = std::process::Command::new(lameduck());
-        agent.envs(env.iter().copied());
-        agent.args(["run", "--log-format", "json"]);
+        agent.args([subcommand, "--log-format", "json"]);
         for (flag, default) in [("--admin", "off"), ("--cache-dir", "off")] {
             if !args.contains(&flag) {
                 agent.args([flag, default]);
             }
         }
+        agent.args(args);
+        agent
+    }
+
+    fn launch(mut agent: std::process::Command) -> Agent {
+        use std::io::BufRead;
         let mut child = agent
-            .args(args)
-            .arg("--")
-            .args(command)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start lameduck");
