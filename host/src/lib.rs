@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod controller;
 pub mod metrics;
+pub mod picture;
 pub mod policy;
 pub mod probes;
 pub mod reload;

@@ -3,6 +3,7 @@
 mod admin;
 mod conformance;
 mod drain;
+mod picture;
 mod reload;
 mod replay;
 mod sandbox;
