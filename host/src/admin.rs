@@ -8,6 +8,7 @@
 //!   with `admin.prestop_auth`, only for the bearer token;
 //! * `GET /metrics` — Prometheus (OpenMetrics) text;
 //! * `GET /status` — JSON: policy, phase, config summary, timeline;
+//! * `GET /timeline.svg` — the timeline as a picture (see [`crate::picture`]);
 //! * `PUT /policy` — a new policy component, when turned on: needs the
 //!   bearer token; validated like any reload, answered 200 or 422.
 
@@ -17,9 +18,10 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::controller::Event;
+use crate::picture::{self, Frame, Row};
 use crate::policy::ProbeValue;
 use crate::probes::HttpProbe;
 use crate::reload::Reloader;
@@ -103,8 +105,9 @@ impl Admin {
                 .body(Full::new(Bytes::from(self.shared.metrics.encode())))
                 .expect("a valid response"),
             (&Method::GET, "/status") => self.status(),
+            (&Method::GET, "/timeline.svg") => self.picture().await,
             (&Method::PUT, "/policy") => self.push(req).await,
-            (_, "/healthz" | "/readyz" | "/prestop" | "/metrics" | "/status") => {
+            (_, "/healthz" | "/readyz" | "/prestop" | "/metrics" | "/status" | "/timeline.svg") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
             }
             (_, "/policy") => text(StatusCode::METHOD_NOT_ALLOWED, "use PUT\n"),
@@ -182,6 +185,28 @@ impl Admin {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.to_string())))
             .expect("a valid response")
+    }
+
+    /// The timeline drawn, from a copy (the timeline keeps a bounded number
+    /// of entries) taken under its lock and drawn with none held. A long
+    /// timeline takes milliseconds to draw: that happens off the thread the
+    /// controller runs on, one picture at a time.
+    async fn picture(&self) -> Reply {
+        static DRAWING: Semaphore = Semaphore::const_new(1);
+        let _turn = DRAWING.acquire().await.expect("never closed");
+        let entries = self.shared.timeline.entries();
+        let frame = Frame::from_config(&self.shared.status().config);
+        let drawn = tokio::task::spawn_blocking(move || {
+            let rows: Vec<Row<'_>> = entries.iter().map(Row::from).collect();
+            picture::render(&rows, frame)
+        });
+        match drawn.await {
+            Ok(svg) => Response::builder()
+                .header("content-type", "image/svg+xml")
+                .body(Full::new(Bytes::from(svg)))
+                .expect("a valid response"),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+        }
     }
 }
 

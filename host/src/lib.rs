@@ -13,6 +13,7 @@ pub mod controller;
 pub mod decider;
 pub mod inject;
 pub mod metrics;
+pub mod picture;
 pub mod policy;
 pub mod probes;
 pub mod reload;

@@ -43,6 +43,9 @@ enum Command {
     Replay {
         #[command(flatten)]
         settings: Settings,
+        /// Also draw the recorded drain as an SVG picture, to FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
         /// The saved answer of `/status` (e.g. `curl -s :9911/status`), or `-`.
         status: PathBuf,
     },
@@ -276,11 +279,15 @@ fn main() {
             init_logging(config.log_format);
             lameduck::check::check(&config, settings.config.as_deref())
         }
-        Command::Replay { settings, status } => {
+        Command::Replay {
+            settings,
+            svg,
+            status,
+        } => {
             die_on_closed_pipe();
             let config = settings.load();
             init_logging(config.log_format);
-            lameduck::replay::replay(&config, &status)
+            lameduck::replay::replay(&config, &status, svg.as_deref())
         }
         Command::Inject(args) => {
             die_on_closed_pipe();

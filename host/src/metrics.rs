@@ -133,7 +133,7 @@ impl Metrics {
 }
 
 /// A reason as a label of bounded cardinality: numbers become `N`.
-fn reason_label(reason: &str) -> String {
+pub(crate) fn reason_label(reason: &str) -> String {
     let mut label = String::with_capacity(reason.len());
     let mut in_number = false;
     for c in reason.chars() {

@@ -8,6 +8,8 @@
 //! The snapshots are replayed as they were: a policy that would have acted
 //! sooner does not change what happened next, so read the first difference
 //! as the moment the two policies part ways.
+//!
+//! With `--svg FILE`, the recorded drain is also drawn (see [`crate::picture`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -15,15 +17,17 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::picture;
 use crate::policy::{Compiler, PolicyError};
 use crate::signals;
 use crate::timeline::{decision_json, describe_decision, describe_signal, snapshot_from_json};
 
 /// Replays the timeline in `input` (a file, or `-` for stdin) against
-/// `config`'s policy; prints one line per call. Returns the exit status: 0,
-/// or 2 if the input or the policy cannot be used.
-pub fn replay(config: &Config, input: &Path) -> i32 {
-    match run(config, input) {
+/// `config`'s policy; prints one line per call, and writes the picture of
+/// the recorded drain to `svg` if given. Returns the exit status: 0, or 2 if
+/// the input, the policy or the picture's file cannot be used.
+pub fn replay(config: &Config, input: &Path, svg: Option<&Path>) -> i32 {
+    match run(config, input, svg) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("lameduck replay: {e}");
@@ -32,7 +36,7 @@ pub fn replay(config: &Config, input: &Path) -> i32 {
     }
 }
 
-fn run(config: &Config, input: &Path) -> Result<(), String> {
+fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> {
     let name = input.display();
     let mut text = String::new();
     let read = if input == Path::new("-") {
@@ -48,6 +52,12 @@ fn run(config: &Config, input: &Path) -> Result<(), String> {
         .unwrap_or(&status)
         .as_array()
         .ok_or_else(|| format!("{name}: not the JSON of /status (no `timeline` list)"))?;
+    // The picture is of what was recorded: it needs no policy.
+    if let Some(svg) = svg {
+        let picture = picture::from_status(&status).map_err(|e| format!("{name}: {e}"))?;
+        std::fs::write(svg, picture).map_err(|e| format!("{}: {e}", svg.display()))?;
+        println!("the picture of {name}: {}", svg.display());
+    }
 
     let source = config.policy.to_string();
     let bytes = config.policy.read()?;

@@ -4,6 +4,7 @@ mod admin;
 mod conformance;
 mod drain;
 mod inject;
+mod picture;
 mod reload;
 mod replay;
 mod sandbox;
