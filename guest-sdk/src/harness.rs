@@ -64,6 +64,8 @@ pub struct Harness<P> {
     app_signals: Vec<SentSignal>,
     records: Vec<(Millis, Record)>,
     child: Child,
+    /// When the app will exit by itself, on the virtual clock.
+    exit_at: Option<(Millis, Child)>,
 }
 
 impl<P: Policy> Harness<P> {
@@ -96,6 +98,7 @@ impl<P: Decider> Harness<P> {
             app_signals: Vec::new(),
             records: Vec::new(),
             child: Child::Running,
+            exit_at: None,
         }
     }
 
@@ -129,6 +132,14 @@ impl<P: Decider> Harness<P> {
         self
     }
 
+    /// The app will exit with `code` when `at_ms` of drain have passed (or
+    /// at once, if that is past): between samples, when it would.
+    pub fn child_exits_at(&mut self, at_ms: u32, code: u8) -> &mut Self {
+        let began = self.now - u64::from(self.snapshot().elapsed_ms);
+        self.exit_at = Some((began + u64::from(at_ms), Child::Exited(code)));
+        self
+    }
+
     /// A `preStop` hook calls `/prestop`: the drain begins.
     pub fn prestop(&mut self) -> &mut Self {
         self.input(Input::PreStop, &mut |_, _| {});
@@ -158,9 +169,9 @@ impl<P: Decider> Harness<P> {
 
     /// Runs the drain the way the agent does, until the app has exited or
     /// `until_ms` of drain have passed (or nothing is left to happen).
-    /// Before every sample, `world(elapsed_ms, harness)` may change the
-    /// probes or make the app exit. Returns the decisions taken during this
-    /// run.
+    /// Before every sample, and after every signal the app gets,
+    /// `world(elapsed_ms, harness)` may change the probes or say when the app
+    /// exits. Returns the decisions taken during this run.
     pub fn run(&mut self, until_ms: u32, mut world: impl FnMut(u32, &mut Self)) -> Vec<Step> {
         let first = self.steps.len();
         let began = self.now - u64::from(self.snapshot().elapsed_ms);
@@ -215,12 +226,23 @@ impl<P: Decider> Harness<P> {
                 self.sample(world);
                 continue;
             }
-            match self.agent.next_tick() {
-                Some(at) if at <= until && !self.agent.done() => {
+            if self.agent.done() {
+                return;
+            }
+            let tick = self.agent.next_tick();
+            match self.exit_at {
+                Some((at, child)) if at <= until && tick.is_none_or(|tick| at <= tick) => {
                     self.now = self.now.max(at);
-                    self.input(Input::Tick, world);
+                    self.exit_at = None;
+                    self.exited(child);
                 }
-                _ => return,
+                _ => match tick {
+                    Some(at) if at <= until => {
+                        self.now = self.now.max(at);
+                        self.input(Input::Tick, world);
+                    }
+                    _ => return,
+                },
             }
         }
     }
@@ -270,12 +292,15 @@ impl<P: Decider> Harness<P> {
                 self.input(Input::Decided(decision, Call::default()), world);
             }
             Effect::SignalApp(signal) => {
+                let elapsed = self.snapshot().elapsed_ms;
                 self.app_signals.push(SentSignal {
                     signal,
-                    at_ms: self.snapshot().elapsed_ms,
+                    at_ms: elapsed,
                 });
                 if signal == Signal::Kill {
                     self.exited(Child::Killed(9));
+                } else {
+                    world(elapsed, self);
                 }
             }
             Effect::KillApp => {

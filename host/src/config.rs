@@ -198,16 +198,52 @@ pub struct Overrides {
 /// A configuration error, located.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub String);
+
+/// The largest YAML file read.
+const MAX_YAML: u64 = 1 << 20;
+
+/// Reads a YAML file the operator named: a regular file of at most 1 MiB.
+/// A FIFO would hang the read, `/dev/zero` would never end it.
+pub fn read_regular(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let at = |e: String| ConfigError(format!("{}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| at(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(at("not a regular file".into()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| at(e.to_string()))?;
+    let mut text = String::new();
+    file.take(MAX_YAML + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| at(e.to_string()))?;
+    if text.len() as u64 > MAX_YAML {
+        return Err(at(format!("larger than {} KiB", MAX_YAML >> 10)));
+    }
+    Ok(text)
+}
+
+/// Parses YAML read from `path`; an error names the file, line, column and
+/// key at fault.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+        .map_err(|e| located(path, &e))
+}
 
 impl Config {
     /// Reads `file` (if given) and applies `overrides`.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-            config.apply_file(&text, path)?;
+            config.apply_file(&read_regular(path)?, path)?;
         }
         config.apply(overrides)?;
         // Checked once all sources are in: the switch and the token may
@@ -280,9 +316,7 @@ impl Config {
     }
 
     fn apply_file(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let file: FileConfig =
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
-                .map_err(|e| located(path, &e))?;
+        let file: FileConfig = from_yaml(path, text)?;
         let at = |key: &str, message: String| {
             ConfigError(format!("{}: {key}: {message}", path.display()))
         };
@@ -574,7 +608,8 @@ impl ProbeFile {
 }
 
 /// A duration written as `250ms`, `30s`, `2m`.
-struct Dur(Duration);
+#[derive(Debug, Clone, Copy)]
+pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -21,5 +21,6 @@ pub mod replay;
 pub mod run;
 pub mod shared;
 pub mod signals;
+pub mod simulate;
 pub mod supervisor;
 pub mod timeline;

@@ -49,6 +49,19 @@ enum Command {
         /// The saved answer of `/status` (e.g. `curl -s :9911/status`), or `-`.
         status: PathBuf,
     },
+    /// Rehearse a policy on a virtual clock against a scenario (traffic,
+    /// endpoint removal, what the app does with TERM); print the timeline and
+    /// the figures: when the app was signalled, the waste, failed requests,
+    /// whether the deadline was kept. Scenarios: `scenarios/`.
+    Simulate {
+        #[command(flatten)]
+        settings: Settings,
+        /// Also draw the drain as an SVG picture into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// The scenario (YAML).
+        scenario: PathBuf,
+    },
     /// Copy this binary to DEST (for an init container: the image has no `cp`).
     Install {
         /// Where to put the binary, e.g. /lameduck/lameduck on an emptyDir.
@@ -292,6 +305,16 @@ fn main() {
         Command::Inject(args) => {
             die_on_closed_pipe();
             inject(args)
+        }
+        Command::Simulate {
+            settings,
+            svg,
+            scenario,
+        } => {
+            die_on_closed_pipe();
+            let config = settings.load();
+            init_logging(config.log_format);
+            lameduck::simulate::simulate(&config, &scenario, svg.as_deref())
         }
         Command::Install { dest } => match install(&dest) {
             Ok(()) => 0,

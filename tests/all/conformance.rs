@@ -182,12 +182,11 @@ fn drive(language: &str, policy: &Compiled, scenario: &Scenario) -> Drained {
         "{language}: TERM begins the drain"
     );
     h.run(scenario.budget_ms + 10_000, |elapsed, h| {
-        let signalled = h.app_signals().first().map(|s| s.at_ms);
-        if let (Some(at), Some(after)) = (signalled, exits_after)
-            && elapsed >= at + after
+        if let (Some(first), Some(after)) = (h.app_signals().first(), exits_after)
+            && h.app_signals().len() == 1
         {
-            h.child_exits(0);
-            return;
+            // The app stops `after` its first signal.
+            h.child_exits_at(first.at_ms + after, 0);
         }
         for (name, sampled) in &mut probes {
             let value = match sampled {

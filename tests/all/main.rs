@@ -9,5 +9,6 @@ mod reload;
 mod replay;
 mod sandbox;
 mod sidecar;
+mod simulate;
 mod supervision;
 mod util;

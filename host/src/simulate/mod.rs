@@ -1,0 +1,249 @@
+//! `lameduck simulate --policy P [--config C] SCENARIO`: rehearse a policy
+//! on a virtual clock before trusting it with pods.
+//!
+//! The scenario (YAML) models the traffic while serving and draining —
+//! rate or bursts, request durations, a keep-alive pool, when the endpoint
+//! is removed, what the app does with its TERM, other probes' values over
+//! time. The policy runs through the agent's own shutdown rules (the same
+//! core as `lameduck run`, driven on a virtual clock by the SDK's harness)
+//! against that model. Printed: the timeline, and the figures the rollout
+//! benchmark uses — when the app was signalled, the waste (how long after it
+//! became safe), requests in flight at the signal, failed requests, and
+//! whether the deadline was kept.
+
+mod scenario;
+mod world;
+
+use std::path::Path;
+
+use lameduck_sdk::agent::Settings;
+use lameduck_sdk::harness::{Decider, Harness};
+
+use crate::config::{Config, ProbeKind};
+use crate::picture::{self, Frame, Row};
+use crate::policy::{Compiler, Decision, Mode, Policy, ProbeValue, Signal, SignalAction, Snapshot};
+use crate::probes::millis;
+use crate::timeline::{self, Entry};
+
+use scenario::{Scenario, Trigger};
+use world::{Stop, World};
+
+/// Runs `scenario_path` against `config`'s policy, prints the timeline and
+/// the figures, and writes the picture to `svg` if given. Returns 0, or 2
+/// with the file and field at fault.
+pub fn simulate(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> i32 {
+    match run(config, scenario_path, svg) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("lameduck simulate: {e}");
+            2
+        }
+    }
+}
+
+/// What happened, for the figures.
+struct Outcome {
+    /// The signal that stopped the app (the first of `stops_on`) and when,
+    /// in ms into the drain.
+    signalled: Option<(Signal, u32)>,
+    killed: bool,
+    /// When the app exited, in ms into the drain.
+    exited: Option<u32>,
+    stop: Option<Stop>,
+}
+
+fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), String> {
+    let scenario = Scenario::load(scenario_path).map_err(|e| e.to_string())?;
+    let policy = load(config)?;
+    let identity = policy.identity().map(|i| i.to_string()).unwrap_or_default();
+    let mut world = World::new(&scenario);
+
+    let budget = millis(config.drain_budget());
+    let grace = millis(config.grace_period);
+    let settings = Settings {
+        kill_pause_ms: millis(config.safety_margin / 2),
+        probes: config.probes.iter().map(|p| p.name.clone()).collect(),
+        mode: Mode::Entrypoint,
+        ..Settings::new(budget)
+    };
+    let mut h = Harness::with_settings(policy, settings);
+    h.advance(millis(scenario.serving.0));
+    let stops_on: Vec<Signal> = scenario
+        .drain
+        .app
+        .stops_on
+        .iter()
+        .filter_map(|name| crate::signals::parse(name).and_then(crate::signals::from_number))
+        .collect();
+    let stopping = |signal: &Signal| stops_on.contains(signal);
+    let mut stop: Option<Stop> = None;
+    let mut read = |t: u32, h: &mut Harness<Policy>, stop: &mut Option<Stop>| {
+        let t = i64::from(t);
+        if stop.is_none()
+            && let Some(first) = h.app_signals().iter().find(|s| stopping(&s.signal))
+        {
+            let at = i64::from(first.at_ms);
+            *stop = Some(world.stop(at));
+            if let Some(exits) = stop.and_then(|s| s.exits_at) {
+                h.child_exits_at(exits.clamp(0, u32::MAX as i64) as u32, 0);
+            }
+        }
+        for probe in &config.probes {
+            let value = match probe.kind {
+                ProbeKind::Connections { .. } => world.connections(t, *stop),
+                _ => world.track(&probe.name, t).unwrap_or_else(|| {
+                    ProbeValue::Failed("the scenario gives it no values".into())
+                }),
+            };
+            h.set_probe(&probe.name, value);
+        }
+    };
+    read(0, &mut h, &mut stop);
+    match scenario.drain.trigger {
+        Trigger::Term => {
+            h.signal(Signal::Term);
+        }
+        Trigger::Prestop => {
+            h.prestop();
+        }
+    }
+    h.run(grace.saturating_add(10_000), |t, h| read(t, h, &mut stop));
+
+    let began = h.now() - u64::from(h.snapshot().elapsed_ms);
+    print_timeline(&h);
+    let signalled = h
+        .app_signals()
+        .iter()
+        .find(|s| stopping(&s.signal))
+        .map(|s| (s.signal, s.at_ms));
+    let outcome = Outcome {
+        signalled,
+        killed: h.app_signals().iter().any(|s| s.signal == Signal::Kill),
+        exited: h.agent().done().then(|| millis_u64(h.now() - began)),
+        stop,
+    };
+    print_figures(&scenario, &identity, &world, &outcome, grace);
+    if let Some(path) = svg {
+        let entries = entries(&h);
+        let rows: Vec<Row<'_>> = entries.iter().map(Row::from).collect();
+        let frame = Frame {
+            budget_ms: Some(budget.into()),
+            grace_period_ms: Some(grace.into()),
+        };
+        std::fs::write(path, picture::render(&rows, frame))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("picture   {}", path.display());
+    }
+    Ok(())
+}
+
+/// The configured policy, compiled and `init`-ed, with the native fallback
+/// answering for it when it fails, as in the agent.
+fn load(config: &Config) -> Result<Policy, String> {
+    let source = config.policy.to_string();
+    let bytes = config.policy.read()?;
+    let compiler =
+        Compiler::new(config.limits, config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
+    let compiled = compiler
+        .compile(&source, &bytes)
+        .map_err(|e| format!("{source}: {e}"))?;
+    let instance = compiled
+        .instantiate(&config.policy_config)
+        .map_err(|e| format!("{source}: {e}"))?;
+    let mut policy = Policy::fallback_only(config.policy_config.clone());
+    policy.swap(compiled.into(), instance);
+    Ok(policy)
+}
+
+/// As in the agent: the policy answers, or the fallback for it.
+impl Decider for Policy {
+    fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction {
+        Policy::on_signal(self, signal, snapshot).value
+    }
+
+    fn decide(&mut self, snapshot: &Snapshot) -> Decision {
+        Policy::decide(self, snapshot).value
+    }
+}
+
+/// The agent's records as timeline entries, on the virtual clock.
+fn entries(h: &Harness<Policy>) -> Vec<Entry> {
+    h.records()
+        .iter()
+        .map(|(at, record)| {
+            let (event, message, data) = timeline::entry(&record.event);
+            Entry {
+                at_ms: *at,
+                drain_ms: record.drain_ms,
+                event,
+                message,
+                data,
+            }
+        })
+        .collect()
+}
+
+fn print_timeline(h: &Harness<Policy>) {
+    for entry in entries(h) {
+        let when = entry
+            .drain_ms
+            .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
+        println!("{when:>9}  {:<9} {}", entry.event, entry.message);
+    }
+}
+
+fn print_figures(scenario: &Scenario, policy: &str, world: &World, outcome: &Outcome, grace: u32) {
+    let line = |key: &str, value: String| println!("{key:<10}{value}");
+    println!();
+    if !scenario.name.is_empty() {
+        line("scenario", scenario.name.clone());
+    }
+    line("policy", policy.to_string());
+    line(
+        "requests",
+        format!(
+            "{} (endpoint removed {} ms into the drain)",
+            world.requests(),
+            world.endpoint_removed
+        ),
+    );
+    let died = outcome.exited.map(i64::from);
+    match outcome.signalled {
+        Some((signal, at)) => {
+            let safe = world.safe_from();
+            let waste = i64::from(at) - safe;
+            line(
+                "signal",
+                format!("{} at {at} ms into the drain", signal.name()),
+            );
+            line(
+                "waste",
+                format!(
+                    "{waste:+} ms: {} the endpoint was gone and the last request answered ({safe} ms)",
+                    if waste >= 0 { "after" } else { "BEFORE" }
+                ),
+            );
+            line(
+                "in flight",
+                format!("{} at the signal", world.in_flight(at.into())),
+            );
+        }
+        None => line("signal", "none".into()),
+    }
+    line("failed", world.failed(outcome.stop, died).to_string());
+    match outcome.exited {
+        Some(at) => line(
+            "exit",
+            format!(
+                "{at} ms into the drain; the deadline was {} (grace period {grace} ms)",
+                if at < grace { "kept" } else { "MISSED" }
+            ),
+        ),
+        None => line("exit", "the app had not exited".into()),
+    }
+    line("killed", if outcome.killed { "yes" } else { "no" }.into());
+}
+
+fn millis_u64(ms: u64) -> u32 {
+    ms.min(u64::from(u32::MAX)) as u32
+}

@@ -1,0 +1,294 @@
+//! The modelled world of a scenario: requests arriving at the pod, what the
+//! agent's probes read of them, and what the app makes of its TERM.
+//!
+//! Times are milliseconds relative to the drain's start; negative ones are
+//! while the pod served.
+
+use std::collections::HashMap;
+
+use crate::policy::{Connections, Evidence, FileState, HttpResponse, ProbeValue, Silences};
+
+use super::scenario::{OnTerm, Point, Scenario};
+
+/// One request: when it arrives, and when its answer would be complete.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    arrives: i64,
+    done: i64,
+}
+
+/// The world: the requests, generated once from the scenario.
+pub struct World {
+    requests: Vec<Request>,
+    pool: Option<u32>,
+    learned: Silences,
+    tracks: HashMap<String, Vec<(i64, ProbeValue)>>,
+    last_sample: Option<i64>,
+    on_term: OnTerm,
+    stops_in: i64,
+    pub endpoint_removed: i64,
+}
+
+/// How the app went, once it was signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop {
+    /// From this moment the app takes no new request.
+    pub refuses_from: i64,
+    /// When it exits, if it does.
+    pub exits_at: Option<i64>,
+}
+
+impl World {
+    pub fn new(scenario: &Scenario) -> World {
+        let mut random = Random(scenario.seed.max(1));
+        let start = -(scenario.serving.0.as_millis() as i64);
+        let end = scenario.drain.endpoint_removed.0.as_millis() as i64;
+        let traffic = &scenario.traffic;
+        let (min, max) = (
+            traffic.duration.min.0.as_millis() as i64,
+            traffic.duration.max.0.as_millis() as i64,
+        );
+        let mut arrivals = Vec::new();
+        if let Some(rate) = traffic.rate {
+            // A Poisson stream: exponential gaps.
+            let mut t = start as f64;
+            loop {
+                t += -random.unit().max(f64::MIN_POSITIVE).ln() / rate * 1_000.0;
+                if t >= end as f64 {
+                    break;
+                }
+                arrivals.push(t as i64);
+            }
+        } else if let Some(bursts) = &traffic.bursts {
+            let every = bursts.every.0.as_millis().max(1) as i64;
+            let spacing = bursts.spacing.0.as_millis() as i64;
+            let mut burst = start;
+            while burst < end {
+                for i in 0..i64::from(bursts.size) {
+                    let t = burst + i * spacing;
+                    if t < end {
+                        arrivals.push(t);
+                    }
+                }
+                burst += every;
+            }
+        }
+        let requests = arrivals
+            .iter()
+            .map(|&arrives| Request {
+                arrives,
+                done: arrives + min + (random.unit() * (max - min) as f64) as i64,
+            })
+            .collect();
+        let tracks = scenario
+            .probes
+            .iter()
+            .map(|track| {
+                let mut values: Vec<(i64, ProbeValue)> = track
+                    .values
+                    .iter()
+                    .map(|p| (p.at.0.as_millis() as i64, value(p)))
+                    .collect();
+                values.sort_by_key(|(at, _)| *at);
+                (track.name.clone(), values)
+            })
+            .collect();
+        World {
+            learned: learn(&arrivals, -start),
+            requests,
+            pool: traffic.keep_alive,
+            tracks,
+            last_sample: None,
+            on_term: scenario.drain.app.on_term,
+            stops_in: scenario.drain.app.stops_in.0.as_millis() as i64,
+            endpoint_removed: end,
+        }
+    }
+
+    /// What the `connections` probe reads at `t`, the app still serving
+    /// until `stop` says otherwise.
+    pub fn connections(&mut self, t: i64, stop: Option<Stop>) -> ProbeValue {
+        let since = self.last_sample.replace(t).unwrap_or(i64::MIN);
+        let served = |r: &&Request| stop.is_none_or(|s| r.arrives < s.refuses_from);
+        let in_flight = self
+            .requests
+            .iter()
+            .filter(served)
+            .filter(|r| r.arrives <= t && t < r.done)
+            .count() as u32;
+        let last = self.requests.iter().filter(served).map(|r| r.arrives);
+        let since_last_request_ms = last.filter(|a| *a <= t).max().map(|a| ms(t - a));
+        let (open, accepted, since_last_accept_ms) = match self.pool {
+            Some(size) => (size.max(in_flight), 0, None),
+            None => {
+                let new = self.requests.iter().filter(served);
+                let accepted = new.filter(|r| since < r.arrives && r.arrives <= t).count();
+                (in_flight, accepted as u32, since_last_request_ms)
+            }
+        };
+        ProbeValue::Connections(Connections {
+            evidence: Evidence::SockDiag,
+            open,
+            in_flight,
+            idle: open - in_flight,
+            accepted,
+            since_last_request_ms,
+            since_last_accept_ms,
+            silences: self.learned,
+            excluded: 0,
+        })
+    }
+
+    /// What a scenario-given probe reads at `t`; `None` if the scenario
+    /// says nothing of it.
+    pub fn track(&self, name: &str, t: i64) -> Option<ProbeValue> {
+        let values = self.tracks.get(name)?;
+        let current = values.iter().rev().find(|(at, _)| *at <= t);
+        Some(match current.or(values.first()) {
+            Some((_, value)) => value.clone(),
+            None => ProbeValue::Failed("no value in the scenario".into()),
+        })
+    }
+
+    /// What the app does with the stop signal it got at `t`.
+    pub fn stop(&self, t: i64) -> Stop {
+        match self.on_term {
+            OnTerm::Exit => Stop {
+                refuses_from: t + self.stops_in,
+                exits_at: Some(t + self.stops_in),
+            },
+            OnTerm::Drain => {
+                let in_flight = self.requests.iter().filter(|r| r.arrives < t && t < r.done);
+                let last = in_flight.map(|r| r.done).max().unwrap_or(t);
+                Stop {
+                    refuses_from: t,
+                    exits_at: Some(last + self.stops_in),
+                }
+            }
+            OnTerm::Ignore => Stop {
+                refuses_from: i64::MAX,
+                exits_at: None,
+            },
+        }
+    }
+
+    /// The requests that failed: refused, or in flight when the app died at
+    /// `died` (if it did).
+    pub fn failed(&self, stop: Option<Stop>, died: Option<i64>) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| {
+                let refused = stop.is_some_and(|s| r.arrives >= s.refuses_from);
+                let cut = died.is_some_and(|d| r.arrives < d && d < r.done);
+                refused || cut
+            })
+            .count()
+    }
+
+    /// Requests in flight at `t`.
+    pub fn in_flight(&self, t: i64) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| r.arrives <= t && t < r.done)
+            .count()
+    }
+
+    /// The moment the pod could have been signalled safely: the endpoint
+    /// gone and the last request answered.
+    pub fn safe_from(&self) -> i64 {
+        let last_done = self.requests.iter().map(|r| r.done).max();
+        last_done.unwrap_or(0).max(self.endpoint_removed)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.len()
+    }
+}
+
+/// What the probe learned while serving: the silences between requests.
+fn learn(arrivals: &[i64], watched_ms: i64) -> Silences {
+    let mut gaps: Vec<i64> = arrivals
+        .windows(2)
+        .filter(|pair| pair[1] <= 0)
+        .map(|pair| pair[1] - pair[0])
+        .collect();
+    gaps.sort_unstable();
+    let at = |q: f64| {
+        (!gaps.is_empty()).then(|| ms(gaps[((gaps.len() - 1) as f64 * q).round() as usize]))
+    };
+    Silences {
+        watched_ms: ms(watched_ms),
+        count: gaps.len() as u32,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: gaps.last().map(|g| ms(*g)),
+    }
+}
+
+fn value(point: &Point) -> ProbeValue {
+    if let Some(status) = point.http {
+        ProbeValue::Http(HttpResponse {
+            status,
+            body: String::new(),
+        })
+    } else if let Some(exists) = point.file {
+        ProbeValue::File(FileState {
+            exists,
+            contents: String::new(),
+        })
+    } else if let Some(code) = point.exec {
+        ProbeValue::Exec(code)
+    } else {
+        ProbeValue::Failed(point.failed.clone().unwrap_or_default())
+    }
+}
+
+fn ms(value: i64) -> u32 {
+    value.clamp(0, u32::MAX as i64) as u32
+}
+
+/// A small, seeded generator (xorshift64*): the same seed, the same run.
+struct Random(u64);
+
+impl Random {
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silences_are_the_gaps_between_bursts_too() {
+        // Bursts of 7 every 2 s: the long silences are ~1.8 s.
+        let mut arrivals = Vec::new();
+        for burst in (-20_000..0).step_by(2_000) {
+            arrivals.extend((0..7).map(|i| burst + i * 30));
+        }
+        let learned = learn(&arrivals, 20_000);
+        assert_eq!(learned.count, 69);
+        assert_eq!(learned.p50_ms, Some(30));
+        assert_eq!(learned.max_ms, Some(1_820));
+        assert_eq!(learned.p99_ms, Some(1_820));
+    }
+
+    #[test]
+    fn the_generator_is_uniform_enough_and_repeatable() {
+        let draw = |seed| {
+            let mut r = Random(seed);
+            (0..10_000).map(|_| r.unit()).collect::<Vec<_>>()
+        };
+        let a = draw(7);
+        assert_eq!(a, draw(7));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((0.48..0.52).contains(&mean), "{mean}");
+        assert!(a.iter().all(|x| (0.0..1.0).contains(x)));
+    }
+}
