@@ -454,6 +454,29 @@ fn probe_from_json(v: &Value) -> Result<ProbeValue, String> {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let value = if let Some(c) = v.get("connections") {
         let count = |key: &str| optional_ms(&c[key]).ok_or(format!("connections.{key}"));
+        if c.get("established").is_some() {
+            // Recorded by an agent of the 0.1.0 contract: connections only.
+            let established = count("established")?;
+            let since_last_accept_ms = optional_ms(&c["since_last_accept_ms"]);
+            let typical = optional_ms(&c["typical_gap_ms"]);
+            return Ok(ProbeValue::Connections(Connections {
+                evidence: Evidence::ProcNetTcp,
+                open: established,
+                in_flight: established,
+                idle: 0,
+                accepted: count("accepted")?,
+                since_last_request_ms: since_last_accept_ms,
+                since_last_accept_ms,
+                silences: Silences {
+                    watched_ms: 0,
+                    count: u32::from(typical.is_some()),
+                    p50_ms: typical,
+                    p99_ms: typical,
+                    max_ms: typical,
+                },
+                excluded: 0,
+            }));
+        }
         let s = &c["silences"];
         let learned = |key: &str| optional_ms(&s[key]).ok_or(format!("connections.silences.{key}"));
         ProbeValue::Connections(Connections {

@@ -90,3 +90,13 @@ fn a_broken_recording_is_refused_with_the_field_at_fault() {
     assert_eq!(code, 2);
     assert!(err.contains("status.json: EOF while parsing"), "{err}");
 }
+
+/// A drain recorded by an agent of the first contract (connections, not
+/// requests) still replays: its readings are read as that agent meant them.
+#[test]
+fn a_recording_of_the_first_contract_replays() {
+    let status = crate::util::fixture("status-0.1.json");
+    let (code, out, err) = replay(&["--cache-dir", "off"], &status);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("21 call(s) replayed"), "{out}");
+}
