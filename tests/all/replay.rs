@@ -18,7 +18,7 @@ fn recorded_drain() -> String {
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
     std::thread::sleep(Duration::from_millis(300));
     agent.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(900));
     let (code, status) = get_body(admin, "/status").unwrap();
     assert_eq!(code, 200);
     slow.join().unwrap().unwrap();
