@@ -1,14 +1,24 @@
 // `drain` in C: the same policy as policies/drain/src/lib.rs.
 //
 // Readiness goes down at once. The app is signalled when the evidence says it
-// is safe: no new connection on its ports for a quiet period and no connection
-// in flight, or when the deadline leaves just the time the app needs to stop.
-// If it has not exited some time after the signal, it is killed.
+// is safe: no request has arrived on any connection for a quiet period (the
+// sign that the endpoint is gone from every load balancer), and no request is
+// awaiting its response; or when the deadline leaves just the time the app
+// needs to stop. Idle keep-alive connections never hold it. If the app has not
+// exited some time after the signal, it is killed.
+//
+// The quiet period is sized from the silences between requests learned while
+// serving: twice their 99th percentile, within bounds. Until enough has been
+// learned (a pod that served only seconds, traffic too sparse for a silence to
+// mean anything) the drain also lasts at least `min-drain`, as a fixed
+// `preStop: sleep` would: never less safe than the sleep it replaces.
 //
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
-// * `quiet` -- the shortest quiet period (default `1s`);
+// * `quiet` -- the shortest quiet period (default `250ms`);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
+// * `min-drain` -- the shortest drain until enough has been learned (default
+//   `5s`);
 // * `reserve` -- time left to the app after the signal (default `5s`, at most
 //   a third of the drain budget);
 // * `recheck` -- how often to look again while waiting (default `100ms`);
@@ -34,6 +44,7 @@ typedef lameduck_policy_types_signal_t signal_t;
 typedef lameduck_policy_types_snapshot_t snapshot_t;
 typedef lameduck_policy_types_decision_t decision_t;
 typedef lameduck_policy_types_connections_t connections_t;
+typedef lameduck_policy_types_silences_t silences_t;
 
 // The conventional names, without `SIG`, in the contract's order.
 static const char *const SIGNAL_NAMES[] = {
@@ -294,25 +305,91 @@ static bool config_finish(const config_t *config, string_t *err) {
 }
 
 // ---------------------------------------------------------------------------
+// Look-ups into a snapshot, and decisions that read like the Rust SDK's.
+
+// When `signal` was first sent during this drain (ms since it began).
+static bool sent_at(const snapshot_t *s, signal_t signal, uint32_t *at) {
+  for (size_t i = 0; i < s->signals_sent.len; i++) {
+    if (s->signals_sent.ptr[i].signal == signal) {
+      *at = s->signals_sent.ptr[i].at_ms;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The total drain budget: time spent plus time left (saturating).
+static uint32_t budget_ms(const snapshot_t *s) {
+  uint64_t sum = (uint64_t)s->elapsed_ms + s->remaining_ms;
+  return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
+}
+
+// The first probe called `name`, if it is a sampled `connections` probe.
+static const connections_t *connections(const snapshot_t *s, const string_t *name) {
+  for (size_t i = 0; i < s->probes.len; i++) {
+    const lameduck_policy_types_probe_t *p = &s->probes.ptr[i];
+    if (p->name.len == name->len && memcmp(p->name.ptr, name->ptr, name->len) == 0) {
+      return p->value.tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_CONNECTIONS ? &p->value.val.connections : NULL;
+    }
+  }
+  return NULL;
+}
+
+// Sample again and call `decide` after `ms` milliseconds.
+static decision_t recheck(uint32_t ms, string_t reason) {
+  decision_t d = {.next = {.tag = LAMEDUCK_POLICY_TYPES_NEXT_RECHECK, .val.recheck = ms}, .reason = reason};
+  return d;
+}
+
+// Wait for the app to exit; `decide` is not called again.
+static decision_t wait_for_exit(string_t reason) {
+  decision_t d = {.next = {.tag = LAMEDUCK_POLICY_TYPES_NEXT_WAIT_FOR_EXIT}, .reason = reason};
+  return d;
+}
+
+// Also set the readiness flag.
+static decision_t with_ready(decision_t d, bool ready) {
+  d.ready = (drain_policy_option_bool_t){true, ready};
+  return d;
+}
+
+// Also send the app a signal.
+static decision_t with_signal(decision_t d, signal_t signal) {
+  d.signal = (lameduck_policy_types_option_signal_t){true, signal};
+  return d;
+}
+
+// ---------------------------------------------------------------------------
 // The policy
 
+// Silences measured before the learned ones are trusted.
+#define SILENCES_NEEDED 50
+
+// Signals the app once traffic has moved away and work has drained.
 typedef struct {
   string_t probe;  // owned copy
-  uint32_t quiet_ms, quiet_max_ms, reserve_ms, recheck_ms, kill_after_ms;
+  uint32_t quiet_ms, quiet_max_ms, min_drain_ms, reserve_ms, recheck_ms;
   signal_t signal;
+  uint32_t kill_after_ms;
 } drain_t;
 
 // The policy of this instance, set by `init`.
 static drain_t POLICY;
 static bool INITIALISED = false;
 
+// Declared ahead, so that the definitions below follow the Rust source's order.
+static bool quiet_period(const drain_t *d, const silences_t *silences, uint32_t *quiet);
+static decision_t stop(const drain_t *d, string_t reason);
+static decision_t after_signal(const drain_t *d, const snapshot_t *s, uint32_t since);
+
 static bool drain_init(config_t *config, drain_t *d, string_t *err) {
   const string_t *probe = config_get(config, "probe");
   if (probe != NULL) drain_policy_string_dup_n(&d->probe, (const char *)probe->ptr, probe->len);
   else drain_policy_string_dup(&d->probe, "connections");
   bool has_signal;
-  if (!config_duration_ms(config, "quiet", 1000, &d->quiet_ms, err) ||
+  if (!config_duration_ms(config, "quiet", 250, &d->quiet_ms, err) ||
       !config_duration_ms(config, "quiet-max", 5000, &d->quiet_max_ms, err) ||
+      !config_duration_ms(config, "min-drain", 5000, &d->min_drain_ms, err) ||
       !config_duration_ms(config, "reserve", 5000, &d->reserve_ms, err) ||
       !config_duration_ms(config, "recheck", 100, &d->recheck_ms, err) ||
       !config_signal(config, "signal", LAMEDUCK_POLICY_TYPES_SIGNAL_TERM, &has_signal, &d->signal, err) ||
@@ -330,116 +407,77 @@ static bool drain_init(config_t *config, drain_t *d, string_t *err) {
   return true;
 }
 
-// When `signal` was first sent during this drain.
-static bool sent_at(const snapshot_t *s, signal_t signal, uint32_t *at) {
-  for (size_t i = 0; i < s->signals_sent.len; i++) {
-    if (s->signals_sent.ptr[i].signal == signal) {
-      *at = s->signals_sent.ptr[i].at_ms;
-      return true;
-    }
-  }
-  return false;
-}
-
-// The first probe called `name`, if it is a sampled `connections` probe.
-static const connections_t *connections(const snapshot_t *s, const string_t *name) {
-  for (size_t i = 0; i < s->probes.len; i++) {
-    const lameduck_policy_types_probe_t *p = &s->probes.ptr[i];
-    if (p->name.len == name->len && memcmp(p->name.ptr, name->ptr, name->len) == 0) {
-      return p->value.tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_CONNECTIONS ? &p->value.val.connections : NULL;
-    }
-  }
-  return NULL;
-}
-
-static void set_recheck(decision_t *ret, uint32_t ms, string_t reason) {
-  ret->ready.is_some = false;
-  ret->signal.is_some = false;
-  ret->next.tag = LAMEDUCK_POLICY_TYPES_NEXT_RECHECK;
-  ret->next.val.recheck = ms;
-  ret->reason = reason;
-}
-
-static void set_wait_for_exit(decision_t *ret, string_t reason) {
-  set_recheck(ret, 0, reason);
-  ret->next.tag = LAMEDUCK_POLICY_TYPES_NEXT_WAIT_FOR_EXIT;
-}
-
-// Readiness down, look again in `ms`.
-static void waiting(decision_t *ret, uint32_t ms, string_t reason) {
-  set_recheck(ret, ms, reason);
-  ret->ready = (drain_policy_option_bool_t){true, false};
-}
-
-static void stop(const drain_t *d, decision_t *ret, string_t reason) {
-  waiting(ret, max_u32(d->kill_after_ms, 1), reason);
-  ret->signal = (lameduck_policy_types_option_signal_t){true, d->signal};
-}
-
-// A learned long gap, with half again as margin, within bounds.
-static uint32_t quiet_period(const drain_t *d, const connections_t *c) {
-  uint32_t learned = d->quiet_ms;
-  if (c->typical_gap_ms.is_some) {
-    uint64_t gap = c->typical_gap_ms.val;
-    learned = (uint32_t)(gap + gap / 2 > UINT32_MAX ? UINT32_MAX : gap + gap / 2);
-  }
-  return min_u32(max_u32(learned, d->quiet_ms), d->quiet_max_ms);
-}
-
-static void after_signal(const drain_t *d, const snapshot_t *s, uint32_t since, decision_t *ret) {
+static decision_t drain_decide(const drain_t *d, const snapshot_t *s) {
   uint32_t at;
-  if (sent_at(s, LAMEDUCK_POLICY_TYPES_SIGNAL_KILL, &at)) {
-    set_wait_for_exit(ret, format("killed; waiting for the app to exit"));
-  } else if (since >= d->kill_after_ms) {
-    set_wait_for_exit(ret, format("app still running %u ms after %s", since, SIGNAL_NAMES[d->signal]));
-    ret->signal = (lameduck_policy_types_option_signal_t){true, LAMEDUCK_POLICY_TYPES_SIGNAL_KILL};
-  } else {
-    uint32_t left = d->kill_after_ms - since;
-    set_recheck(ret, left, format("signalled; waiting up to %u ms for the app to exit", left));
-  }
-}
-
-static void drain_decide(const drain_t *d, const snapshot_t *s, decision_t *ret) {
-  uint32_t at;
-  if (sent_at(s, d->signal, &at)) {
-    after_signal(d, s, s->elapsed_ms > at ? s->elapsed_ms - at : 0, ret);
-    return;
-  }
-  uint64_t sum = (uint64_t)s->elapsed_ms + s->remaining_ms;
-  uint32_t budget = sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
-  uint32_t reserve = min_u32(d->reserve_ms, budget / 3);
+  if (sent_at(s, d->signal, &at)) return after_signal(d, s, s->elapsed_ms > at ? s->elapsed_ms - at : 0);
+  uint32_t reserve = min_u32(d->reserve_ms, budget_ms(s) / 3);
   if (s->remaining_ms <= reserve) {
-    stop(d, ret, format("deadline near: %u ms left, %u ms kept for the app to stop", s->remaining_ms, reserve));
-    return;
+    return stop(d, format("deadline near: %u ms left, %u ms kept for the app to stop", s->remaining_ms, reserve));
   }
   // Never sleep past the moment the reserve begins.
-  uint32_t every = min_u32(d->recheck_ms, s->remaining_ms - reserve);
+  uint32_t recheck_ms = min_u32(d->recheck_ms, s->remaining_ms - reserve);
   const connections_t *c = connections(s, &d->probe);
   if (c == NULL) {
-    uint32_t quiet = d->quiet_max_ms;
-    if (s->elapsed_ms >= quiet) {
+    uint32_t floor = d->min_drain_ms;
+    if (s->elapsed_ms >= floor) {
       text_t t = {0};
-      putf(&t, "no connection evidence (probe `");
+      putf(&t, "no traffic evidence (probe `");
       put_string(&t, d->probe);
-      putf(&t, "` missing or failed); waited %u ms", quiet);
-      stop(d, ret, done(&t));
-    } else {
-      waiting(ret, every, format("no connection evidence; waiting %u ms", quiet));
+      putf(&t, "` missing or failed); waited %u ms", floor);
+      return stop(d, done(&t));
     }
-    return;
+    return with_ready(recheck(recheck_ms, format("no traffic evidence; waiting %u ms", floor)), false);
   }
-  uint32_t quiet = quiet_period(d, c);
-  uint32_t silent = c->since_last_accept_ms.is_some ? min_u32(c->since_last_accept_ms.val, s->elapsed_ms)
-                                                    : s->elapsed_ms;
-  uint32_t n = c->established;
-  if (silent >= quiet && n == 0) {
-    stop(d, ret, format("no new connection for %u ms (quiet period %u ms) and none in flight", silent, quiet));
-  } else if (silent >= quiet) {
-    waiting(ret, every, format("%u connection(s) in flight", n));
+  uint32_t quiet;
+  bool learned = quiet_period(d, &c->silences, &quiet);
+  // Only silence during the drain is evidence that traffic moved away.
+  uint32_t silent = c->since_last_request_ms.is_some ? min_u32(c->since_last_request_ms.val, s->elapsed_ms)
+                                                     : s->elapsed_ms;
+  uint32_t floor = learned ? 0 : d->min_drain_ms;
+  string_t waiting;
+  if (c->in_flight > 0) {
+    waiting = format("%u request(s) in flight", c->in_flight);
+  } else if (silent < quiet) {
+    waiting = format("last request %u ms ago, waiting for %u ms of quiet", silent, quiet);
+  } else if (s->elapsed_ms < floor) {
+    waiting = format("quiet for %u ms, but too little learned to trust it: draining at least %u ms", silent, floor);
   } else {
-    waiting(ret, every,
-            format("last new connection %u ms ago, waiting for %u ms of quiet; %u in flight", silent, quiet, n));
+    return stop(d, format("no request for %u ms (quiet period %u ms%s) and none in flight", silent, quiet,
+                          learned ? "" : ", at least min-drain"));
   }
+  return with_ready(recheck(recheck_ms, waiting), false);
+}
+
+// The quiet period (into `*quiet`), and whether it rests on enough learned
+// silences: twice their 99th percentile, within bounds. With nothing learned
+// at all, the shortest: `min-drain` stands in for the evidence then.
+static bool quiet_period(const drain_t *d, const silences_t *silences, uint32_t *quiet) {
+  if (!silences->p99_ms.is_some) {
+    *quiet = d->quiet_ms;
+    return false;
+  }
+  uint32_t p99 = silences->p99_ms.val;
+  uint32_t doubled = p99 > UINT32_MAX / 2 ? UINT32_MAX : p99 * 2;  // saturating
+  uint32_t wanted = max_u32(doubled, d->quiet_ms);
+  *quiet = min_u32(wanted, d->quiet_max_ms);
+  return silences->count >= SILENCES_NEEDED && wanted <= d->quiet_max_ms;
+}
+
+static decision_t stop(const drain_t *d, string_t reason) {
+  return with_signal(with_ready(recheck(max_u32(d->kill_after_ms, 1), reason), false), d->signal);
+}
+
+static decision_t after_signal(const drain_t *d, const snapshot_t *s, uint32_t since) {
+  uint32_t at;
+  if (sent_at(s, LAMEDUCK_POLICY_TYPES_SIGNAL_KILL, &at)) {
+    return wait_for_exit(format("killed; waiting for the app to exit"));
+  }
+  if (since >= d->kill_after_ms) {
+    return with_signal(wait_for_exit(format("app still running %u ms after %s", since, SIGNAL_NAMES[d->signal])),
+                       LAMEDUCK_POLICY_TYPES_SIGNAL_KILL);
+  }
+  return recheck(d->kill_after_ms - since,
+                 format("signalled; waiting up to %u ms for the app to exit", d->kill_after_ms - since));
 }
 
 // ---------------------------------------------------------------------------
@@ -472,6 +510,6 @@ void exports_drain_policy_on_signal(drain_policy_signal_t signal, drain_policy_s
 
 void exports_drain_policy_decide(drain_policy_snapshot_t *snapshot, drain_policy_decision_t *ret) {
   if (!INITIALISED) abort();  // `decide` called before `init`: a trap, as in Rust
-  drain_decide(&POLICY, snapshot, ret);
+  *ret = drain_decide(&POLICY, snapshot);
   drain_policy_snapshot_free(snapshot);
 }

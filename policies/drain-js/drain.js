@@ -1,14 +1,24 @@
 // `drain` in JavaScript: the same policy as policies/drain/src/lib.rs.
 //
 // Readiness goes down at once. The app is signalled when the evidence says it
-// is safe: no new connection on its ports for a quiet period and no connection
-// in flight, or when the deadline leaves just the time the app needs to stop.
-// If it has not exited some time after the signal, it is killed.
+// is safe: no request has arrived on any connection for a quiet period (the
+// sign that the endpoint is gone from every load balancer), and no request is
+// awaiting its response; or when the deadline leaves just the time the app
+// needs to stop. Idle keep-alive connections never hold it. If the app has not
+// exited some time after the signal, it is killed.
+//
+// The quiet period is sized from the silences between requests learned while
+// serving: twice their 99th percentile, within bounds. Until enough has been
+// learned (a pod that served only seconds, traffic too sparse for a silence to
+// mean anything) the drain also lasts at least `min-drain`, as a fixed
+// `preStop: sleep` would: never less safe than the sleep it replaces.
 //
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
-// * `quiet` -- the shortest quiet period (default `1s`);
+// * `quiet` -- the shortest quiet period (default `250ms`);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
+// * `min-drain` -- the shortest drain until enough has been learned (default
+//   `5s`);
 // * `reserve` -- time left to the app after the signal (default `5s`, at most
 //   a third of the drain budget);
 // * `recheck` -- how often to look again while waiting (default `100ms`);
@@ -22,7 +32,20 @@
 // its ok value and throws its error value (a string here). Numbers are `u32`,
 // exact in a JS number; where Rust saturates, the code does too.
 
+// ComponentizeJS decodes every string from the host with a default
+// `TextDecoder`, which drops a leading U+FEFF as a byte order mark; Rust keeps
+// it (and refuses `\u{feff}5s`). Put it back.
+const decodeUtf8 = TextDecoder.prototype.decode;
+TextDecoder.prototype.decode = function decode(input, options) {
+  const text = decodeUtf8.call(this, input, options);
+  const bom = input?.[0] === 0xef && input[1] === 0xbb && input[2] === 0xbf;
+  return bom && this.encoding === 'utf-8' && !this.ignoreBOM ? `\ufeff${text}` : text;
+};
+
 const U32_MAX = 0xffffffff;
+
+// Silences measured before the learned ones are trusted.
+const SILENCES_NEEDED = 50;
 
 // Every signal of the contract, in declaration order, by WIT name.
 const SIGNALS = [
@@ -117,10 +140,14 @@ class Config {
   }
 }
 
-// When `signal` was first sent during this drain, or `undefined`.
+// When `signal` was first sent during this drain (ms since it began), or
+// `undefined`.
 function sentAt(s, signal) {
   return s.signalsSent.find((sent) => sent.signal === signal)?.atMs;
 }
+
+// The total drain budget: time spent plus time left (saturating).
+const budgetMs = (s) => Math.min(s.elapsedMs + s.remainingMs, U32_MAX);
 
 // The first probe called `name`, if it is a sampled `connections` probe.
 function connections(s, name) {
@@ -128,18 +155,29 @@ function connections(s, name) {
   return probe?.value.tag === 'connections' ? probe.value.val : undefined;
 }
 
-const recheck = (ms) => ({ tag: 'recheck', val: ms });
-const waitForExit = { tag: 'wait-for-exit' };
+// Sample again and call `decide` after `ms` milliseconds.
+const recheck = (ms, reason, { ready, signal } = {}) => ({
+  ready,
+  signal,
+  next: { tag: 'recheck', val: ms },
+  reason,
+});
 
-// Readiness down, look again in `ms`.
-const waiting = (ms, reason) => ({ ready: false, signal: undefined, next: recheck(ms), reason });
+// Wait for the app to exit; `decide` is not called again.
+const waitForExit = (reason, { signal } = {}) => ({
+  ready: undefined,
+  signal,
+  next: { tag: 'wait-for-exit' },
+  reason,
+});
 
 // Signals the app once traffic has moved away and work has drained.
 class Drain {
   constructor(config) {
     this.probe = config.string('probe', 'connections');
-    this.quietMs = config.durationMs('quiet', 1_000);
+    this.quietMs = config.durationMs('quiet', 250);
     this.quietMaxMs = config.durationMs('quiet-max', 5_000);
+    this.minDrainMs = config.durationMs('min-drain', 5_000);
     this.reserveMs = config.durationMs('reserve', 5_000);
     this.recheckMs = Math.max(config.durationMs('recheck', 100), 1);
     this.signal = config.signal('signal', 'term') ?? 'term';
@@ -152,61 +190,64 @@ class Drain {
   decide(s) {
     const at = sentAt(s, this.signal);
     if (at !== undefined) return this.afterSignal(s, Math.max(s.elapsedMs - at, 0));
-    const budget = Math.min(s.elapsedMs + s.remainingMs, U32_MAX);
-    const reserve = Math.min(this.reserveMs, Math.floor(budget / 3));
+    const reserve = Math.min(this.reserveMs, Math.floor(budgetMs(s) / 3));
     if (s.remainingMs <= reserve) {
       return this.stop(`deadline near: ${s.remainingMs} ms left, ${reserve} ms kept for the app to stop`);
     }
     // Never sleep past the moment the reserve begins.
-    const every = Math.min(this.recheckMs, s.remainingMs - reserve);
+    const recheckMs = Math.min(this.recheckMs, s.remainingMs - reserve);
     const c = connections(s, this.probe);
     if (c === undefined) {
-      const quiet = this.quietMaxMs;
-      if (s.elapsedMs >= quiet) {
-        return this.stop(`no connection evidence (probe \`${this.probe}\` missing or failed); waited ${quiet} ms`);
+      const floor = this.minDrainMs;
+      if (s.elapsedMs >= floor) {
+        return this.stop(`no traffic evidence (probe \`${this.probe}\` missing or failed); waited ${floor} ms`);
       }
-      return waiting(every, `no connection evidence; waiting ${quiet} ms`);
+      return recheck(recheckMs, `no traffic evidence; waiting ${floor} ms`, { ready: false });
     }
-    const quiet = this.quietPeriod(c);
-    const silent = c.sinceLastAcceptMs === undefined ? s.elapsedMs : Math.min(c.sinceLastAcceptMs, s.elapsedMs);
-    const n = c.established;
-    if (silent >= quiet && n === 0) {
-      return this.stop(`no new connection for ${silent} ms (quiet period ${quiet} ms) and none in flight`);
+    const [quiet, learned] = this.quietPeriod(c.silences);
+    // Only silence during the drain is evidence that traffic moved away.
+    const silent = c.sinceLastRequestMs === undefined ? s.elapsedMs : Math.min(c.sinceLastRequestMs, s.elapsedMs);
+    const floor = learned ? 0 : this.minDrainMs;
+    let waiting;
+    if (c.inFlight > 0) {
+      waiting = `${c.inFlight} request(s) in flight`;
+    } else if (silent < quiet) {
+      waiting = `last request ${silent} ms ago, waiting for ${quiet} ms of quiet`;
+    } else if (s.elapsedMs < floor) {
+      waiting = `quiet for ${silent} ms, but too little learned to trust it: draining at least ${floor} ms`;
+    } else {
+      const floorNote = learned ? '' : ', at least min-drain';
+      return this.stop(`no request for ${silent} ms (quiet period ${quiet} ms${floorNote}) and none in flight`);
     }
-    if (silent >= quiet) return waiting(every, `${n} connection(s) in flight`);
-    return waiting(every, `last new connection ${silent} ms ago, waiting for ${quiet} ms of quiet; ${n} in flight`);
+    return recheck(recheckMs, waiting, { ready: false });
   }
 
-  // A learned long gap, with half again as margin, within bounds.
-  quietPeriod(c) {
-    const gap = c.typicalGapMs;
-    const learned = gap === undefined ? this.quietMs : Math.min(gap + Math.floor(gap / 2), U32_MAX);
-    return Math.min(Math.max(learned, this.quietMs), this.quietMaxMs);
+  // The quiet period, and whether it rests on enough learned silences: twice
+  // their 99th percentile, within bounds. With nothing learned at all, the
+  // shortest: `min-drain` stands in for the evidence then.
+  quietPeriod(silences) {
+    const p99 = silences.p99Ms;
+    if (p99 === undefined) return [this.quietMs, false];
+    const wanted = Math.max(Math.min(p99 * 2, U32_MAX), this.quietMs);
+    const learned = silences.count >= SILENCES_NEEDED && wanted <= this.quietMaxMs;
+    return [Math.min(wanted, this.quietMaxMs), learned];
   }
 
   stop(reason) {
-    return { ready: false, signal: this.signal, next: recheck(Math.max(this.killAfterMs, 1)), reason };
+    return recheck(Math.max(this.killAfterMs, 1), reason, { ready: false, signal: this.signal });
   }
 
   afterSignal(s, since) {
     if (sentAt(s, 'kill') !== undefined) {
-      return { ready: undefined, signal: undefined, next: waitForExit, reason: 'killed; waiting for the app to exit' };
+      return waitForExit('killed; waiting for the app to exit');
     }
     if (since >= this.killAfterMs) {
-      return {
-        ready: undefined,
-        signal: 'kill',
-        next: waitForExit,
-        reason: `app still running ${since} ms after ${signalName(this.signal)}`,
-      };
+      return waitForExit(`app still running ${since} ms after ${signalName(this.signal)}`, { signal: 'kill' });
     }
-    const left = this.killAfterMs - since;
-    return {
-      ready: undefined,
-      signal: undefined,
-      next: recheck(left),
-      reason: `signalled; waiting up to ${left} ms for the app to exit`,
-    };
+    return recheck(
+      this.killAfterMs - since,
+      `signalled; waiting up to ${this.killAfterMs - since} ms for the app to exit`,
+    );
   }
 }
 

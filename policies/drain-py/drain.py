@@ -1,14 +1,24 @@
 """`drain` in Python: the same policy as policies/drain/src/lib.rs.
 
-Readiness goes down at once. The app is signalled when the evidence says it is
-safe: no new connection on its ports for a quiet period and no connection in
-flight, or when the deadline leaves just the time the app needs to stop. If it
-has not exited some time after the signal, it is killed.
+Readiness goes down at once. The app is signalled when the evidence says it
+is safe: no request has arrived on any connection for a quiet period (the
+sign that the endpoint is gone from every load balancer), and no request is
+awaiting its response; or when the deadline leaves just the time the app
+needs to stop. Idle keep-alive connections never hold it. If the app has not
+exited some time after the signal, it is killed.
+
+The quiet period is sized from the silences between requests learned while
+serving: twice their 99th percentile, within bounds. Until enough has been
+learned (a pod that served only seconds, traffic too sparse for a silence to
+mean anything) the drain also lasts at least `min-drain`, as a fixed
+`preStop: sleep` would: never less safe than the sleep it replaces.
 
 Config (same keys, defaults and errors as the Rust policy):
 * `probe` -- the `connections` probe to read (default `connections`);
-* `quiet` -- the shortest quiet period (default `1s`);
+* `quiet` -- the shortest quiet period (default `250ms`);
 * `quiet-max` -- the longest, whatever was learned (default `5s`);
+* `min-drain` -- the shortest drain until enough has been learned (default
+  `5s`);
 * `reserve` -- time left to the app after the signal (default `5s`, at most a
   third of the drain budget);
 * `recheck` -- how often to look again while waiting (default `100ms`);
@@ -34,10 +44,14 @@ from wit_world.imports.types import (
     SignalAction,
     SignalAction_Drain,
     SignalAction_Forward,
+    Silences,
     Snapshot,
 )
 
 U32_MAX = 0xFFFF_FFFF
+
+# Silences measured before the learned ones are trusted.
+SILENCES_NEEDED = 50
 
 # The characters Rust's `str::trim` removes (Unicode White_Space). Python's
 # `str.strip()` removes a slightly different set.
@@ -126,8 +140,13 @@ class Config:
 
 
 def sent_at(s: Snapshot, signal: Signal) -> Optional[int]:
-    """When `signal` was first sent during this drain."""
+    """When `signal` was first sent during this drain (ms since it began)."""
     return next((sent.at_ms for sent in s.signals_sent if sent.signal == signal), None)
+
+
+def budget_ms(s: Snapshot) -> int:
+    """The total drain budget: time spent plus time left (saturating)."""
+    return min(s.elapsed_ms + s.remaining_ms, U32_MAX)
 
 
 def connections(s: Snapshot, name: str) -> Optional[Connections]:
@@ -138,9 +157,14 @@ def connections(s: Snapshot, name: str) -> Optional[Connections]:
     return None
 
 
-def waiting(ms: int, reason: str) -> Decision:
-    """Readiness down, look again in `ms`."""
-    return Decision(ready=False, signal=None, next=Next_Recheck(ms), reason=reason)
+def recheck(ms: int, reason: str, ready: Optional[bool] = None, signal: Optional[Signal] = None) -> Decision:
+    """Sample again and call `decide` after `ms` milliseconds."""
+    return Decision(ready=ready, signal=signal, next=Next_Recheck(ms), reason=reason)
+
+
+def wait_for_exit(reason: str, signal: Optional[Signal] = None) -> Decision:
+    """Wait for the app to exit; `decide` is not called again."""
+    return Decision(ready=None, signal=signal, next=Next_WaitForExit(), reason=reason)
 
 
 class Drain:
@@ -148,11 +172,13 @@ class Drain:
 
     def __init__(self, config: Config):
         self.probe = config.string("probe", "connections")
-        self.quiet_ms = config.duration_ms("quiet", 1_000)
+        self.quiet_ms = config.duration_ms("quiet", 250)
         self.quiet_max_ms = config.duration_ms("quiet-max", 5_000)
+        self.min_drain_ms = config.duration_ms("min-drain", 5_000)
         self.reserve_ms = config.duration_ms("reserve", 5_000)
         self.recheck_ms = max(config.duration_ms("recheck", 100), 1)
-        self.signal = config.signal("signal", Signal.TERM) or Signal.TERM
+        signal = config.signal("signal", Signal.TERM)
+        self.signal = Signal.TERM if signal is None else signal
         self.kill_after_ms = config.duration_ms("kill-after", 10_000)
         if self.quiet_max_ms < self.quiet_ms:
             raise Err(
@@ -163,54 +189,61 @@ class Drain:
         at = sent_at(s, self.signal)
         if at is not None:
             return self.after_signal(s, max(s.elapsed_ms - at, 0))
-        budget = min(s.elapsed_ms + s.remaining_ms, U32_MAX)
-        reserve = min(self.reserve_ms, budget // 3)
+        reserve = min(self.reserve_ms, budget_ms(s) // 3)
         if s.remaining_ms <= reserve:
             return self.stop(f"deadline near: {s.remaining_ms} ms left, {reserve} ms kept for the app to stop")
         # Never sleep past the moment the reserve begins.
-        every = min(self.recheck_ms, s.remaining_ms - reserve)
+        recheck_ms = min(self.recheck_ms, s.remaining_ms - reserve)
         c = connections(s, self.probe)
         if c is None:
-            quiet = self.quiet_max_ms
-            if s.elapsed_ms >= quiet:
+            floor = self.min_drain_ms
+            if s.elapsed_ms >= floor:
                 return self.stop(
-                    f"no connection evidence (probe `{self.probe}` missing or failed); waited {quiet} ms"
+                    f"no traffic evidence (probe `{self.probe}` missing or failed); waited {floor} ms"
                 )
-            return waiting(every, f"no connection evidence; waiting {quiet} ms")
-        quiet = self.quiet_period(c)
-        silent = s.elapsed_ms if c.since_last_accept_ms is None else min(c.since_last_accept_ms, s.elapsed_ms)
-        n = c.established
-        if silent >= quiet and n == 0:
-            return self.stop(f"no new connection for {silent} ms (quiet period {quiet} ms) and none in flight")
-        if silent >= quiet:
-            return waiting(every, f"{n} connection(s) in flight")
-        return waiting(every, f"last new connection {silent} ms ago, waiting for {quiet} ms of quiet; {n} in flight")
+            return recheck(recheck_ms, f"no traffic evidence; waiting {floor} ms", ready=False)
+        quiet, learned = self.quiet_period(c.silences)
+        # Only silence during the drain is evidence that traffic moved away.
+        since = c.since_last_request_ms
+        silent = s.elapsed_ms if since is None else min(since, s.elapsed_ms)
+        floor = 0 if learned else self.min_drain_ms
+        if c.in_flight > 0:
+            waiting = f"{c.in_flight} request(s) in flight"
+        elif silent < quiet:
+            waiting = f"last request {silent} ms ago, waiting for {quiet} ms of quiet"
+        elif s.elapsed_ms < floor:
+            waiting = (
+                f"quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
+            )
+        else:
+            return self.stop(
+                f"no request for {silent} ms (quiet period {quiet} ms"
+                f"{'' if learned else ', at least min-drain'}) and none in flight"
+            )
+        return recheck(recheck_ms, waiting, ready=False)
 
-    def quiet_period(self, c: Connections) -> int:
-        """A learned long gap, with half again as margin, within bounds."""
-        gap = c.typical_gap_ms
-        learned = self.quiet_ms if gap is None else min(gap + gap // 2, U32_MAX)
-        return min(max(learned, self.quiet_ms), self.quiet_max_ms)
+    def quiet_period(self, silences: Silences) -> Tuple[int, bool]:
+        """The quiet period, and whether it rests on enough learned silences:
+        twice their 99th percentile, within bounds. With nothing learned at
+        all, the shortest: `min-drain` stands in for the evidence then."""
+        p99 = silences.p99_ms
+        if p99 is None:
+            return self.quiet_ms, False
+        wanted = max(min(p99 * 2, U32_MAX), self.quiet_ms)
+        learned = silences.count >= SILENCES_NEEDED and wanted <= self.quiet_max_ms
+        return min(wanted, self.quiet_max_ms), learned
 
     def stop(self, reason: str) -> Decision:
-        return Decision(ready=False, signal=self.signal, next=Next_Recheck(max(self.kill_after_ms, 1)), reason=reason)
+        return recheck(max(self.kill_after_ms, 1), reason, ready=False, signal=self.signal)
 
     def after_signal(self, s: Snapshot, since: int) -> Decision:
         if sent_at(s, Signal.KILL) is not None:
-            return Decision(ready=None, signal=None, next=Next_WaitForExit(), reason="killed; waiting for the app to exit")
+            return wait_for_exit("killed; waiting for the app to exit")
         if since >= self.kill_after_ms:
-            return Decision(
-                ready=None,
-                signal=Signal.KILL,
-                next=Next_WaitForExit(),
-                reason=f"app still running {since} ms after {self.signal.name}",
-            )
-        left = self.kill_after_ms - since
-        return Decision(
-            ready=None,
-            signal=None,
-            next=Next_Recheck(left),
-            reason=f"signalled; waiting up to {left} ms for the app to exit",
+            return wait_for_exit(f"app still running {since} ms after {self.signal.name}", signal=Signal.KILL)
+        return recheck(
+            self.kill_after_ms - since,
+            f"signalled; waiting up to {self.kill_after_ms - since} ms for the app to exit",
         )
 
 
@@ -238,4 +271,3 @@ class WitWorld(wit_world.WitWorld):
         if POLICY is None:
             raise RuntimeError("`decide` called before `init`")
         return POLICY.decide(snapshot)
-

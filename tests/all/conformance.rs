@@ -451,6 +451,9 @@ fn init_reads_and_refuses_config_exactly_as_rust() {
         &[("quiet", "1\0s")],
         &[("bad\0key", "1")],
         &[("probe", "connections"), ("probe", "other")],
+        // A leading U+FEFF is text, not a byte order mark to drop.
+        &[("quiet", "\u{feff}5s")],
+        &[("\u{feff}probe", "web")],
     ];
     let [(_, rust), ports @ ..] = policies() else {
         unreachable!("Rust is first")
