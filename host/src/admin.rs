@@ -45,10 +45,13 @@ type Reply = Response<Full<Bytes>>;
 /// Serves until the process exits.
 pub async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // Not the app's traffic: `connections` probes take it off their accepts.
+        crate::probes::note_admin_accept(port);
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {

@@ -9,7 +9,7 @@ use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::controller::{Controller, Deadlines};
 use crate::policy::Policy;
-use crate::probes::Probes;
+use crate::probes::{Agent, Probes};
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use crate::supervisor::{self, Reaper};
@@ -94,7 +94,15 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
             app,
             Policy::fallback_only(config.policy_config.clone()),
             true,
-            Probes::new(&config.probes, reaper.clone(), app),
+            Probes::new(
+                &config.probes,
+                reaper.clone(),
+                app,
+                Agent {
+                    admin_port: config.admin.map(|a| a.port()),
+                    node_ip: config.node_ip,
+                },
+            ),
             shared,
             config.reload_signal.map(|signal| (signal, reloader)),
         );
