@@ -65,6 +65,7 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 
 async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -74,6 +75,8 @@ async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
                 continue;
             }
         };
+        // Not the app's traffic: `connections` probes take it off their accepts.
+        crate::probes::note_admin_accept(port);
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -141,6 +144,7 @@ impl Admin {
     }
 
     async fn prestop(&self) -> Reply {
+        let _held = self.shared.prestop_held();
         let (reply, answer) = oneshot::channel();
         if self.events.send(Event::PreStop(reply)).is_err() {
             return text(StatusCode::OK, "the agent is stopping\n");

@@ -5,13 +5,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::policy::Limits;
+use crate::probes::{Cidr, Exclude};
 
 /// Where the policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +90,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
     /// TCP connections to these ports; none given means the app's own
-    /// listening ports.
+    /// listening ports. `exclude` leaves some out (the admin port, the
+    /// agent's own probes and `--node-ip` always are).
     Connections {
         ports: Vec<u16>,
+        exclude: Exclude,
     },
     Http {
         url: String,
@@ -134,6 +137,9 @@ pub struct Config {
     pub probes: Vec<ProbeSpec>,
     /// The admin server's address; `None` turns it off.
     pub admin: Option<SocketAddr>,
+    /// The node's IP (the kubelet's probes come from it): left out of
+    /// `connections` probes.
+    pub node_ip: Option<IpAddr>,
     /// The app's own readiness URL, also required to answer 2xx by `/readyz`.
     pub readiness_url: Option<String>,
     pub log_format: LogFormat,
@@ -156,9 +162,13 @@ impl Default for Config {
             probes: vec![ProbeSpec {
                 name: "connections".into(),
                 timeout: DEFAULT_PROBE_TIMEOUT,
-                kind: ProbeKind::Connections { ports: Vec::new() },
+                kind: ProbeKind::Connections {
+                    ports: Vec::new(),
+                    exclude: Exclude::default(),
+                },
             }],
             admin: Some(SocketAddr::from(([0, 0, 0, 0], 9911))),
+            node_ip: None,
             readiness_url: None,
             log_format: LogFormat::Text,
             cache_dir: default_cache_dir(),
@@ -190,6 +200,7 @@ pub struct Overrides {
     pub prestop_auth: Option<bool>,
     pub admin_token: Option<String>,
     pub admin: Option<String>,
+    pub node_ip: Option<IpAddr>,
     pub readiness_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub cache_dir: Option<PathBuf>,
@@ -296,13 +307,20 @@ impl Config {
                 "name": p.name,
                 "timeout_ms": p.timeout.as_millis() as u64,
                 "kind": match &p.kind {
-                    ProbeKind::Connections { ports } => serde_json::json!({ "connections": { "ports": ports } }),
+                    ProbeKind::Connections { ports, exclude } => serde_json::json!({ "connections": {
+                        "ports": ports,
+                        "exclude": {
+                            "peers": exclude.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            "ports": exclude.ports,
+                        },
+                    } }),
                     ProbeKind::Http { url } => serde_json::json!({ "http": { "url": url } }),
                     ProbeKind::File { path } => serde_json::json!({ "file": { "path": path } }),
                     ProbeKind::Exec { command } => serde_json::json!({ "exec": { "program": command[0] } }),
                 },
             })).collect::<Vec<_>>(),
             "admin": self.admin.map(|a| a.to_string()),
+            "node_ip": self.node_ip.map(|ip| ip.to_string()),
             "policy_push": self.policy_push,
             "prestop_auth": self.prestop_auth,
             "reload_signal": self.reload_signal.map(crate::signals::name),
@@ -426,6 +444,9 @@ impl Config {
         }
         if let Some(format) = o.log_format {
             self.log_format = format;
+        }
+        if o.node_ip.is_some() {
+            self.node_ip = o.node_ip;
         }
         if let Some(dir) = &o.cache_dir {
             self.cache_dir = cache_dir(dir.clone());
@@ -551,6 +572,19 @@ struct ProbeFile {
 struct ConnectionsFile {
     #[serde(default)]
     ports: Vec<u16>,
+    #[serde(default)]
+    exclude: ExcludeFile,
+}
+
+/// `exclude: { peers: [CIDR…], ports: [port…] }`; each peer is checked
+/// where it is read, so an error names it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExcludeFile {
+    #[serde(default)]
+    peers: Vec<Cidr>,
+    #[serde(default)]
+    ports: Vec<u16>,
 }
 
 #[derive(Deserialize)]
@@ -576,7 +610,13 @@ impl ProbeFile {
         let name = self.name;
         let mut kinds = Vec::new();
         if let Some(c) = self.connections {
-            kinds.push(ProbeKind::Connections { ports: c.ports });
+            kinds.push(ProbeKind::Connections {
+                ports: c.ports,
+                exclude: Exclude {
+                    peers: c.exclude.peers,
+                    ports: c.exclude.ports,
+                },
+            });
         }
         if let Some(h) = self.http {
             crate::probes::check_url(&h.url)?;
@@ -700,11 +740,42 @@ mod tests {
         assert_eq!(
             c.probes[1].kind,
             ProbeKind::Connections {
-                ports: vec![8080, 8443]
+                ports: vec![8080, 8443],
+                exclude: Exclude::default(),
             }
         );
         assert_eq!(c.admin, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn connections_exclusions() {
+        let c = load("probes:\n  - name: web\n    connections:\n      exclude: { peers: [10.0.0.0/8, 'fd00::7'], ports: [9090] }\n").unwrap();
+        assert_eq!(
+            c.probes[0].kind,
+            ProbeKind::Connections {
+                ports: Vec::new(),
+                exclude: Exclude {
+                    peers: vec!["10.0.0.0/8".parse().unwrap(), "fd00::7".parse().unwrap()],
+                    ports: vec![9090],
+                },
+            }
+        );
+        let e = load("probes:\n  - name: web\n    connections:\n      exclude: { peers: [10.0.0.0/8, 10.1/16] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("probes[0].connections.exclude.peers[1]")
+                && e.contains("`10.1/16` is not an address or a CIDR block"),
+            "{e}"
+        );
+        let e = load("probes:\n  - name: web\n    connections:\n      exclude: { hosts: [] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("probes[0].connections.exclude.hosts: unknown field `hosts`"),
+            "{e}"
+        );
     }
 
     #[test]

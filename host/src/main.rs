@@ -207,6 +207,10 @@ struct Settings {
     /// The app's own readiness URL; /readyz also requires it to answer 2xx [config: admin.readiness_url].
     #[arg(long, env = "LAMEDUCK_READINESS_URL", value_name = "URL")]
     readiness_url: Option<String>,
+    /// The node's IP, from the downward API's status.hostIP: connections from it (the
+    /// kubelet's probes, and NodePort traffic SNAT'd to it) are not the app's traffic.
+    #[arg(long, env = "LAMEDUCK_NODE_IP", value_name = "IP")]
+    node_ip: Option<std::net::IpAddr>,
     /// Log line format [config: log_format].
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -228,6 +232,7 @@ impl Settings {
             // A secret: from the environment or the file, never a flag (ps shows flags).
             admin_token: std::env::var("LAMEDUCK_ADMIN_TOKEN").ok(),
             admin: self.admin.clone(),
+            node_ip: self.node_ip,
             readiness_url: self.readiness_url.clone(),
             log_format: self.log_format,
             cache_dir: self.cache_dir.as_ref().map(PathBuf::from),

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::controller::{self, App, Controller, Event};
 use crate::decider::Decider;
 use crate::policy::{Mode, Policy};
-use crate::probes::Probes;
+use crate::probes::{Agent, Probes};
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use crate::supervisor::{self, Exit, Reaper};
@@ -112,7 +112,14 @@ fn agent(
     shared
         .timeline
         .record(None, "started", started, serde_json::json!({ "pid": pid }));
-    let probes = Probes::new(&config.probes, reaper, pid);
+    let agent_itself = Agent {
+        admin_port: admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port()),
+        node_ip: config.node_ip,
+    };
+    let probes = Probes::new(&config.probes, reaper, pid, agent_itself);
     // The policy compiles beside the app; early signals wait for it.
     let reloader = Reloader::start(
         config.limits,
@@ -154,6 +161,7 @@ fn agent(
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let answering = shared.clone();
     let exit = runtime.block_on(async move {
         if let Some(app_exit) = app_exit {
             let events = events.clone();
@@ -176,6 +184,8 @@ fn agent(
     });
     // A probe stuck in a blocking read (a FIFO) must not hold the exit.
     runtime.shutdown_background();
+    // The answers owed to released `/prestop` calls go out first.
+    answering.let_prestops_go(Duration::from_millis(500));
     exit.status()
 }
 

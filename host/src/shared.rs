@@ -2,7 +2,7 @@
 //! timeline, the metrics and a status summary. Only the controller writes.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -13,6 +13,8 @@ use crate::timeline::Timeline;
 /// The state shared between the controller and the admin server.
 pub struct Shared {
     ready: AtomicBool,
+    /// `/prestop` calls held, not yet answered.
+    prestops: AtomicUsize,
     pub timeline: Timeline,
     pub metrics: Metrics,
     status: Mutex<Status>,
@@ -47,6 +49,7 @@ impl Shared {
     pub fn new(config: serde_json::Value) -> Self {
         Shared {
             ready: AtomicBool::new(true),
+            prestops: AtomicUsize::new(0),
             timeline: Timeline::default(),
             metrics: Metrics::default(),
             status: Mutex::new(Status {
@@ -64,6 +67,33 @@ impl Shared {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Counts a held `/prestop` call until the guard is dropped.
+    pub fn prestop_held(&self) -> impl Drop + '_ {
+        struct Held<'a>(&'a AtomicUsize);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.prestops.fetch_add(1, Ordering::SeqCst);
+        Held(&self.prestops)
+    }
+
+    /// Before the agent exits: the `/prestop` calls it released get their
+    /// answer out (a kubelet would otherwise see its hook fail), for at most
+    /// `limit`.
+    pub fn let_prestops_go(&self, limit: std::time::Duration) {
+        let until = std::time::Instant::now() + limit;
+        let held = self.prestops.load(Ordering::SeqCst) > 0;
+        while self.prestops.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if held {
+            // Answered: a moment more for the server to write it.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     pub fn status(&self) -> Status {

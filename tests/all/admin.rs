@@ -140,12 +140,35 @@ fn with_the_admin_server_off_no_port_is_open() {
     for (admin, sockets) in [("off", 0), ("127.0.0.1:0", 1)] {
         let mut agent = Agent::start(&["--admin", admin], &["sleep", "1"]);
         std::thread::sleep(Duration::from_millis(300));
-        let open = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
             .unwrap()
             .flatten()
-            .filter(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            .filter_map(|fd| {
+                let target = std::fs::read_link(fd.path()).ok()?;
+                let target = target.to_string_lossy();
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_string(),
+                )
+            })
+            .collect();
+        // Its TCP listeners (a netlink socket for the probes is no port).
+        let open = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .flat_map(|t| {
+                std::fs::read_to_string(t)
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(3) == Some(&"0A")
+                    && fields.get(9).is_some_and(|i| inodes.iter().any(|n| n == i))
             })
             .count();
         assert_eq!(open, sockets, "--admin {admin}");

@@ -1,312 +1,403 @@
-//! `connections`: TCP connections to the app's ports, read from
-//! `/proc/net/tcp` and `/proc/net/tcp6` in the pod's network namespace.
+//! `connections`: the app's TCP traffic, per connection, from netlink
+//! `sock_diag` with `tcp_info` in the pod's network namespace, and exact
+//! accept counts from the namespace's `PassiveOpens`. Where netlink is
+//! refused, `/proc/net/tcp` instead, and the reading says so.
 //!
-//! A connection is new when its address pair was not in the previous
-//! sample. Closed connections linger in TIME_WAIT for a minute on the side
-//! that closed first, so a server-closed exchange is seen even if it lasted
-//! less than a sampling interval; only a client-closed one that lived and
-//! died between two samples is missed.
+//! Connections are told apart across samples by the kernel's socket cookie,
+//! so a connection is new when its cookie was not in the previous sample.
+//! Accepts are counted from `PassiveOpens`, which sees every handshake in
+//! the namespace; those known not to be the app's (a new socket on another
+//! port or an excluded one, TIME_WAIT included; the admin server's own
+//! count) are taken off. An accept whose socket came and went unseen on
+//! another port cannot be told from the app's, and is counted: being
+//! conservative only makes the drain wait longer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{Sample, millis};
-use crate::policy::{Connections, Evidence, ProbeValue, Silences};
+use netlink_packet_sock_diag::inet::StateFlags;
 
-const ESTABLISHED: u8 = 0x01;
-const LISTEN: u8 = 0x0A;
+use super::app_ports::AppPorts;
+use super::exclusions::{Agent, Exclude, Exclusions, Reason, own};
+use super::silences::SilenceLog;
+use super::sockets::{DumpError, Family, SockDiag, Socket, state};
+use super::traffic::{Evidence, Excluded, Traffic};
+use super::{Sample, millis, proc_net_tcp, snmp};
+use crate::policy::ProbeValue;
 
-/// How often the app's listening ports are looked up again.
-const RESCAN: Duration = Duration::from_secs(5);
+/// Two readings of one connection's last arrival this close are the same
+/// arrival: more than the kernel's tick (at most 10 ms) plus a dump.
+const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 
-/// Gaps kept for learning, and how many are needed before trusting them.
-const GAPS_KEPT: usize = 64;
-const GAPS_NEEDED: usize = 8;
-
-pub struct ConnectionsProbe {
-    created: Instant,
-    ports: Ports,
-    seen: Option<HashSet<String>>,
-    last_accept: Option<Instant>,
-    gaps: Gaps,
+/// Why a `connections` reading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionsError {
+    /// Netlink was refused and the fallback could not be read either.
+    #[error("{0}")]
+    Table(std::io::Error),
 }
 
-/// The ports to watch: given, or the ones the app listens on.
-enum Ports {
-    Given(Vec<u16>),
-    App {
-        /// The app's process group; `None` beside the app (a sidecar): every
-        /// listener but lameduck's own.
-        pgid: Option<i32>,
-        found: Vec<u16>,
-        scanned: Option<Instant>,
-    },
+/// The `connections` probe.
+pub struct ConnectionsProbe {
+    ports: AppPorts,
+    exclusions: Exclusions,
+    source: Source,
+    sockets: Vec<Socket>,
+    /// What each server-side socket of the previous sample looked like.
+    seen: HashMap<u64, Seen>,
+    next: HashMap<u64, Seen>,
+    previous: Option<Previous>,
+    /// Families that had server-side connections at the previous sample:
+    /// walked again even if their listener is gone.
+    served: [bool; 2],
+    last_request: Option<Instant>,
+    last_accept: Option<Instant>,
+    silences: SilenceLog,
+    // Scratch space kept between samples.
+    arrivals: Vec<Instant>,
+    listening: HashSet<u16>,
+    own_ports: HashSet<u16>,
+    app_ports: Vec<u16>,
+}
+
+enum Source {
+    /// Netlink, with the socket once opened (`None` after an error: a
+    /// fresh one is opened next time).
+    SockDiag(Option<SockDiag>),
+    /// Netlink was refused.
+    ProcNetTcp,
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    state: u8,
+    /// The latest arrival seen on it.
+    recv_at: Option<Instant>,
+}
+
+struct Previous {
+    evidence: Evidence,
+    passive_opens: Option<u64>,
+    admin_accepts: u64,
+}
+
+/// What one pass over the sockets found.
+#[derive(Default)]
+struct Tally {
+    open: u32,
+    in_flight: u32,
+    new: u32,
+    new_admin: u32,
+    new_other_excluded: u32,
+    latest_arrival: Option<Instant>,
+    /// Activity at a moment not known (a connection closing, a queue
+    /// without `tcp_info`): timed at the sample, as late as it can be.
+    unseen: bool,
+    excluded: Excluded,
 }
 
 impl ConnectionsProbe {
     /// Watches `ports`, or, if empty, whatever the app's process group
-    /// listens on.
-    pub fn new(ports: Vec<u16>, app_pgid: Option<i32>) -> Self {
-        let ports = if ports.is_empty() {
-            Ports::App {
-                pgid: app_pgid,
-                found: Vec::new(),
-                scanned: None,
-            }
-        } else {
-            Ports::Given(ports)
-        };
+    /// listens on, leaving out what `exclude` and `agent` say is not the
+    /// app's traffic.
+    pub fn new(ports: Vec<u16>, app_pgid: Option<i32>, exclude: &Exclude, agent: Agent) -> Self {
         ConnectionsProbe {
-            created: Instant::now(),
-            ports,
-            seen: None,
+            ports: AppPorts::new(ports, app_pgid),
+            exclusions: Exclusions::new(exclude, agent),
+            source: Source::SockDiag(None),
+            sockets: Vec::new(),
+            seen: HashMap::new(),
+            next: HashMap::new(),
+            previous: None,
+            served: [false; 2],
+            last_request: None,
             last_accept: None,
-            gaps: Gaps::default(),
+            silences: SilenceLog::default(),
+            arrivals: Vec::new(),
+            listening: HashSet::new(),
+            own_ports: HashSet::new(),
+            app_ports: Vec::new(),
         }
     }
 
-    fn ports(&mut self, table: &[Entry]) -> &[u16] {
-        match &mut self.ports {
-            Ports::Given(ports) => ports,
-            Ports::App {
-                pgid,
-                found,
-                scanned,
-            } => {
-                if found.is_empty() || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
-                    *found = listening_ports(*pgid, table);
-                    *scanned = Some(Instant::now());
-                }
-                found
-            }
-        }
+    /// Reads `/proc/net/tcp` from now on, as where netlink is refused (for
+    /// tests and benchmarks).
+    pub fn fall_back(&mut self) {
+        self.source = Source::ProcNetTcp;
     }
 
-    fn read(&mut self, learning: bool) -> Result<Connections, String> {
-        let table = read_tables()?;
-        let ports = self.ports(&table).to_vec();
-        let ours = || table.iter().filter(|e| ports.contains(&e.local_port));
-        let established = ours().filter(|e| e.state == ESTABLISHED).count() as u32;
-        let current: HashSet<String> = ours()
-            .filter(|e| e.state != LISTEN)
-            .map(|e| e.key.clone())
-            .collect();
-        // The first sample has nothing to compare with: nothing is "new".
-        let accepted = self
-            .seen
+    /// A sample taken while serving: learns the silences between requests.
+    /// The reading is the latest value too.
+    pub fn learn(&mut self) -> ProbeValue {
+        value(self.traffic(true))
+    }
+
+    /// One reading, in the calling thread's network namespace; `learning`
+    /// while the app serves.
+    pub fn traffic(&mut self, learning: bool) -> Result<Traffic, ConnectionsError> {
+        let at = Instant::now();
+        let evidence = self.dump()?;
+        // Read after the dump: an accept in between is counted now and its
+        // socket seen (and taken off, if excluded) next time, never the
+        // other way round.
+        let passive_opens = snmp::passive_opens().ok();
+        let admin_accepts = self.exclusions.admin_port().map_or(0, own::admin_accepts);
+        own::client_ports(&mut self.own_ports);
+        self.listening.clear();
+        self.listening.extend(
+            self.sockets
+                .iter()
+                .filter(|s| s.state == state::LISTEN)
+                .map(|s| s.local.port()),
+        );
+        self.app_ports.clear();
+        let ports = self.ports.get(&self.sockets);
+        self.app_ports.extend_from_slice(ports);
+
+        // Sockets are "new" only against a previous sample of the same kind.
+        let comparable = self
+            .previous
             .as_ref()
-            .map_or(0, |seen| current.difference(seen).count() as u32);
-        self.seen = Some(current);
-        let now = Instant::now();
-        if accepted > 0 {
-            if learning && let Some(last) = self.last_accept {
-                self.gaps.observe((now - last) / accepted);
+            .is_some_and(|p| p.evidence == evidence);
+        let tally = self.tally(at, comparable);
+
+        let mut excluded = tally.excluded;
+        let accepted = match &self.previous {
+            None => 0,
+            Some(previous) => {
+                // The admin server counts its own accepts, even those whose
+                // socket came and went unseen.
+                let by_admin = admin_accepts.saturating_sub(previous.admin_accepts);
+                let by_admin = u32::try_from(by_admin).unwrap_or(u32::MAX);
+                excluded.accepts = tally.new_admin.max(by_admin) + tally.new_other_excluded;
+                let counted =
+                    previous
+                        .passive_opens
+                        .zip(passive_opens)
+                        .map_or(0, |(before, now)| {
+                            now.saturating_sub(before)
+                                .saturating_sub(excluded.accepts.into())
+                        });
+                u32::try_from(counted).unwrap_or(u32::MAX).max(tally.new)
             }
-            self.last_accept = Some(now);
+        };
+        // An accept seen only in the counter came and went unseen.
+        let unseen = tally.unseen || accepted > tally.new;
+
+        let latest = if unseen {
+            Some(at)
+        } else {
+            tally.latest_arrival
+        };
+        self.last_request = self.last_request.max(latest);
+        if accepted > 0 {
+            self.last_accept = Some(at);
         }
-        let since_last_accept_ms = self.last_accept.map(|t| millis(now - t));
-        let typical = self.gaps.typical().map(millis);
-        Ok(Connections {
-            evidence: Evidence::ProcNetTcp,
-            open: established,
-            in_flight: established,
-            idle: 0,
+        if learning {
+            self.silences.observe(at, &mut self.arrivals, unseen);
+        }
+        self.previous = Some(Previous {
+            evidence,
+            passive_opens,
+            admin_accepts,
+        });
+        let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
+        Ok(Traffic {
+            evidence,
+            open: tally.open,
+            in_flight: tally.in_flight,
+            idle: tally.open - tally.in_flight,
             accepted,
-            since_last_request_ms: since_last_accept_ms,
-            since_last_accept_ms,
-            silences: Silences {
-                watched_ms: millis(self.created.elapsed()),
-                count: self.gaps.recent.len() as u32,
-                p50_ms: typical,
-                p99_ms: typical,
-                max_ms: typical,
-            },
-            excluded: 0,
+            since_last_request_ms: since(self.last_request),
+            since_last_accept_ms: since(self.last_accept),
+            silences: self.silences.silences(),
+            excluded,
         })
     }
 
-    /// A sample taken while serving, to learn the gaps between arrivals.
-    pub fn learn(&mut self) -> ProbeValue {
-        value(self.read(true))
+    /// Fills `self.sockets` from netlink, or from `/proc/net/tcp` where
+    /// netlink fails.
+    fn dump(&mut self) -> Result<Evidence, ConnectionsError> {
+        self.sockets.clear();
+        if let Source::SockDiag(diag) = &mut self.source {
+            let result = match diag {
+                Some(diag) => Ok(diag),
+                None => SockDiag::open().map(|opened| diag.insert(opened)),
+            }
+            .and_then(|diag| dump_served(diag, self.served, &mut self.sockets));
+            match result {
+                Ok(()) => return Ok(Evidence::SockDiag),
+                Err(e @ DumpError::Refused(_)) => {
+                    tracing::warn!("connections: {e}; reading /proc/net/tcp instead");
+                    self.source = Source::ProcNetTcp;
+                }
+                Err(e) => {
+                    tracing::warn!("connections: {e}; reading /proc/net/tcp this time");
+                    *diag = None;
+                }
+            }
+            self.sockets.clear();
+        }
+        proc_net_tcp::read(&mut self.sockets).map_err(ConnectionsError::Table)?;
+        Ok(Evidence::ProcNetTcp)
+    }
+
+    /// One pass over the server side of the namespace's connections:
+    /// counts, exclusions, and the arrivals seen since the previous sample
+    /// (into `self.arrivals`).
+    fn tally(&mut self, at: Instant, comparable: bool) -> Tally {
+        let mut tally = Tally::default();
+        self.arrivals.clear();
+        self.next.clear();
+        self.served = [false; 2];
+        let admin_port = self.exclusions.admin_port();
+        for s in &self.sockets {
+            if s.state == state::LISTEN {
+                continue;
+            }
+            let port = s.local.port();
+            let on_app_port = self.app_ports.contains(&port);
+            // Client sockets (the agent's own probes among them) are seen
+            // from their server side.
+            if !on_app_port && !self.listening.contains(&port) && Some(port) != admin_port {
+                continue;
+            }
+            self.served[s.family() as usize] = true;
+            let before = self.seen.get(&s.key).copied();
+            let new = comparable && before.is_none();
+            let open = matches!(s.state, state::ESTABLISHED | state::CLOSE_WAIT);
+            let read_at = s
+                .activity
+                .and_then(|a| at.checked_sub(Duration::from_millis(a.last_data_recv_ms.into())));
+            let previous_arrival = before.and_then(|b| b.recv_at);
+            // The same arrival read again keeps the moment first read.
+            let recv_at = match (previous_arrival, read_at) {
+                (Some(then), Some(now)) if now <= then + SAME_ARRIVAL => Some(then),
+                (_, now) => now,
+            };
+            self.next.insert(
+                s.key,
+                Seen {
+                    state: s.state,
+                    recv_at,
+                },
+            );
+            let reason = self
+                .exclusions
+                .reason(s.local, s.remote, on_app_port, &self.own_ports);
+            if let Some(reason) = reason {
+                if open {
+                    let count = match reason {
+                        Reason::Admin => &mut tally.excluded.admin,
+                        Reason::OwnProbe => &mut tally.excluded.own_probes,
+                        Reason::Port => &mut tally.excluded.ports,
+                        Reason::Peer => &mut tally.excluded.peers,
+                        Reason::OtherListener => &mut tally.excluded.other_listeners,
+                    };
+                    *count += 1;
+                }
+                if new {
+                    match reason {
+                        Reason::Admin => tally.new_admin += 1,
+                        _ => tally.new_other_excluded += 1,
+                    }
+                }
+                continue;
+            }
+            tally.new += u32::from(new);
+            if open {
+                tally.open += 1;
+                tally.in_flight += u32::from(awaiting_response(s));
+                match recv_at {
+                    Some(t) => {
+                        // The time since the last request errs short.
+                        tally.latest_arrival = tally.latest_arrival.max(read_at);
+                        if previous_arrival.is_none_or(|then| t > then) {
+                            self.arrivals.push(t);
+                        }
+                    }
+                    // Without tcp_info, a queue is the only sign of a request.
+                    None => tally.unseen |= s.recv_queue > 0 || s.send_queue > 0,
+                }
+            } else if comparable && before.is_none_or(|b| b.state == state::ESTABLISHED) {
+                // Closing, and new or serving at the previous sample: a
+                // request may have come and been answered since.
+                tally.unseen = true;
+            }
+        }
+        std::mem::swap(&mut self.seen, &mut self.next);
+        tally
     }
 }
 
 impl Sample for ConnectionsProbe {
     async fn sample(&mut self) -> ProbeValue {
-        value(self.read(false))
+        value(self.traffic(false))
     }
 }
 
-fn value(reading: Result<Connections, String>) -> ProbeValue {
+fn value(reading: Result<Traffic, ConnectionsError>) -> ProbeValue {
     match reading {
-        Ok(c) => ProbeValue::Connections(c),
-        Err(e) => ProbeValue::Failed(e),
+        Ok(traffic) => ProbeValue::Connections(traffic.to_connections()),
+        Err(e) => ProbeValue::Failed(e.to_string()),
     }
 }
 
-/// Gaps between arrivals seen while serving; the typical long gap is their
-/// 90th percentile.
-#[derive(Default)]
-struct Gaps {
-    recent: std::collections::VecDeque<Duration>,
-}
-
-impl Gaps {
-    fn observe(&mut self, gap: Duration) {
-        if self.recent.len() == GAPS_KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(gap);
+/// The listeners of both families (cheap), then the connections of the
+/// families that have a listener or had server-side connections: walking a
+/// family's connections costs a pass over the node's whole table, so a
+/// family nothing listens on is skipped (most pods listen on one).
+fn dump_served(
+    diag: &mut SockDiag,
+    served: [bool; 2],
+    out: &mut Vec<Socket>,
+) -> Result<(), DumpError> {
+    for family in Family::ALL {
+        diag.dump(family, &StateFlags::LISTEN, out)?;
     }
-
-    fn typical(&self) -> Option<Duration> {
-        if self.recent.len() < GAPS_NEEDED {
-            return None;
-        }
-        let mut sorted: Vec<Duration> = self.recent.iter().copied().collect();
-        sorted.sort_unstable();
-        Some(sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)])
-    }
-}
-
-/// One line of `/proc/net/tcp{,6}`.
-struct Entry {
-    local_port: u16,
-    /// Local and remote address, as written: unique per connection.
-    key: String,
-    state: u8,
-    inode: u64,
-}
-
-fn read_tables() -> Result<Vec<Entry>, String> {
-    let mut entries = Vec::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        match std::fs::read_to_string(path) {
-            Ok(text) => entries.extend(text.lines().skip(1).filter_map(parse_line)),
-            // A kernel without IPv6 has no tcp6.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.ends_with('6') => {}
-            Err(e) => return Err(format!("{path}: {e}")),
+    let listened = |family| out.iter().any(|s| s.family() == family);
+    let walk = Family::ALL.map(|family| served[family as usize] || listened(family));
+    for family in Family::ALL {
+        if walk[family as usize] {
+            diag.dump(family, &connected_states(), out)?;
         }
     }
-    Ok(entries)
+    Ok(())
 }
 
-fn parse_line(line: &str) -> Option<Entry> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let (local, remote, state, inode) = (
-        fields.get(1)?,
-        fields.get(2)?,
-        fields.get(3)?,
-        fields.get(9)?,
-    );
-    let (_, port) = local.rsplit_once(':')?;
-    Some(Entry {
-        local_port: u16::from_str_radix(port, 16).ok()?,
-        key: format!("{local}-{remote}"),
-        state: u8::from_str_radix(state, 16).ok()?,
-        inode: inode.parse().ok()?,
-    })
+/// Every state a server-side connection passes through once accepted; not
+/// the handshakes (`PassiveOpens` counts those once done).
+fn connected_states() -> StateFlags {
+    StateFlags::ESTABLISHED
+        | StateFlags::FIN_WAIT1
+        | StateFlags::FIN_WAIT2
+        | StateFlags::TIME_WAIT
+        | StateFlags::CLOSE_WAIT
+        | StateFlags::LAST_ACK
+        | StateFlags::CLOSING
 }
 
-/// The ports that processes of the app's process group listen on; without
-/// one, every port listened on but by lameduck itself.
-fn listening_ports(pgid: Option<i32>, table: &[Entry]) -> Vec<u16> {
-    let inodes = socket_inodes(pgid);
-    // The group's sockets, or everyone's but lameduck's.
-    let ours = |inode: &u64| inodes.contains(inode) == pgid.is_some();
-    let mut ports: Vec<u16> = table
-        .iter()
-        .filter(|e| e.state == LISTEN && ours(&e.inode))
-        .map(|e| e.local_port)
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
-
-/// The sockets the processes of group `pgid` hold; without one, lameduck's
-/// own.
-fn socket_inodes(pgid: Option<i32>) -> HashSet<u64> {
-    let mut inodes = HashSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return inodes;
+/// Whether an open connection owes a response: received data not read yet,
+/// written data not sent or not acknowledged yet, or data received after
+/// the last data sent. Without `tcp_info` this cannot be told: counted.
+fn awaiting_response(s: &Socket) -> bool {
+    if s.recv_queue > 0 || s.send_queue > 0 {
+        return true;
+    }
+    let Some(a) = s.activity else {
+        return true;
     };
-    let me = std::process::id() as i32;
-    for pid in procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let wanted = match pgid {
-            Some(pgid) => process_group(pid) == Some(pgid),
-            None => pid == me,
-        };
-        if !wanted {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|t| t.strip_suffix(']'))
-            {
-                inodes.extend(inode.parse::<u64>().ok());
-            }
-        }
+    if a.notsent_bytes > 0 {
+        return true;
     }
-    inodes
-}
-
-/// The process group from `/proc/PID/stat`: `pid (comm) state ppid pgrp …`,
-/// where `comm` may itself hold spaces and parentheses.
-fn process_group(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(2)?.parse().ok()
+    if a.bytes_received == 0 {
+        // Accepted and silent so far (a pre-opened pooled connection).
+        return false;
+    }
+    // Both times count from the accept until data moves, so a connection
+    // that never sent is caught by `bytes_acked` rather than the clock.
+    a.bytes_acked == 0 || a.last_data_recv_ms < a.last_data_sent_ms
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_tcp_lines() {
-        let e = parse_line("   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0").unwrap();
-        assert_eq!((e.local_port, e.state, e.inode), (8080, LISTEN, 12345));
-        let e = parse_line("   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000  1000        0 999 1").unwrap();
-        assert_eq!((e.local_port, e.state), (8080, ESTABLISHED));
-        assert!(parse_line("garbage").is_none());
-    }
-
-    #[test]
-    fn gaps_need_enough_arrivals_and_keep_the_long_ones() {
-        let mut gaps = Gaps::default();
-        for _ in 0..7 {
-            gaps.observe(Duration::from_millis(100));
-        }
-        assert_eq!(gaps.typical(), None);
-        for ms in [100, 100, 2_000] {
-            gaps.observe(Duration::from_millis(ms));
-        }
-        assert_eq!(gaps.typical(), Some(Duration::from_millis(2_000)));
-    }
-
-    #[test]
-    fn our_own_process_group_is_found() {
-        let me = std::process::id() as i32;
-        // SAFETY: getpgid on ourselves.
-        let pgid = unsafe { libc::getpgid(0) };
-        assert_eq!(process_group(me), Some(pgid));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let table = read_tables().unwrap();
-        assert!(listening_ports(Some(pgid), &table).contains(&port));
-        // Beside an app, lameduck's own listeners are not the app's.
-        assert!(!listening_ports(None, &table).contains(&port));
-    }
-}
+mod tests;

@@ -3,9 +3,12 @@
 //! A plain HTTP/1.0 request, so the answer is never chunked and ends when the
 //! server closes: a few lines instead of an HTTP client in the agent.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::exclusions::own;
 use super::{MAX_BODY, Sample};
 use crate::policy::{HttpResponse, ProbeValue};
 
@@ -32,7 +35,7 @@ impl HttpProbe {
     }
 
     async fn get(&self, target: &Target) -> std::io::Result<(u16, String)> {
-        let mut stream = TcpStream::connect(&target.authority).await?;
+        let mut stream = connect(&target.authority).await?;
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: lameduck\r\nConnection: close\r\n\r\n",
             target.path, target.authority
@@ -69,6 +72,38 @@ impl Sample for HttpProbe {
             Err(e) => ProbeValue::Failed(format!("GET {}: {e}", self.url)),
         }
     }
+}
+
+/// Connects from a port bound first and registered as the agent's own, so
+/// `connections` probes leave the connection out from its very first sample.
+async fn connect(authority: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for address in tokio::net::lookup_host(authority).await? {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        let any = SocketAddr::new(
+            match address {
+                SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            },
+            0,
+        );
+        socket.bind(any)?;
+        own::register_client_port(socket.local_addr()?.port());
+        match socket.connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{authority}: no address"),
+        )
+    }))
 }
 
 /// `http://host:port/path` → `host:port` and `/path`.
@@ -132,6 +167,37 @@ mod tests {
                 .unwrap_err()
                 .contains("only http://")
         );
+    }
+
+    #[test]
+    fn the_connection_is_registered_as_the_agents_own() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let (mut stream, peer) = listener.accept().unwrap();
+            // The whole head, so closing resets nothing.
+            let mut head = std::io::BufReader::new(&stream);
+            let mut line = String::new();
+            while head.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
+            peer.port()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let value =
+            runtime.block_on(HttpProbe::new(&url).get_once(std::time::Duration::from_secs(5)));
+        assert!(
+            matches!(value, ProbeValue::Http(HttpResponse { status: 200, .. })),
+            "{value:?}"
+        );
+        let mut ports = std::collections::HashSet::new();
+        own::client_ports(&mut ports);
+        assert!(ports.contains(&server.join().unwrap()));
     }
 
     #[test]

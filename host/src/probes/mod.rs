@@ -2,10 +2,17 @@
 //! implements [`Sample`]. A probe that fails or overruns its timeout is a
 //! value the policy sees (`failed`), never an error of the agent.
 
+mod app_ports;
 mod connections;
+mod exclusions;
 mod exec;
 mod file;
 mod http;
+mod proc_net_tcp;
+mod silences;
+mod snmp;
+mod sockets;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +23,10 @@ use crate::config::{ProbeKind, ProbeSpec};
 use crate::policy::ProbeValue;
 use crate::supervisor::Reaper;
 
-pub use connections::ConnectionsProbe;
+pub use connections::{ConnectionsError, ConnectionsProbe};
+pub use exclusions::{Agent, Cidr, Exclude};
 pub use http::HttpProbe;
+pub use traffic::{Evidence, Excluded, Silences, Traffic};
 
 /// How much of a body or file a probe keeps.
 pub const MAX_BODY: usize = 4096;
@@ -29,7 +38,8 @@ pub(crate) trait Sample {
 }
 
 enum Kind {
-    Connections(ConnectionsProbe),
+    /// Boxed: its per-socket state dwarfs the other kinds.
+    Connections(Box<ConnectionsProbe>),
     Http(http::HttpProbe),
     File(file::FileProbe),
     Exec(exec::ExecProbe),
@@ -61,17 +71,23 @@ pub struct Probes {
 impl Probes {
     /// Builds the probes; `app_pgid` lets a `connections` probe without
     /// ports find the app's listening ports (without one, beside the app as a
-    /// sidecar: every listener in the network namespace but lameduck's own).
-    pub fn new(specs: &[ProbeSpec], reaper: Arc<Reaper>, app_pgid: Option<i32>) -> Self {
+    /// sidecar: every listener in the network namespace but lameduck's own),
+    /// and `agent` tells it which connections are the agent's, not the app's.
+    pub fn new(
+        specs: &[ProbeSpec],
+        reaper: Arc<Reaper>,
+        app_pgid: Option<i32>,
+        agent: Agent,
+    ) -> Self {
         let slots = specs
             .iter()
             .map(|spec| Slot {
                 name: spec.name.clone(),
                 timeout: spec.timeout,
                 kind: match &spec.kind {
-                    ProbeKind::Connections { ports } => {
-                        Kind::Connections(ConnectionsProbe::new(ports.clone(), app_pgid))
-                    }
+                    ProbeKind::Connections { ports, exclude } => Kind::Connections(Box::new(
+                        ConnectionsProbe::new(ports.clone(), app_pgid, exclude, agent),
+                    )),
                     ProbeKind::Http { url } => Kind::Http(http::HttpProbe::new(url)),
                     ProbeKind::File { path } => Kind::File(file::FileProbe::new(path.clone())),
                     ProbeKind::Exec { command } => {
@@ -131,4 +147,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// Milliseconds, saturating at the contract's `u32`.
 pub fn millis(duration: Duration) -> u32 {
     duration.as_millis().min(u32::MAX as u128) as u32
+}
+
+/// Counts a connection the admin server listening on `port` accepted, so
+/// `connections` probes take it off the namespace's accepts.
+pub fn note_admin_accept(port: u16) {
+    exclusions::own::note_admin_accept(port);
 }

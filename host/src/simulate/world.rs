@@ -205,7 +205,8 @@ impl World {
     }
 }
 
-/// What the probe learned while serving: the silences between requests.
+/// What the probe learned while serving: the silences between requests,
+/// their percentiles weighted by time, as the agent's probe reports them.
 fn learn(arrivals: &[i64], watched_ms: i64) -> Silences {
     let mut gaps: Vec<i64> = arrivals
         .windows(2)
@@ -213,8 +214,17 @@ fn learn(arrivals: &[i64], watched_ms: i64) -> Silences {
         .map(|pair| pair[1] - pair[0])
         .collect();
     gaps.sort_unstable();
+    let total: i64 = gaps.iter().sum();
+    // The shortest silence such that a share `q` of the silent time fell in
+    // silences no longer than it.
     let at = |q: f64| {
-        (!gaps.is_empty()).then(|| ms(gaps[((gaps.len() - 1) as f64 * q).round() as usize]))
+        let mut seen = 0;
+        gaps.iter()
+            .find(|gap| {
+                seen += **gap;
+                seen as f64 >= q * total as f64
+            })
+            .map(|gap| ms(*gap))
     };
     Silences {
         watched_ms: ms(watched_ms),
@@ -274,7 +284,8 @@ mod tests {
         }
         let learned = learn(&arrivals, 20_000);
         assert_eq!(learned.count, 69);
-        assert_eq!(learned.p50_ms, Some(30));
+        // Weighted by time, even the median is a silence between bursts.
+        assert_eq!(learned.p50_ms, Some(1_820));
         assert_eq!(learned.max_ms, Some(1_820));
         assert_eq!(learned.p99_ms, Some(1_820));
     }

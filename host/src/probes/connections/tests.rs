@@ -1,0 +1,382 @@
+//! Real sockets, each test in a network namespace of its own (entered by
+//! its thread alone), so `PassiveOpens` counts that test's accepts only.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use super::*;
+use crate::probes::exclusions::Cidr;
+use crate::probes::traffic::Evidence;
+
+/// Runs `test` on a thread in a new network namespace with loopback up.
+fn in_own_namespace(test: impl FnOnce() + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare changes only this thread's network namespace.
+        let done = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(done, 0, "unshare: {}", std::io::Error::last_os_error());
+        loopback_up();
+        test();
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn loopback_up() {
+    // SAFETY: plain ioctls on a socket owned here, on a zeroed `ifreq`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
+        libc::close(fd);
+    }
+}
+
+/// A client bound to `from` (port 0: any) before it connects to `to`.
+fn connect_from(from: SocketAddr, to: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(from).unwrap();
+    let stream = runtime
+        .block_on(socket.connect(to))
+        .unwrap()
+        .into_std()
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+struct App {
+    listener: TcpListener,
+}
+
+impl App {
+    fn start() -> Self {
+        App {
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    fn address(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap()
+    }
+
+    fn port(&self) -> u16 {
+        self.address().port()
+    }
+
+    /// A client connected, and the app's end of it.
+    fn connect(&self) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(self.address()).unwrap();
+        let (server, _) = self.listener.accept().unwrap();
+        (client, server)
+    }
+
+    fn probe(&self) -> ConnectionsProbe {
+        ConnectionsProbe::new(
+            vec![self.port()],
+            None,
+            &Exclude::default(),
+            Agent::default(),
+        )
+    }
+}
+
+/// The client sends a request; the app reads it.
+fn request(client: &mut TcpStream, server: &mut TcpStream) {
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0; 18];
+    server.read_exact(&mut buf).unwrap();
+}
+
+/// The app answers; the client reads the answer.
+fn respond(client: &mut TcpStream, server: &mut TcpStream) {
+    server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+    let mut buf = [0; 19];
+    client.read_exact(&mut buf).unwrap();
+}
+
+fn sample(probe: &mut ConnectionsProbe) -> Traffic {
+    probe.traffic(false).unwrap()
+}
+
+#[test]
+fn idle_keep_alive_is_idle_and_pending_requests_are_in_flight() {
+    in_own_namespace(|| {
+        let app = App::start();
+        // Answered, then idle.
+        let (mut idle_c, mut idle_s) = app.connect();
+        request(&mut idle_c, &mut idle_s);
+        respond(&mut idle_c, &mut idle_s);
+        // Read by the app, not answered yet.
+        let (mut read_c, mut read_s) = app.connect();
+        request(&mut read_c, &mut read_s);
+        // Not even read yet.
+        let (mut unread_c, _unread_s) = app.connect();
+        unread_c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        // Answered once, then a second request read and not answered: its
+        // arrival must be on a later tick than the answer.
+        let (mut again_c, mut again_s) = app.connect();
+        request(&mut again_c, &mut again_s);
+        respond(&mut again_c, &mut again_s);
+        std::thread::sleep(Duration::from_millis(30));
+        request(&mut again_c, &mut again_s);
+        // Connected, nothing sent (a pre-opened pooled connection).
+        let (_silent_c, _silent_s) = app.connect();
+
+        let t = sample(&mut app.probe());
+        assert_eq!(t.evidence, Evidence::SockDiag);
+        assert_eq!((t.open, t.in_flight, t.idle), (5, 3, 2), "{t:?}");
+        // The first sample has nothing to compare with.
+        assert_eq!(t.accepted, 0);
+        assert!(t.since_last_request_ms.is_some());
+    });
+}
+
+#[test]
+fn an_answer_not_yet_acknowledged_is_in_flight() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        // More than the client's receive window: part stays unsent or
+        // unacknowledged until the client reads.
+        server.set_nonblocking(true).unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut written = 0;
+        while written < 16 << 20 {
+            match server.write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let t = sample(&mut app.probe());
+        assert_eq!((t.open, t.in_flight, t.idle), (1, 1, 0), "{t:?}");
+    });
+}
+
+#[test]
+fn connections_that_came_and_went_between_samples_are_counted() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        assert_eq!(sample(&mut probe).accepted, 0);
+        // The client closes first: the app's end is gone by the next
+        // sample, seen only by PassiveOpens.
+        {
+            let (mut client, mut server) = app.connect();
+            request(&mut client, &mut server);
+            respond(&mut client, &mut server);
+            drop(client);
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+        }
+        let t = sample(&mut probe);
+        assert_eq!((t.accepted, t.open), (1, 0), "{t:?}");
+        assert_eq!(t.since_last_accept_ms, t.since_last_request_ms);
+        assert!(t.since_last_accept_ms.is_some());
+        // The app closes first: its end lingers in TIME_WAIT, and is not
+        // counted twice.
+        {
+            let (mut client, mut server) = app.connect();
+            request(&mut client, &mut server);
+            respond(&mut client, &mut server);
+            drop(server);
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).unwrap();
+        }
+        assert_eq!(sample(&mut probe).accepted, 1);
+        assert_eq!(sample(&mut probe).accepted, 0);
+    });
+}
+
+#[test]
+fn excluded_peers_the_admin_port_and_own_probes_are_left_out() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let admin = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin_port = admin.local_addr().unwrap().port();
+        let exclude = Exclude {
+            peers: vec!["127.0.0.2".parse::<Cidr>().unwrap()],
+            ports: Vec::new(),
+        };
+        let agent = Agent {
+            admin_port: Some(admin_port),
+            node_ip: Some("127.0.0.3".parse().unwrap()),
+        };
+        let mut probe = ConnectionsProbe::new(vec![app.port()], None, &exclude, agent);
+        sample(&mut probe);
+
+        let from = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 0);
+        let _peer = connect_from(from("127.0.0.2"), app.address());
+        let _node = connect_from(from("127.0.0.3"), app.address());
+        let _admin = TcpStream::connect(admin.local_addr().unwrap()).unwrap();
+        // The agent's own probe, registered before it connects.
+        let own_port = {
+            let probe_socket = TcpListener::bind("127.0.0.1:0").unwrap();
+            probe_socket.local_addr().unwrap().port()
+        };
+        own::register_client_port(own_port);
+        let _own = connect_from(
+            SocketAddr::new([127, 0, 0, 1].into(), own_port),
+            app.address(),
+        );
+        // An admin connection the admin server closed: TIME_WAIT.
+        {
+            let _client = TcpStream::connect(admin.local_addr().unwrap()).unwrap();
+            let (server, _) = admin.accept().unwrap();
+            drop(server);
+        }
+        // And the app's own traffic.
+        let (_client, _server) = app.connect();
+
+        let t = sample(&mut probe);
+        assert_eq!((t.open, t.accepted), (1, 1), "{t:?}");
+        assert_eq!(
+            t.excluded,
+            Excluded {
+                admin: 1,
+                own_probes: 1,
+                ports: 0,
+                peers: 2,
+                other_listeners: 0,
+                accepts: 5,
+            }
+        );
+    });
+}
+
+#[test]
+fn a_listed_port_is_left_out() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let metrics = App::start();
+        let exclude = Exclude {
+            peers: Vec::new(),
+            ports: vec![metrics.port()],
+        };
+        let mut probe = ConnectionsProbe::new(
+            vec![app.port(), metrics.port()],
+            None,
+            &exclude,
+            Agent::default(),
+        );
+        sample(&mut probe);
+        let _scrape = metrics.connect();
+        let t = sample(&mut probe);
+        assert_eq!((t.open, t.accepted, t.excluded.ports), (0, 0, 1), "{t:?}");
+    });
+}
+
+#[test]
+fn a_request_on_an_old_keep_alive_connection_is_seen() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        respond(&mut client, &mut server);
+        let mut probe = app.probe();
+        sample(&mut probe);
+        std::thread::sleep(Duration::from_millis(100));
+        let quiet = sample(&mut probe);
+        request(&mut client, &mut server);
+        respond(&mut client, &mut server);
+        let t = sample(&mut probe);
+        assert_eq!((t.open, t.accepted), (1, 0), "{t:?}");
+        assert!(
+            t.since_last_request_ms < quiet.since_last_request_ms,
+            "{t:?} after {quiet:?}"
+        );
+    });
+}
+
+#[test]
+fn learning_sees_requests_on_kept_alive_connections() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut pairs: Vec<_> = (0..3).map(|_| app.connect()).collect();
+        let mut probe = app.probe();
+        probe.traffic(true).unwrap();
+        for round in 0..4 {
+            // Later than the previous arrival on each connection by more
+            // than the kernel's clock can blur.
+            std::thread::sleep(Duration::from_millis(50));
+            for (client, server) in &mut pairs {
+                request(client, server);
+                respond(client, server);
+            }
+            let t = probe.traffic(true).unwrap();
+            assert_eq!(t.accepted, 0);
+            // Three arrivals a round, each ending a silence.
+            assert_eq!(t.silences.count, 3 * (round + 1), "{t:?}");
+        }
+    });
+}
+
+#[test]
+fn where_netlink_is_refused_proc_net_tcp_is_read_and_said() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        probe.fall_back();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        respond(&mut client, &mut server);
+        let t = sample(&mut probe);
+        assert_eq!(t.evidence, Evidence::ProcNetTcp);
+        // Who owes a response cannot be told: every open one counts.
+        assert_eq!((t.open, t.in_flight, t.idle), (1, 1, 0), "{t:?}");
+        let _second = app.connect();
+        {
+            let _gone = app.connect();
+        }
+        let t = sample(&mut probe);
+        assert_eq!(
+            (t.evidence, t.open, t.accepted),
+            (Evidence::ProcNetTcp, 2, 2),
+            "{t:?}"
+        );
+    });
+}
+
+#[test]
+fn ipv6_connections_are_seen() {
+    in_own_namespace(|| {
+        let listener = TcpListener::bind("[::1]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut probe =
+            ConnectionsProbe::new(vec![port], None, &Exclude::default(), Agent::default());
+        sample(&mut probe);
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _server = listener.accept().unwrap();
+        let t = sample(&mut probe);
+        assert_eq!((t.open, t.idle, t.accepted), (1, 1, 1), "{t:?}");
+    });
+}
+
+#[test]
+fn the_reading_maps_onto_the_contract() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let _pair = app.connect();
+        let mut probe = app.probe();
+        match probe.learn() {
+            ProbeValue::Connections(c) => {
+                assert_eq!((c.open, c.idle, c.in_flight, c.accepted), (1, 1, 0, 0));
+                assert_eq!(c.evidence, crate::policy::Evidence::SockDiag);
+                assert_eq!(c.silences.p99_ms, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
