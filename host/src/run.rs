@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,7 +146,7 @@ fn agent(
     let settings = controller::settings(&config, mode, &probes, true);
     let decider = Decider::start(
         Policy::fallback_only(config.policy_config.clone()),
-        patience(&config),
+        config.patience(),
         events.clone(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -177,12 +176,6 @@ fn agent(
     // A probe stuck in a blocking read (a FIFO) must not hold the exit.
     runtime.shutdown_background();
     exit.status()
-}
-
-/// How long the controller waits for the policy thread before the built-in
-/// logic answers: far beyond any call within its CPU budget.
-fn patience(config: &Config) -> Duration {
-    (config.limits.cpu * 4).max(Duration::from_millis(500))
 }
 
 /// Binds the admin server's socket before the app starts.
