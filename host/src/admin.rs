@@ -95,7 +95,7 @@ impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Reply {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => self.readyz().await,
+            (&Method::GET, "/readyz") => self.readyz(&req).await,
             (&Method::GET, "/prestop") => match &self.prestop_token {
                 Some(token) if !authorized(&req, token) => unauthorized(),
                 _ => self.prestop().await,
@@ -118,11 +118,17 @@ impl Admin {
         }
     }
 
-    async fn readyz(&self) -> Reply {
+    async fn readyz(&self, req: &Request<Incoming>) -> Reply {
         if !self.shared.ready() {
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
         }
-        if let Some(url) = &self.readiness_url {
+        // The readiness URL led back here (by a name, a proxy): answering
+        // by asking it again would never end.
+        let asked_by_itself = req
+            .headers()
+            .get("user-agent")
+            .is_some_and(|agent| agent == crate::probes::USER_AGENT);
+        if let Some(url) = self.readiness_url.as_ref().filter(|_| !asked_by_itself) {
             let probe = HttpProbe::new(url).get_once(std::time::Duration::from_secs(1));
             match probe.await {
                 ProbeValue::Http(r) if (200..300).contains(&r.status) => {}
@@ -170,8 +176,12 @@ impl Admin {
             Ok(body) => body.to_bytes().to_vec(),
             Err(e) => return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
         };
+        let sha256 = crate::policy::sha256_hex(&bytes);
         match reloader.push(bytes).await {
-            Ok(identity) => text(StatusCode::OK, &format!("{identity} is live\n")),
+            Ok(identity) => {
+                self.swapped_in(&sha256).await;
+                text(StatusCode::OK, &format!("{identity} is live\n"))
+            }
             Err(reason) => text(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("refused: {reason}\n"),
@@ -179,38 +189,63 @@ impl Admin {
         }
     }
 
+    /// Waits (a little) until the controller has swapped in the policy with
+    /// this sha256: the answer says it is live, and `/status` must agree.
+    async fn swapped_in(&self, sha256: &str) {
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while tokio::time::Instant::now() < until {
+            let live = self.shared.status().policy.map(|p| p.sha256);
+            if live.as_deref() == Some(sha256) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Built from the timeline's bounded snapshot: its entries are kept as
+    /// JSON already, and shared, not copied, until written here.
     fn status(&self) -> Reply {
-        let body = serde_json::json!({
+        let kept = self.shared.timeline.kept();
+        let head = serde_json::json!({
             "status": self.shared.status(),
             "ready": self.shared.ready(),
-            "timeline": self.shared.timeline.entries(),
-        });
+            "timeline_dropped": kept.dropped,
+        })
+        .to_string();
+        let size = kept.entries.iter().map(|e| e.len() + 1).sum::<usize>();
+        let mut body = String::with_capacity(head.len() + size + 16);
+        body.push_str(&head[..head.len() - 1]);
+        body.push_str(",\"timeline\":[");
+        for (i, entry) in kept.entries.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(entry);
+        }
+        body.push_str("]}");
         Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body)))
             .expect("a valid response")
     }
 
-    /// The timeline drawn, from a copy (the timeline keeps a bounded number
-    /// of entries) taken under its lock and drawn with none held. A long
-    /// timeline takes milliseconds to draw: that happens off the thread the
-    /// controller runs on, one picture at a time.
+    /// The timeline drawn, from the bounded copy `/status` serves, one
+    /// picture at a time (a long timeline takes milliseconds to draw).
     async fn picture(&self) -> Reply {
         static DRAWING: Semaphore = Semaphore::const_new(1);
         let _turn = DRAWING.acquire().await.expect("never closed");
-        let entries = self.shared.timeline.entries();
+        let kept = self.shared.timeline.kept();
+        let entries: Vec<serde_json::Value> = kept
+            .entries
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect();
+        let rows: Vec<Row<'_>> = entries.iter().filter_map(Row::from_json).collect();
         let frame = Frame::from_config(&self.shared.status().config);
-        let drawn = tokio::task::spawn_blocking(move || {
-            let rows: Vec<Row<'_>> = entries.iter().map(Row::from).collect();
-            picture::render(&rows, frame)
-        });
-        match drawn.await {
-            Ok(svg) => Response::builder()
-                .header("content-type", "image/svg+xml")
-                .body(Full::new(Bytes::from(svg)))
-                .expect("a valid response"),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
-        }
+        Response::builder()
+            .header("content-type", "image/svg+xml")
+            .body(Full::new(Bytes::from(picture::render(&rows, frame))))
+            .expect("a valid response")
     }
 }
 

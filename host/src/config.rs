@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::Limits;
+use crate::policy::{Limits, Signal};
 use crate::probes::{Cidr, Exclude};
 
 /// Where the policy comes from.
@@ -42,9 +42,9 @@ impl PolicySource {
                 let bytes = self.read()?;
                 crate::policy::inspect(std::io::Cursor::new(&bytes[..]))
             }
-            PolicySource::File(path) => std::fs::File::open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .map(crate::policy::inspect)?,
+            PolicySource::File(path) => {
+                crate::policy::inspect(open_regular(path, MAX_POLICY_BYTES)?.0)
+            }
         };
         checked.map_err(|e| format!("{self}: {e}"))
     }
@@ -61,11 +61,74 @@ impl PolicySource {
                     )
                 })
             }
-            PolicySource::File(path) => std::fs::read(path)
-                .map(Cow::Owned)
-                .map_err(|e| format!("{}: {e}", path.display())),
+            PolicySource::File(path) => read_regular(path, MAX_POLICY_BYTES).map(Cow::Owned),
         }
     }
+}
+
+/// The largest policy file taken (a JavaScript component is ~12 MB).
+pub const MAX_POLICY_BYTES: u64 = 64 << 20;
+
+/// The largest config file taken.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Opens a regular file of at most `max` bytes. Anything else is refused
+/// before it is read: a FIFO would block the open or the read until a
+/// writer came, `/dev/zero` would never end. The open does not block (a
+/// FIFO opens at once without waiting for a writer); what was opened is
+/// then checked, so a file swapped in between cannot pass.
+fn open_regular(path: &Path, max: u64) -> Result<(std::fs::File, u64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let at = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(at)?;
+    let meta = file.metadata().map_err(at)?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{}: not a regular file (a {})",
+            path.display(),
+            file_kind(&meta.file_type())
+        ));
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{}: {} bytes, more than the {max} taken",
+            path.display(),
+            meta.len()
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// A regular file's bytes: at most `max` (it may grow while it is read).
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let (file, len) = open_regular(path, max)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 impl fmt::Display for PolicySource {
@@ -211,34 +274,6 @@ pub struct Overrides {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// The largest YAML file read.
-const MAX_YAML: u64 = 1 << 20;
-
-/// Reads a YAML file the operator named: a regular file of at most 1 MiB.
-/// A FIFO would hang the read, `/dev/zero` would never end it.
-pub fn read_regular(path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let at = |e: String| ConfigError(format!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| at(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(at("not a regular file".into()));
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| at(e.to_string()))?;
-    let mut text = String::new();
-    file.take(MAX_YAML + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| at(e.to_string()))?;
-    if text.len() as u64 > MAX_YAML {
-        return Err(at(format!("larger than {} KiB", MAX_YAML >> 10)));
-    }
-    Ok(text)
-}
-
 /// Parses YAML read from `path`; an error names the file, line, column and
 /// key at fault.
 pub fn from_yaml<T: serde::de::DeserializeOwned>(
@@ -253,17 +288,56 @@ impl Config {
     /// Reads `file` (if given) and applies `overrides`.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut config = Config::default();
+        let mut source = None;
         if let Some(path) = file {
-            config.apply_file(&read_regular(path)?, path)?;
+            let bytes = read_regular(path, MAX_CONFIG_BYTES).map_err(ConfigError)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| ConfigError(format!("{}: not UTF-8 text: {e}", path.display())))?;
+            config.apply_file(&text, path)?;
+            source = Some((path, text));
         }
         config.apply(overrides)?;
-        // Checked once all sources are in: the switch and the token may
-        // come from different ones.
-        if config.admin_token.as_deref().unwrap_or_default().is_empty() {
+        let file = source.as_ref().map(|(path, text)| File {
+            path,
+            text,
+            overrides,
+        });
+        config.check(file.as_ref())?;
+        Ok(config)
+    }
+
+    /// The rules between settings, checked once every source is in: the
+    /// switch and the token may come from different ones, and so may the
+    /// grace period and a probe's timeout. An error names the file, line
+    /// and column of the setting at fault when the file gave it.
+    fn check(&mut self, file: Option<&File<'_>>) -> Result<(), ConfigError> {
+        // `file:line:column: key: message` when the file gave the setting
+        // (and no flag or variable replaced it), else `key: message`.
+        let at = |path: &[Step<'_>], overridden: bool, message: String| -> ConfigError {
+            let place = file.filter(|_| !overridden).and_then(|f| f.locate(path));
+            ConfigError(match place {
+                Some(place) => format!("{place}: {message}"),
+                None => format!("{}: {message}", key_of(path)),
+            })
+        };
+        // A token read from a file or a Secret often ends with a newline;
+        // a bearer token never holds whitespace.
+        if let Some(token) = self.admin_token.take() {
+            let token = token.trim().to_string();
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(at(
+                    &[Step::Key("admin"), Step::Key("token")],
+                    file.is_some_and(|f| f.overrides.admin_token.is_some()),
+                    "the admin token contains whitespace, which a bearer token cannot".into(),
+                ));
+            }
+            self.admin_token = Some(token).filter(|t| !t.is_empty());
+        }
+        if self.admin_token.is_none() {
             for (on, what) in [
-                (config.policy_push, "PUT /policy is on (admin.policy_push)"),
+                (self.policy_push, "PUT /policy is on (admin.policy_push)"),
                 (
-                    config.prestop_auth,
+                    self.prestop_auth,
                     "/prestop needs a token (admin.prestop_auth)",
                 ),
             ] {
@@ -274,13 +348,61 @@ impl Config {
                 }
             }
         }
-        if config.safety_margin >= config.grace_period {
-            return Err(ConfigError(format!(
-                "safety_margin ({:?}) must be shorter than grace_period ({:?})",
-                config.safety_margin, config.grace_period
-            )));
+        if self.safety_margin >= self.grace_period {
+            return Err(at(
+                &[Step::Key("safety_margin")],
+                file.is_some_and(|f| f.overrides.safety_margin.is_some()),
+                format!(
+                    "safety_margin ({:?}) must be shorter than grace_period ({:?})",
+                    self.safety_margin, self.grace_period
+                ),
+            ));
         }
-        Ok(config)
+        // Work the agent may be waiting on when its deadline falls must end
+        // within the margin it keeps before the kubelet's KILL.
+        let margin = self.safety_margin;
+        for (i, probe) in self.probes.iter().enumerate() {
+            if probe.timeout >= margin {
+                return Err(at(
+                    &[Step::Key("probes"), Step::Index(i), Step::Key("timeout")],
+                    false,
+                    format!(
+                        "{:?} for probe `{}` does not fit the safety margin \
+                         ({margin:?}): a reading asked for at the deadline must come before \
+                         the kubelet's KILL; shorten the timeout or lengthen safety_margin",
+                        probe.timeout, probe.name
+                    ),
+                ));
+            }
+        }
+        if self.limits.cpu * PATIENCE > margin {
+            return Err(at(
+                &[Step::Key("policy"), Step::Key("cpu_budget")],
+                false,
+                format!(
+                    "{:?} does not fit the safety margin ({margin:?}): the \
+                     agent waits up to {PATIENCE}× the budget for an answer, which must come \
+                     before the kubelet's KILL; at most {:?} with this margin",
+                    self.limits.cpu,
+                    margin / PATIENCE
+                ),
+            ));
+        }
+        // The budget for instantiating and `init` is never below a call's.
+        self.limits.init = self.limits.init.max(self.limits.cpu);
+        if let (Some(url), Some(admin)) = (&self.readiness_url, self.admin)
+            && points_at(url, admin)
+        {
+            return Err(at(
+                &[Step::Key("admin"), Step::Key("readiness_url")],
+                file.is_some_and(|f| f.overrides.readiness_url.is_some()),
+                format!(
+                    "`{url}` is lameduck's own admin server ({admin}): its /readyz would ask \
+                     itself without end; give the app's own readiness URL"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The bearer token `PUT /policy` requires; `None` when it is off.
@@ -328,6 +450,13 @@ impl Config {
         })
     }
 
+    /// How long the agent waits for the policy's answer before the built-in
+    /// logic answers: [`PATIENCE`] times a call's CPU budget, and never
+    /// less than half a second (wall-clock time on a loaded machine).
+    pub fn patience(&self) -> Duration {
+        (self.limits.cpu * PATIENCE).max(Duration::from_millis(500))
+    }
+
     /// The time a drain has: the grace period less the safety margin.
     pub fn drain_budget(&self) -> Duration {
         self.grace_period.saturating_sub(self.safety_margin)
@@ -360,8 +489,7 @@ impl Config {
             if let Some(auth) = admin.prestop_auth {
                 self.prestop_auth = auth;
             }
-            if let Some(url) = admin.readiness_url {
-                crate::probes::check_url(&url).map_err(|e| at("admin.readiness_url", e))?;
+            if let Some(Url(url)) = admin.readiness_url {
                 self.readiness_url = Some(url);
             }
             self.admin = match (admin.enabled, admin.listen) {
@@ -378,18 +506,17 @@ impl Config {
             if let Some(source) = policy.file {
                 self.policy = PolicySource::parse(&source);
             }
-            if let Some(map) = policy.config {
-                self.policy_config = map.into_iter().map(|(k, v)| (k, v.0)).collect();
+            if let Some(PolicyConfig(map)) = policy.config {
+                self.policy_config = map.into_iter().collect();
             }
-            if let Some(d) = policy.cpu_budget {
-                self.limits.cpu = d.0;
+            if let Some(Budget(d)) = policy.cpu_budget {
+                self.limits.cpu = d;
             }
-            if let Some(bytes) = policy.memory_limit {
-                self.limits.memory = bytes.0;
+            if let Some(MemoryLimit(bytes)) = policy.memory_limit {
+                self.limits.memory = bytes;
             }
-            if let Some(name) = policy.reload_signal {
-                self.reload_signal =
-                    Some(parse_signal(&name).map_err(|e| at("policy.reload_signal", e))?);
+            if let Some(ReloadSignal(signal)) = policy.reload_signal {
+                self.reload_signal = Some(signal);
             }
         }
         if let Some(probes) = file.probes {
@@ -425,8 +552,9 @@ impl Config {
             self.admin = parse_admin(admin).map_err(|e| ConfigError(format!("--admin: {e}")))?;
         }
         if let Some(name) = &o.reload_signal {
-            self.reload_signal =
-                Some(parse_signal(name).map_err(|e| ConfigError(format!("--reload-signal: {e}")))?);
+            self.reload_signal = Some(
+                reload_signal(name).map_err(|e| ConfigError(format!("--reload-signal: {e}")))?,
+            );
         }
         if let Some(push) = o.policy_push {
             self.policy_push = push;
@@ -460,10 +588,221 @@ fn cache_dir(dir: PathBuf) -> Option<PathBuf> {
     (!dir.as_os_str().is_empty() && dir.as_os_str() != "off").then_some(dir)
 }
 
-/// A signal name (`HUP`, `SIGUSR2`) or number.
-fn parse_signal(name: &str) -> Result<i32, String> {
-    crate::signals::parse(name)
-        .ok_or_else(|| format!("`{name}` is not a signal (examples: HUP, USR2)"))
+/// A signal that may reload the policy: one the agent can catch and that
+/// does not already mean something (TERM and INT begin the drain).
+fn reload_signal(name: &str) -> Result<i32, String> {
+    let number = crate::signals::parse(name)
+        .ok_or_else(|| format!("`{name}` is not a signal (examples: HUP, USR2)"))?;
+    let why = match crate::signals::from_number(number) {
+        Some(Signal::Term | Signal::Int) => "it begins the drain",
+        Some(Signal::Kill | Signal::Stop) => "it cannot be caught",
+        Some(_) => return Ok(number),
+        None => "the agent takes only the signals a policy can name",
+    };
+    Err(format!(
+        "`{name}` cannot be the reload signal: {why} (examples: HUP, USR2)"
+    ))
+}
+
+/// Whether `url` reaches the admin server at `admin`: the same port, on a
+/// loopback, unspecified or this machine's own address (or the admin's).
+fn points_at(url: &str, admin: SocketAddr) -> bool {
+    let Some((host, port)) = url_host_port(url) else {
+        return false;
+    };
+    if port != admin.port() {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        // A name is not resolved here; /readyz refuses to ask itself.
+        return false;
+    };
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip == admin.ip()
+        || (admin.ip().is_unspecified() && local_addresses().contains(&ip))
+}
+
+/// The host and port an `http://` URL reaches.
+fn url_host_port(url: &str) -> Option<(&str, u16)> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => Some((host, port.parse().ok()?)),
+        _ => Some((authority, 80)),
+    }
+}
+
+/// The addresses of this machine's interfaces.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list it allocated, walked here
+    // read-only and freed with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return found;
+        }
+        let mut at = list;
+        while !at.is_null() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        found.push(std::net::IpAddr::from(
+                            u32::from_be(v4.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        found.push(std::net::IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
+/// How long the agent waits for a policy's answer, in CPU budgets of the
+/// call: beyond it, the built-in logic answers.
+pub const PATIENCE: u32 = 4;
+
+/// The config file, to say where in it a setting is.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+    overrides: &'a Overrides,
+}
+
+/// A step of a path into the YAML: a key or an index.
+#[derive(Debug, Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl File<'_> {
+    /// `file:line:column: key` of the setting at `path`, or of the nearest
+    /// setting above it that the file gave (a probe without a timeout).
+    fn locate(&self, path: &[Step<'_>]) -> Option<String> {
+        (1..=path.len()).rev().find_map(|len| {
+            let at = locate(self.text, &path[..len])?;
+            Some(format!(
+                "{}:{}:{}: {}",
+                self.path.display(),
+                at.line(),
+                at.column(),
+                key_of(path)
+            ))
+        })
+    }
+}
+
+/// `probes[0].timeout`.
+fn key_of(path: &[Step<'_>]) -> String {
+    let mut key = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if key.is_empty() => key.push_str(k),
+            Step::Key(k) => key.push_str(&format!(".{k}")),
+            Step::Index(i) => key.push_str(&format!("[{i}]")),
+        }
+    }
+    key
+}
+
+/// Where the value at `path` is in `text`. serde_yaml knows where each
+/// value is, and tells it with an error: a deserializer that walks down the
+/// path and fails on arriving gets the place.
+fn locate(text: &str, path: &[Step<'_>]) -> Option<serde_yaml::Location> {
+    use serde::de::{DeserializeSeed, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    const HERE: &str = "lameduck: here";
+
+    struct Finder<'p>(&'p [Step<'p>]);
+
+    impl<'de> DeserializeSeed<'de> for Finder<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl Finder<'_> {
+        fn arrived<E: Error>(&self) -> Result<(), E> {
+            if self.0.is_empty() {
+                Err(E::custom(HERE))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Finder<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("anything")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.arrived()?;
+            while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+                match self.0[0] {
+                    Step::Key(k) if key.as_str() == Some(k) => {
+                        map.next_value_seed(Finder(&self.0[1..]))?
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.arrived()?;
+            let mut i = 0;
+            loop {
+                let more = match self.0[0] {
+                    Step::Index(n) if n == i => seq.next_element_seed(Finder(&self.0[1..]))?,
+                    _ => seq.next_element::<IgnoredAny>()?.map(|_| ()),
+                };
+                if more.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_str<E: Error>(self, _: &str) -> Result<(), E> {
+            self.arrived()
+        }
+        fn visit_bool<E: Error>(self, _: bool) -> Result<(), E> {
+            self.arrived()
+        }
+        fn visit_i64<E: Error>(self, _: i64) -> Result<(), E> {
+            self.arrived()
+        }
+        fn visit_u64<E: Error>(self, _: u64) -> Result<(), E> {
+            self.arrived()
+        }
+        fn visit_f64<E: Error>(self, _: f64) -> Result<(), E> {
+            self.arrived()
+        }
+        fn visit_unit<E: Error>(self) -> Result<(), E> {
+            self.arrived()
+        }
+    }
+
+    let error = Finder(path)
+        .deserialize(serde_yaml::Deserializer::from_str(text))
+        .err()?;
+    error.to_string().contains(HERE).then(|| error.location())?
 }
 
 /// `off` or an address.
@@ -539,10 +878,10 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     file: Option<String>,
-    reload_signal: Option<String>,
-    config: Option<BTreeMap<String, Scalar>>,
-    cpu_budget: Option<Dur>,
-    memory_limit: Option<Bytes>,
+    reload_signal: Option<ReloadSignal>,
+    config: Option<PolicyConfig>,
+    cpu_budget: Option<Budget>,
+    memory_limit: Option<MemoryLimit>,
 }
 
 #[derive(Deserialize)]
@@ -550,7 +889,7 @@ struct PolicyFile {
 struct AdminFile {
     enabled: Option<bool>,
     listen: Option<String>,
-    readiness_url: Option<String>,
+    readiness_url: Option<Url>,
     policy_push: Option<bool>,
     prestop_auth: Option<bool>,
     token: Option<String>,
@@ -560,7 +899,7 @@ struct AdminFile {
 #[serde(deny_unknown_fields)]
 struct ProbeFile {
     name: String,
-    timeout: Option<Dur>,
+    timeout: Option<Budget>,
     connections: Option<ConnectionsFile>,
     http: Option<HttpFile>,
     file: Option<FileProbeFile>,
@@ -590,7 +929,7 @@ struct ExcludeFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HttpFile {
-    url: String,
+    url: Url,
 }
 
 #[derive(Deserialize)]
@@ -619,8 +958,7 @@ impl ProbeFile {
             });
         }
         if let Some(h) = self.http {
-            crate::probes::check_url(&h.url)?;
-            kinds.push(ProbeKind::Http { url: h.url });
+            kinds.push(ProbeKind::Http { url: h.url.0 });
         }
         if let Some(f) = self.file {
             kinds.push(ProbeKind::File { path: f.path });
@@ -641,7 +979,7 @@ impl ProbeFile {
         };
         Ok(ProbeSpec {
             name,
-            timeout: self.timeout.map_or(DEFAULT_PROBE_TIMEOUT, |d| d.0),
+            timeout: self.timeout.map_or(DEFAULT_PROBE_TIMEOUT, |b| b.0),
             kind,
         })
     }
@@ -660,34 +998,120 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// A size written as `16MiB`, `512KiB` or a number of bytes.
-struct Bytes(usize);
+/// A time something may take (a CPU budget, a probe's timeout): a
+/// duration, and not zero (which would refuse every call, fail every probe).
+struct Budget(Duration);
 
-impl<'de> Deserialize<'de> for Bytes {
+impl<'de> Deserialize<'de> for Budget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Dur(duration) = Dur::deserialize(d)?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "must be more than 0ms: nothing could be done within it",
+            ));
+        }
+        Ok(Budget(duration))
+    }
+}
+
+/// `policy.memory_limit`: a size a policy can run within.
+struct MemoryLimit(usize);
+
+/// One WebAssembly page: no policy runs in less.
+const MIN_MEMORY: usize = 64 << 10;
+
+/// The most a 32-bit policy can address.
+const MAX_MEMORY: usize = 4 << 30;
+
+impl<'de> Deserialize<'de> for MemoryLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let Scalar(text) = Scalar::deserialize(d)?;
-        parse_bytes(&text)
-            .map(Bytes)
+        let bytes = parse_bytes(&text).map_err(serde::de::Error::custom)?;
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+            return Err(serde::de::Error::custom(format!(
+                "`{text}` is out of range: from 64KiB (one WebAssembly page) to 4GiB"
+            )));
+        }
+        Ok(MemoryLimit(bytes))
+    }
+}
+
+/// `policy.reload_signal`.
+struct ReloadSignal(i32);
+
+impl<'de> Deserialize<'de> for ReloadSignal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Scalar(name) = Scalar::deserialize(d)?;
+        reload_signal(&name)
+            .map(ReloadSignal)
             .map_err(serde::de::Error::custom)
     }
 }
 
+/// A URL the agent can GET.
+struct Url(String);
+
+impl<'de> Deserialize<'de> for Url {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        crate::probes::check_url(&url).map_err(serde::de::Error::custom)?;
+        Ok(Url(url))
+    }
+}
+
+/// `policy.config`: a map of scalars, each key once.
+struct PolicyConfig(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for PolicyConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = PolicyConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of keys to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PolicyConfig, A::Error> {
+                let mut entries = BTreeMap::new();
+                while let Some(Scalar(key)) = map.next_key()? {
+                    let Scalar(value) = map.next_value()?;
+                    if entries.insert(key.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format!("`{key}` is given twice")));
+                    }
+                }
+                Ok(PolicyConfig(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// A size written as `16MiB`, `512KiB` or a number of bytes.
 fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let scale = match unit.trim() {
+    let scale: usize = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         _ => 0,
     };
+    let invalid = || format!("`{text}` is not a size (examples: 16MiB, 512KiB)");
     match number.parse::<usize>() {
-        Ok(n) if scale > 0 => Ok(n * scale),
-        _ => Err(format!("`{text}` is not a size (examples: 16MiB, 512KiB)")),
+        Ok(n) if scale > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| format!("`{text}` is too large")),
+        Ok(_) => Err(invalid()),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+            Err(format!("`{text}` is too large"))
+        }
+        Err(_) => Err(invalid()),
     }
 }
 
@@ -881,5 +1305,97 @@ mod tests {
         assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert!(parse_bytes("lots").is_err());
+        // Overflowing sizes wrapped to 0 (or panicked in a debug build).
+        for huge in ["17179869184GiB", "99999999999999999999999"] {
+            assert!(
+                parse_bytes(huge).unwrap_err().contains("too large"),
+                "{huge}"
+            );
+        }
+    }
+
+    /// A config file for [`Config::load`], and its path.
+    fn file(name: &str, yaml: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lameduck-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_where_they_are() {
+        let cases = [
+            (
+                "safety_margin: 500ms\nprobes:\n  - name: web\n    connections: {}\n",
+                // The probe has no timeout of its own: its entry is named.
+                ":3:5: probes[0].timeout: 1s for probe `web` does not fit the safety margin (500ms)",
+            ),
+            (
+                "policy:\n  cpu_budget: 600ms\n",
+                ":2:15: policy.cpu_budget: 600ms does not fit",
+            ),
+            (
+                "policy:\n  reload_signal: STOP\n",
+                ":2:3: policy.reload_signal: `STOP` cannot",
+            ),
+            (
+                "admin:\n  readiness_url: http://[::1]:9911/\n",
+                ":2:18: admin.readiness_url",
+            ),
+            (
+                "admin:\n  token: \"a b\"\n",
+                ":2:10: admin.token: the admin token contains",
+            ),
+        ];
+        for (i, (yaml, expected)) in cases.into_iter().enumerate() {
+            let path = file(&format!("refused{i}.yaml"), yaml);
+            let error = Config::load(Some(&path), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!("{}{expected}", path.display())),
+                "{yaml}: {error}"
+            );
+        }
+        // Given by a flag, the setting is named by its key.
+        let error = Config::load(
+            None,
+            &Overrides {
+                readiness_url: Some("http://127.0.0.1:9911/readyz".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("admin.readiness_url: "), "{error}");
+    }
+
+    #[test]
+    fn a_token_is_trimmed() {
+        let c = Config::load(
+            None,
+            &Overrides {
+                admin_token: Some(" s3cret\n".into()),
+                prestop_auth: Some(true),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.prestop_token(), Some("s3cret"));
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let error = Config::load(Some(Path::new("/dev/zero")), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "/dev/zero: not a regular file (a character device)");
+        let dir = file("x", "").parent().unwrap().to_path_buf();
+        let error = PolicySource::File(dir.clone()).read().unwrap_err();
+        assert!(
+            error.ends_with("not a regular file (a directory)"),
+            "{error}"
+        );
     }
 }

@@ -6,9 +6,9 @@
 //! policy's answer, a sample, the app's exit, a timer) arrives on one
 //! channel; each goes to the agent, and each effect the agent returns is
 //! performed here. Nothing in this loop waits on a probe, a policy or an
-//! admin client: sampling runs on its own task, policy calls on their own
-//! thread, the admin server on its own runtime. So the deadline and the
-//! app's exit are always seen on time.
+//! admin client: sampling, policy calls and the admin server each run on a
+//! thread of their own. So the deadline and the app's exit are always seen
+//! on time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,22 @@ impl Controller {
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
         let (sampler, requests) = mpsc::unbounded_channel();
-        tokio::spawn(sample(probes, requests, events));
+        // A thread and a runtime of their own: a probe may work synchronously
+        // for a long while (the connections probe reads /proc, thousands of
+        // sockets on a busy node), and on this runtime that would hold the
+        // loop, and the deadline with it.
+        std::thread::Builder::new()
+            .name("lameduck-probes".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                runtime.block_on(sample(probes, requests, events));
+                // A probe stuck in a blocking read (a FIFO) must not hold it.
+                runtime.shutdown_background();
+            })
+            .expect("spawn the probe thread");
         Controller {
             fallback: Fallback::new(decider.config()),
             patience: decider.patience(),
@@ -176,16 +191,21 @@ impl Controller {
                 Step::Input(Input::PolicyLoaded)
             }
             Event::PolicyFailed { source, reason } => {
-                let deciding = self
-                    .shared
-                    .status()
-                    .policy
-                    .map_or("the built-in drain".to_string(), |p| p.source);
-                tracing::error!(target: "lameduck", policy = source, "policy refused: {reason}");
+                let deciding = self.shared.status().policy.map_or(
+                    "the built-in drain logic decides".to_string(),
+                    |p| {
+                        format!(
+                            "the last good policy, {} (sha256 {}), still decides",
+                            p.source,
+                            &p.sha256[..12]
+                        )
+                    },
+                );
+                tracing::error!(target: "lameduck", policy = source, "policy refused: {reason}; {deciding}");
                 self.shared.timeline.record(
                     self.drain_ms(),
                     "policy-failed",
-                    format!("policy {source} refused: {reason}; {deciding} decides"),
+                    format!("policy {source} refused: {reason}; {deciding}"),
                     serde_json::json!({ "source": source, "reason": reason }),
                 );
                 self.shared.policy_refused(&source, &reason);

@@ -1,5 +1,6 @@
 //! Prometheus metrics: what the controller did, for `/metrics`.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,19 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     drain_began: Mutex<Option<Instant>>,
+    /// The reasons with a series of their own.
+    reasons: Mutex<HashSet<String>>,
 }
+
+/// Distinct reasons with a series of their own; the rest count as `other`,
+/// so a policy cannot grow the metrics without end.
+const MAX_REASONS: usize = 64;
+
+/// The longest reason label.
+const MAX_LABEL: usize = 128;
+
+/// The label of the reasons beyond [`MAX_REASONS`].
+const OTHER: &str = "other";
 
 /// The agent's phase, one-hot in `lameduck_phase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -79,6 +92,7 @@ impl Default for Metrics {
             failures,
             reloads,
             drain_began: Mutex::new(None),
+            reasons: Mutex::default(),
         };
         metrics.set_phase(Phase::Serving);
         metrics
@@ -97,9 +111,18 @@ impl Metrics {
     }
 
     pub fn decision(&self, reason: &str) {
-        self.decisions
-            .get_or_create(&vec![("reason", reason_label(reason))])
-            .inc();
+        let mut label = reason_label(reason);
+        {
+            let mut reasons = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+            if !reasons.contains(&label) {
+                if reasons.len() < MAX_REASONS {
+                    reasons.insert(label.clone());
+                } else {
+                    label = OTHER.to_string();
+                }
+            }
+        }
+        self.decisions.get_or_create(&vec![("reason", label)]).inc();
     }
 
     pub fn policy_call(&self, call: &'static str, took: Duration) {
@@ -132,11 +155,15 @@ impl Metrics {
     }
 }
 
-/// A reason as a label of bounded cardinality: numbers become `N`.
+/// A reason as a label of bounded cardinality and length: numbers become
+/// `N`, and the label is at most [`MAX_LABEL`] bytes.
 pub(crate) fn reason_label(reason: &str) -> String {
-    let mut label = String::with_capacity(reason.len());
+    let mut label = String::with_capacity(reason.len().min(MAX_LABEL));
     let mut in_number = false;
     for c in reason.chars() {
+        if label.len() + c.len_utf8() > MAX_LABEL {
+            break;
+        }
         if c.is_ascii_digit() {
             if !in_number {
                 label.push('N');
@@ -153,6 +180,33 @@ pub(crate) fn reason_label(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_series_are_bounded() {
+        let metrics = Metrics::default();
+        for i in 0..1_000 {
+            // Unique without their numbers, and long.
+            let letters: String = format!("{i:04}")
+                .chars()
+                .map(|d| (b'a' + d.to_digit(10).unwrap() as u8) as char)
+                .collect();
+            metrics.decision(&format!("{letters} {}", "r".repeat(10_000)));
+        }
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("lameduck_decisions_total{"))
+            .count();
+        assert_eq!(series, MAX_REASONS + 1, "{text}");
+        assert!(
+            text.contains(&format!(
+                "lameduck_decisions_total{{reason=\"other\"}} {}",
+                1_000 - MAX_REASONS
+            )),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.len() < MAX_LABEL + 100));
+    }
 
     #[test]
     fn reasons_lose_their_numbers() {

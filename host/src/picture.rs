@@ -19,10 +19,9 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::metrics::reason_label;
-use crate::timeline::Entry;
 
-/// One timeline entry as the picture reads it: borrowed from the agent's
-/// [`Entry`] or from the JSON of a saved `/status`.
+/// One timeline entry as the picture reads it, borrowed from its JSON (as
+/// kept by the agent, or in a saved `/status`).
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     /// Since the agent started.
@@ -32,18 +31,6 @@ pub struct Row<'a> {
     pub event: &'a str,
     pub message: &'a str,
     pub data: &'a Value,
-}
-
-impl<'a> From<&'a Entry> for Row<'a> {
-    fn from(e: &'a Entry) -> Self {
-        Row {
-            at_ms: e.at_ms,
-            drain_ms: e.drain_ms.map(u64::from),
-            event: e.event,
-            message: &e.message,
-            data: &e.data,
-        }
-    }
 }
 
 impl<'a> Row<'a> {

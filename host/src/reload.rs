@@ -18,7 +18,9 @@ use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::config::PolicySource;
 use crate::controller::Event;
-use crate::policy::{Compiler, Limits, sha256_hex};
+use crate::policy::{
+    Compiled, Compiler, Instance, Limits, MAX_ERROR, PolicyError, bounded, sha256_hex,
+};
 
 /// File events closer together than this are one change (an editor's or
 /// the kubelet's several steps). Correctness does not depend on it — every
@@ -28,13 +30,17 @@ const SETTLE: Duration = Duration::from_millis(2);
 
 /// What the reloader is asked to do.
 pub enum Request {
-    /// Read the policy source again.
-    Source,
+    /// Read the policy source again. `deliberate`: an operator asked (the
+    /// reload signal), so a policy refused before is tried again; a file
+    /// event is not, and bytes refused before are left alone.
+    Source { deliberate: bool },
     /// Load these bytes (from `PUT /policy`); the reply says how it went.
     Bytes {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// The watched directory itself was removed or renamed: watch it again.
+    Rewatch,
 }
 
 /// A handle to send the reloader requests.
@@ -55,14 +61,13 @@ impl Reloader {
     ) -> Reloader {
         let (requests, inbox) = mpsc::channel();
         let reloader = Reloader { requests };
-        let watcher = match &source {
-            PolicySource::File(path) => watch(path, reloader.clone()),
+        let watch = match &source {
+            PolicySource::File(path) => Some(Watch::start(path, reloader.clone())),
             PolicySource::Builtin(_) => None,
         };
         std::thread::Builder::new()
             .name("lameduck-reload".into())
             .spawn(move || {
-                let _watcher = watcher;
                 let compiler = match Compiler::new(limits, cache_dir) {
                     Ok(compiler) => compiler,
                     Err(e) => {
@@ -78,17 +83,20 @@ impl Reloader {
                     config,
                     events,
                     current: None,
+                    refused: None,
+                    watch,
                 };
-                loader.load_source();
+                loader.load_source(true);
                 loader.serve(inbox)
             })
             .expect("spawn the reload thread");
         reloader
     }
 
-    /// Asks for the policy source to be read again.
+    /// Asks for the policy source to be read again, deliberately: a policy
+    /// refused before is tried again.
     pub fn reload(&self) {
-        let _ = self.requests.send(Request::Source);
+        let _ = self.requests.send(Request::Source { deliberate: true });
     }
 
     /// Loads `bytes` as the new policy; answers with its identity or why it
@@ -104,6 +112,11 @@ impl Reloader {
     }
 }
 
+/// How many times a policy whose instantiation or `init` ran past its CPU
+/// budget is tried before it is refused: one slow moment of a loaded
+/// machine must not refuse a policy for the whole run.
+const ATTEMPTS: usize = 3;
+
 struct Loader {
     compiler: Compiler,
     source: PolicySource,
@@ -111,70 +124,120 @@ struct Loader {
     events: tokio_mpsc::UnboundedSender<Event>,
     /// The sha256 of the policy deciding now.
     current: Option<String>,
+    /// What was refused last (the sha256 of its bytes, or why the file could
+    /// not be read), so that an unrelated change in its directory does not
+    /// refuse it again.
+    refused: Option<String>,
+    watch: Option<Watch>,
 }
 
 impl Loader {
     fn serve(&mut self, inbox: mpsc::Receiver<Request>) {
-        while let Ok(request) = inbox.recv() {
+        loop {
+            // While the watched directory is gone, look for it now and then.
+            let request = match self.watch.as_ref().filter(|w| w.lost()) {
+                Some(_) => match inbox.recv_timeout(REWATCH_EVERY) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => Request::Rewatch,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match inbox.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                },
+            };
             match request {
-                Request::Source => {
+                Request::Source { mut deliberate } => {
                     // Let a burst of file events settle into one reload.
                     while let Ok(next) = inbox.recv_timeout(SETTLE) {
-                        if let Request::Bytes { bytes, reply } = next {
-                            let _ = reply.send(self.load("PUT /policy", &bytes));
+                        match next {
+                            Request::Source { deliberate: d } => deliberate |= d,
+                            Request::Bytes { bytes, reply } => {
+                                let _ = reply.send(self.load("PUT /policy", &bytes, true));
+                            }
+                            Request::Rewatch => {
+                                self.rewatch();
+                            }
                         }
                     }
-                    self.load_source();
+                    self.load_source(deliberate);
                 }
                 Request::Bytes { bytes, reply } => {
-                    let _ = reply.send(self.load("PUT /policy", &bytes));
+                    let _ = reply.send(self.load("PUT /policy", &bytes, true));
+                }
+                Request::Rewatch => {
+                    if self.rewatch() {
+                        // The file may have changed while nobody looked.
+                        self.load_source(false);
+                    }
                 }
             }
         }
     }
 
+    /// Watches the policy's directory again, if it exists; returns whether
+    /// it is watched now.
+    fn rewatch(&mut self) -> bool {
+        self.watch.as_mut().is_some_and(Watch::renew)
+    }
+
     /// Reads the policy source and loads it.
-    fn load_source(&mut self) {
+    fn load_source(&mut self, deliberate: bool) {
         let label = self.source.to_string();
         match self.source.read() {
             Ok(bytes) => {
-                let _ = self.load(&label, &bytes);
+                let _ = self.load(&label, &bytes, deliberate);
             }
-            Err(e) => self.refuse(&label, e),
+            Err(e) => {
+                let key = format!("unreadable: {e}");
+                if deliberate || self.refused.as_deref() != Some(&key) {
+                    self.refused = Some(key);
+                    self.refuse(&label, e);
+                }
+            }
         }
     }
 
     /// Compiles, checks, instantiates and `init`s; hands the result to the
     /// controller. Returns the identity, or why it was refused.
-    fn load(&mut self, label: &str, bytes: &[u8]) -> Result<String, String> {
+    fn load(&mut self, label: &str, bytes: &[u8], deliberate: bool) -> Result<String, String> {
         let sha256 = sha256_hex(bytes);
         if self.current.as_deref() == Some(&sha256) {
             tracing::debug!(policy = label, "the same policy again: nothing to do");
+            self.refused = None;
             return Ok(format!(
                 "{label} (sha256 {}) is already live",
                 &sha256[..12]
             ));
+        }
+        if !deliberate && self.refused.as_deref() == Some(&sha256) {
+            tracing::debug!(
+                policy = label,
+                "refused before, and unchanged: not loaded again until it changes or a reload is asked for"
+            );
+            return Err("refused before, and unchanged".into());
         }
         let loaded = self
             .compiler
             .compile(label, bytes)
             .map_err(|e| e.to_string())
             .and_then(|compiled| {
-                let instance = compiled
-                    .instantiate(&self.config)
-                    .map_err(|e| e.to_string())?;
+                let instance = instantiate(&compiled, &self.config).map_err(|e| e.to_string())?;
                 Ok((compiled, instance))
             });
         match loaded {
             Ok((compiled, instance)) => {
                 let identity = compiled.identity().to_string();
                 self.current = Some(sha256);
+                self.refused = None;
                 let _ = self
                     .events
                     .send(Event::PolicyLoaded(Arc::new(compiled), instance));
                 Ok(identity)
             }
             Err(reason) => {
+                let reason = bounded(reason, 2 * MAX_ERROR);
+                self.refused = Some(sha256);
                 self.refuse(label, reason.clone());
                 Err(reason)
             }
@@ -184,35 +247,155 @@ impl Loader {
     fn refuse(&self, label: &str, reason: String) {
         let _ = self.events.send(Event::PolicyFailed {
             source: label.to_string(),
-            reason,
+            reason: bounded(reason, 2 * MAX_ERROR),
         });
     }
 }
 
-/// Watches the directory holding `path`: a ConfigMap volume replaces the
-/// file by swapping a `..data` symlink beside it, which a watch on the file
-/// itself would never see. Every event in the directory asks for a reload;
-/// unchanged bytes cost a read and a hash.
-fn watch(path: &Path, reloader: Reloader) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir: PathBuf = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            reloader.reload();
+/// A first instance, `init`-ed; an overrun of its CPU budget is tried again.
+fn instantiate(compiled: &Compiled, config: &[(String, String)]) -> Result<Instance, PolicyError> {
+    retrying(|attempt| {
+        let result = compiled.instantiate(config);
+        if let Err(PolicyError::Timeout(budget)) = &result
+            && attempt < ATTEMPTS
+        {
+            tracing::warn!(
+                policy = compiled.identity().source,
+                "instantiating and `init` ran past {budget:?} (attempt {attempt} of {ATTEMPTS}); trying again"
+            );
         }
-    };
-    let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
-        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-        Ok(watcher)
-    });
-    match watched {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), "cannot watch the policy's directory: {e}");
-            None
+        result
+    })
+}
+
+/// `attempt` (numbered from 1) until it does not run past its budget, at
+/// most [`ATTEMPTS`] times. Every other failure is final at once.
+fn retrying<T>(mut attempt: impl FnMut(usize) -> Result<T, PolicyError>) -> Result<T, PolicyError> {
+    let mut n = 1;
+    loop {
+        match attempt(n) {
+            Err(PolicyError::Timeout(_)) if n < ATTEMPTS => n += 1,
+            result => return result,
         }
+    }
+}
+
+/// While the watched directory is gone, how often to look for it.
+const REWATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// The watch on the directory holding the policy file: a ConfigMap volume
+/// replaces the file by swapping a `..data` symlink beside it, which a
+/// watch on the file itself would never see. Every event in the directory
+/// asks for a reload; unchanged bytes cost a read and a hash. When the
+/// directory itself is removed or renamed, the watch goes with it: it is
+/// set up again on the same path once the directory is back.
+struct Watch {
+    dir: PathBuf,
+    reloader: Reloader,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The loss of the watch was logged; its return will be.
+    lost_logged: bool,
+}
+
+impl Watch {
+    fn start(path: &Path, reloader: Reloader) -> Watch {
+        let dir: PathBuf = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut watch = Watch {
+            dir,
+            reloader,
+            watcher: None,
+            lost_logged: false,
+        };
+        watch.renew();
+        watch
+    }
+
+    fn lost(&self) -> bool {
+        self.watcher.is_none()
+    }
+
+    /// Watches the directory afresh; returns whether it is watched.
+    fn renew(&mut self) -> bool {
+        use notify::Watcher;
+        use notify::event::{EventKind, ModifyKind};
+        self.watcher = None;
+        let dir = self.dir.clone();
+        let reloader = self.reloader.clone();
+        let handler = move |event: notify::Result<notify::Event>| {
+            let request = match event {
+                // The directory itself went away (or was renamed): the
+                // watch went with it.
+                Ok(e)
+                    if e.paths.iter().any(|p| p == &dir)
+                        && matches!(
+                            e.kind,
+                            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                        ) =>
+                {
+                    Request::Rewatch
+                }
+                Ok(e) if e.kind.is_access() => return,
+                // A missed event (a queue overflow) may have been a change.
+                Ok(_) | Err(_) => Request::Source { deliberate: false },
+            };
+            let _ = reloader.requests.send(request);
+        };
+        let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
+            watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+            Ok(watcher)
+        });
+        let dir = self.dir.display();
+        match watched {
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                if std::mem::take(&mut self.lost_logged) {
+                    tracing::info!(dir = %dir, "the policy's directory is back: watching it again");
+                }
+                true
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.lost_logged, true) {
+                    tracing::warn!(
+                        dir = %dir,
+                        "the policy's directory cannot be watched ({e}): looking for it every {REWATCH_EVERY:?}"
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overrun_is_tried_again_before_a_refusal() {
+        let timeout = || PolicyError::Timeout(Duration::from_millis(10));
+        // Twice too slow, then in time: loaded.
+        let mut calls = 0;
+        let result = retrying(|_| {
+            calls += 1;
+            if calls < 3 { Err(timeout()) } else { Ok(calls) }
+        });
+        assert_eq!(result, Ok(3));
+        // Always too slow: refused after the last attempt.
+        let mut calls = 0;
+        let result: Result<(), _> = retrying(|_| {
+            calls += 1;
+            Err(timeout())
+        });
+        assert_eq!((result, calls), (Err(timeout()), ATTEMPTS));
+        // Anything else is not tried again.
+        let mut calls = 0;
+        let result: Result<(), _> = retrying(|_| {
+            calls += 1;
+            Err(PolicyError::Init("no".into()))
+        });
+        assert_eq!((result, calls), (Err(PolicyError::Init("no".into())), 1));
     }
 }

@@ -154,7 +154,7 @@ fn agent(
     let settings = controller::settings(&config, mode, &probes, true);
     let decider = Decider::start(
         Policy::fallback_only(config.policy_config.clone()),
-        patience(&config),
+        config.patience(),
         events.clone(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -187,12 +187,6 @@ fn agent(
     // The answers owed to released `/prestop` calls go out first.
     answering.let_prestops_go(Duration::from_millis(500));
     exit.status()
-}
-
-/// How long the controller waits for the policy thread before the built-in
-/// logic answers: far beyond any call within its CPU budget.
-fn patience(config: &Config) -> Duration {
-    (config.limits.cpu * 4).max(Duration::from_millis(500))
 }
 
 /// Binds the admin server's socket before the app starts.

@@ -1,7 +1,8 @@
 //! The timeline: every event of the agent's life and of its drain — signals,
 //! snapshots, decisions with their reasons, the app's exit — with timestamps.
-//! Each entry is logged as it is recorded and kept in memory for `/status`
-//! and for replay.
+//! Each entry is logged as it is recorded and kept in memory, as JSON, for
+//! `/status` and for replay: the newest, within a number of entries and of
+//! bytes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,16 +15,23 @@ use lameduck_sdk::agent::{Call, Event, Record};
 
 use crate::policy::{
     Child, Connections, Decision, Evidence, FileState, HttpResponse, Mode, Next, Probe, ProbeValue,
-    SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
+    SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger, bounded,
 };
 use crate::signals;
 
 /// Entries kept; the oldest go first (a drain is far shorter than this).
 const KEPT: usize = 2_000;
 
+/// Bytes of entries kept, as JSON: about 700 decisions with their
+/// snapshots, more than a 30 s drain rechecking every 100 ms takes.
+const KEPT_BYTES: usize = 512 << 10;
+
+/// The largest entry kept whole; a larger one keeps its words, not its data.
+const MAX_ENTRY: usize = 32 << 10;
+
 /// One thing that happened.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
+struct Entry {
     /// Since the agent started.
     pub at_ms: u64,
     /// Since the drain began, during a drain.
@@ -47,7 +55,11 @@ pub struct Timeline {
 
 struct Inner {
     start: Instant,
-    entries: VecDeque<Entry>,
+    /// Each entry as JSON.
+    entries: VecDeque<Arc<str>>,
+    bytes: usize,
+    /// Entries let go to stay within the bounds.
+    dropped: u64,
 }
 
 impl Default for Timeline {
@@ -56,9 +68,20 @@ impl Default for Timeline {
             inner: Arc::new(Mutex::new(Inner {
                 start: Instant::now(),
                 entries: VecDeque::new(),
+                bytes: 0,
+                dropped: 0,
             })),
         }
     }
+}
+
+/// The timeline as it was at one moment, for `/status`: cheap to take (the
+/// entries are shared, not copied) and bounded.
+pub struct Kept {
+    /// Each entry as JSON, oldest first.
+    pub entries: Vec<Arc<str>>,
+    /// Older entries let go.
+    pub dropped: u64,
 }
 
 impl Timeline {
@@ -69,17 +92,28 @@ impl Timeline {
             None => tracing::info!(target: "lameduck", event, "{message}"),
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let at_ms = inner.start.elapsed().as_millis() as u64;
-        if inner.entries.len() == KEPT {
-            inner.entries.pop_front();
-        }
-        inner.entries.push_back(Entry {
-            at_ms,
+        let mut entry = Entry {
+            at_ms: inner.start.elapsed().as_millis() as u64,
             drain_ms,
             event,
             message,
             data,
-        });
+        };
+        let mut json = serde_json::to_string(&entry).expect("an entry serializes");
+        if json.len() > MAX_ENTRY {
+            entry.data = json!({ "omitted": format!("{} bytes of data", json.len()) });
+            entry.message = bounded(entry.message, MAX_ENTRY / 2);
+            json = serde_json::to_string(&entry).expect("an entry serializes");
+        }
+        inner.bytes += json.len();
+        inner.entries.push_back(Arc::from(json));
+        while inner.entries.len() > KEPT || inner.bytes > KEPT_BYTES {
+            let Some(oldest) = inner.entries.pop_front() else {
+                break;
+            };
+            inner.bytes -= oldest.len();
+            inner.dropped += 1;
+        }
     }
 
     /// Records what the agent's rules did (see [`entry`]).
@@ -91,10 +125,13 @@ impl Timeline {
         }
     }
 
-    /// A copy of every entry kept.
-    pub fn entries(&self) -> Vec<Entry> {
+    /// The entries kept.
+    pub fn kept(&self) -> Kept {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.entries.iter().cloned().collect()
+        Kept {
+            entries: inner.entries.iter().cloned().collect(),
+            dropped: inner.dropped,
+        }
     }
 }
 
@@ -520,4 +557,31 @@ fn probe_from_json(v: &Value) -> Result<ProbeValue, String> {
         return Err("connections|http|file|exec|failed".into());
     };
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_is_bounded_in_bytes_and_entries() {
+        let timeline = Timeline::default();
+        let long = "x".repeat(1_000);
+        for i in 0..3_000 {
+            timeline.record(Some(i), "decision", long.clone(), json!({ "i": i }));
+        }
+        let kept = timeline.kept();
+        let bytes: usize = kept.entries.iter().map(|e| e.len()).sum();
+        assert!(bytes <= KEPT_BYTES, "{bytes}");
+        assert_eq!(kept.dropped as usize + kept.entries.len(), 3_000);
+        // The newest are kept.
+        assert!(kept.entries.last().unwrap().contains("\"i\":2999"));
+        for _ in 0..3 {
+            timeline.record(None, "decision", "y".repeat(1 << 20), json!({}));
+        }
+        let kept = timeline.kept();
+        let last = kept.entries.last().unwrap();
+        assert!(last.len() <= MAX_ENTRY, "{}", last.len());
+        assert!(last.contains("truncated"), "{last}");
+    }
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod conformance;
 mod drain;
+mod faults;
 mod inject;
 mod picture;
 mod reload;

@@ -8,22 +8,9 @@ use lameduck::builtin;
 use lameduck::policy::sha256_hex;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, component, get_body, scratch};
+use crate::util::{Agent, App, component, get_body, scratch, variant};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// `bytes` with a custom section appended: the same policy, other bytes.
-fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
-    let name = b"lameduck-test";
-    let payload = n.to_le_bytes();
-    let mut out = bytes.to_vec();
-    out.push(0); // custom section
-    out.push((1 + name.len() + payload.len()) as u8);
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
-    out
-}
 
 /// Replaces `path` atomically, as a deploy tool or `mv` does.
 fn replace(path: &Path, bytes: &[u8]) {

@@ -15,10 +15,14 @@ fn recorded_drain() -> String {
         &["--grace-period", "10s", "--policy-config", "min-drain=1s"],
         &[],
     );
-    let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
+    let slow = std::thread::spawn(move || get(port, "/slow?ms=3000"));
     std::thread::sleep(Duration::from_millis(300));
     agent.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(900));
+    // Several decisions while the request holds the drain (however busy
+    // the machine, and so however long each takes).
+    agent.wait_until("three decisions", 10 * SECOND, |events| {
+        events.iter().filter(|(e, _)| e == "decision").count() >= 3
+    });
     let (code, status) = get_body(admin, "/status").unwrap();
     assert_eq!(code, 200);
     slow.join().unwrap().unwrap();

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use lameduck::builtin;
 use lameduck::policy::{
-    Child, Compiler, Decision, Limits, LoadError, Mode, Next, Origin, Policy, PolicyError, Probe,
-    ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+    Child, Compiler, Decision, Limits, LoadError, MAX_ERROR, MAX_REASON, Mode, Next, Origin,
+    Policy, PolicyError, Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
 };
 use lameduck_sdk::harness::connections as conns;
 
-use crate::util::component;
+use crate::util::{component, with_wasi};
 
 fn compiler() -> Compiler {
     Compiler::new(Limits::default(), None).unwrap()
@@ -160,7 +160,11 @@ fn every_builtin_policy_loads_and_refuses_unknown_config() {
 /// Runs a hostile fixture's `decide` and checks the error and that the
 /// fallback decided in its place, within a bound that only a hang breaks.
 fn hostile(fixture: &str) -> PolicyError {
-    let compiled = compiler().compile(fixture, &component(fixture)).unwrap();
+    hostile_bytes(fixture, &component(fixture))
+}
+
+fn hostile_bytes(fixture: &str, bytes: &[u8]) -> PolicyError {
+    let compiled = compiler().compile(fixture, bytes).unwrap();
     let instance = compiled.instantiate(&[]).unwrap();
     let mut policy = Policy::fallback_only(Vec::new());
     policy.swap(compiled.into(), instance);
@@ -213,16 +217,96 @@ fn a_trap_is_reported_as_a_trap() {
 
 #[test]
 fn a_policy_cannot_wait_a_sleep_returns_at_once() {
-    let wasi_io = "package wasi:io@0.2.0;\ninterface poll { resource pollable { block: func(); } }";
-    let wasi_clocks = "package wasi:clocks@0.2.0;\ninterface monotonic-clock {\n  use wasi:io/poll@0.2.0.{pollable};\n  subscribe-duration: func(when: u64) -> pollable;\n}";
-    let world = "package lameduck:fixtures;\nworld sleeper {\n  include lameduck:policy/drain-policy@0.1.0;\n  import wasi:clocks/monotonic-clock@0.2.0;\n}";
-    let bytes = crate::util::component_in("sleep.wat", &[wasi_io, wasi_clocks, world], "sleeper");
+    let bytes = with_wasi("sleep.wat", &["wasi:clocks/monotonic-clock@0.2.0"]);
     let compiled = compiler().compile("sleep", &bytes).unwrap();
     let mut instance = compiled.instantiate(&[]).unwrap();
     let start = Instant::now();
     let decision = instance.decide(&snapshot(0, &[], vec![])).unwrap();
     assert!(start.elapsed() < Duration::from_secs(5), "the policy slept");
     assert_eq!(decision.next, Next::WaitForExit);
+}
+
+/// Straight-line code between two checks of the budget: 2,000 fills of
+/// 16 MB ran 5 s against a budget of 10 ms before the rewrite.
+#[test]
+fn straight_line_fills_are_stopped_within_the_budget() {
+    assert_eq!(
+        hostile("fill.wat"),
+        PolicyError::Timeout(Limits::default().cpu)
+    );
+}
+
+/// 64 memories of 16 MiB each held 1 GB when the cap was per memory.
+#[test]
+fn memories_count_together_against_the_cap() {
+    assert_eq!(
+        hostile("memories.wat"),
+        PolicyError::Memory(Limits::default().memory)
+    );
+}
+
+#[test]
+fn a_huge_request_for_random_bytes_is_refused() {
+    let bytes = with_wasi("random.wat", &["wasi:random/random@0.2.0"]);
+    match hostile_bytes("random", &bytes) {
+        PolicyError::Trap(why) => assert!(why.contains("exceeds limit"), "{why}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn host_resources_are_bounded() {
+    let bytes = with_wasi("handles.wat", &["wasi:cli/stdout@0.2.0"]);
+    match hostile_bytes("handles", &bytes) {
+        PolicyError::Trap(_) => {}
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn init_has_a_larger_budget_of_its_own() {
+    let compiled = compiler().compile("spin", &component("spin.wat")).unwrap();
+    // `init` spins as long as `decide` does: it is done within its budget.
+    let mut instance = compiled.instantiate(&[]).unwrap();
+    assert_eq!(
+        instance.decide(&snapshot(0, &[], vec![])).unwrap_err(),
+        PolicyError::Timeout(Limits::default().cpu)
+    );
+}
+
+#[test]
+fn what_a_policy_returns_is_bounded() {
+    let compiled = compiler()
+        .compile("reasons", &component("reasons.wat"))
+        .unwrap();
+    let mut instance = compiled.instantiate(&[]).unwrap();
+    let reason = instance.decide(&snapshot(0, &[], vec![])).unwrap().reason;
+    assert!(reason.len() <= MAX_REASON + 40, "{}", reason.len());
+    assert!(reason.ends_with("[truncated: 1048576 bytes]"), "{reason}");
+    let compiled = compiler()
+        .compile("init-error-huge", &component("init-error-huge.wat"))
+        .unwrap();
+    match compiled.instantiate(&[]) {
+        Err(PolicyError::Init(why)) => {
+            assert!(why.len() <= MAX_ERROR + 40, "{}", why.len());
+            assert!(why.ends_with("[truncated: 1048576 bytes]"), "{why}");
+        }
+        other => panic!("expected an init error, got {:?}", other.err()),
+    }
+}
+
+/// `/status` and the log show `init`'s refusal; a config value it quotes
+/// may be a secret.
+#[test]
+fn an_init_error_does_not_show_config_values() {
+    let compiled = compiler()
+        .compile("init-echo", &component("init-echo.wat"))
+        .unwrap();
+    let config = [("token".to_string(), "s3cr3t-t0ken-value".to_string())];
+    match compiled.instantiate(&config) {
+        Err(PolicyError::Init(why)) => assert_eq!(why, "<the value of token>"),
+        other => panic!("expected an init error, got {:?}", other.err()),
+    }
 }
 
 #[test]

@@ -30,7 +30,12 @@ pub fn component_in(name: &str, extra: &[&str], world: &str) -> Vec<u8> {
     if wasmparser_is_component(&bytes) {
         return bytes;
     }
-    let mut module = bytes;
+    wrap(bytes, extra, world)
+}
+
+/// A core module in the world's canonical ABI, wrapped as a component.
+pub fn wrap(module: Vec<u8>, extra: &[&str], world: &str) -> Vec<u8> {
+    let mut module = module;
     let mut resolve = wit_parser::Resolve::default();
     // The fixtures are written against the first version of the world
     // (its canonical ABI): the agent still loads such policies.
@@ -60,9 +65,61 @@ pub fn component_in(name: &str, extra: &[&str], world: &str) -> Vec<u8> {
         .expect("the module implements the world's ABI")
 }
 
+/// The few WASI functions the fixtures call, as WIT, each package in the
+/// text `component_in` takes (their types as wasmtime's WASI defines them).
+const WASI: [&str; 4] = [
+    "package wasi:io@0.2.0;
+     interface error { resource error; }
+     interface poll { resource pollable { block: func(); } }
+     interface streams {
+       use error.{error};
+       variant stream-error { last-operation-failed(error), closed }
+       resource output-stream {
+         blocking-write-and-flush: func(contents: list<u8>) -> result<_, stream-error>;
+       }
+     }",
+    "package wasi:clocks@0.2.0;
+     interface monotonic-clock {
+       use wasi:io/poll@0.2.0.{pollable};
+       subscribe-duration: func(when: u64) -> pollable;
+     }",
+    "package wasi:cli@0.2.0;
+     interface stdout {
+       use wasi:io/streams@0.2.0.{output-stream};
+       get-stdout: func() -> output-stream;
+     }",
+    "package wasi:random@0.2.0;
+     interface random { get-random-bytes: func(len: u64) -> list<u8>; }",
+];
+
+/// As [`component`], for a fixture that also imports these WASI interfaces
+/// (`wasi:cli/stdout@0.2.0`, …).
+pub fn with_wasi(name: &str, imports: &[&str]) -> Vec<u8> {
+    let imports: String = imports.iter().map(|i| format!("  import {i};\n")).collect();
+    let world = format!(
+        "package lameduck:fixtures;\nworld fixture {{\n  include lameduck:policy/drain-policy@0.1.0;\n{imports}}}"
+    );
+    let mut packages = WASI.to_vec();
+    packages.push(&world);
+    component_in(name, &packages, "fixture")
+}
+
 /// A component's header has layer 1 (a core module's has layer 0).
 fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[6..8] == [1, 0]
+}
+
+/// `bytes` with a custom section appended: the same policy, other bytes.
+pub fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"lameduck-test";
+    let payload = n.to_le_bytes();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
 }
 
 /// The `lameduck` binary built with these tests, or the one `LAMEDUCK_BIN`
@@ -94,6 +151,8 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Agent {
     pub child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Lines of its stderr that are not JSON log lines (a panic's message).
+    raw: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     started: std::time::Instant,
 }
@@ -107,7 +166,19 @@ impl Agent {
 
     /// As [`Agent::start`], with environment variables for the agent.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], command: &[&str]) -> Agent {
+        Agent::start_with(args, env, command, |_| {})
+    }
+
+    /// As [`Agent::start_with_env`], with `setup` of the agent's command
+    /// before it starts.
+    pub fn start_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        command: &[&str],
+        setup: impl FnOnce(&mut std::process::Command),
+    ) -> Agent {
         let mut agent = Agent::command("run", args);
+        setup(&mut agent);
         agent.envs(env.iter().copied()).arg("--").args(command);
         Agent::launch(agent)
     }
@@ -139,8 +210,9 @@ impl Agent {
             .spawn()
             .expect("start lameduck");
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let raw = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
+        let (sink, raw_sink) = (logs.clone(), raw.clone());
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
@@ -148,15 +220,62 @@ impl Agent {
             {
                 match serde_json::from_str(&line) {
                     Ok(value) => sink.lock().unwrap().push(value),
-                    Err(_) => eprintln!("{line}"),
+                    Err(_) => {
+                        eprintln!("{line}");
+                        raw_sink.lock().unwrap().push(line);
+                    }
                 }
             }
         });
         Agent {
             child,
             logs,
+            raw,
             reader: Some(reader),
             started: std::time::Instant::now(),
+        }
+    }
+
+    /// Lines of the agent's stderr that were not log lines.
+    pub fn raw(&self) -> Vec<String> {
+        self.raw.lock().unwrap().clone()
+    }
+
+    /// The pid of the agent's first child (the app), once it has one.
+    pub fn app_pid(&self) -> i32 {
+        let pid = self.pid();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            if let Some(child) = children.split_whitespace().next() {
+                return child.parse().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "no app");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Samples the agent's peak memory, file descriptors and threads until
+    /// it exits.
+    pub fn watch(&self) -> Watch {
+        let pid = self.pid();
+        let peak = std::sync::Arc::new(std::sync::Mutex::new(Peak::default()));
+        let sink = peak.clone();
+        let thread = std::thread::spawn(move || {
+            while let Some(now) = Peak::of(pid) {
+                let mut peak = sink.lock().unwrap();
+                peak.hwm_kib = peak.hwm_kib.max(now.hwm_kib);
+                peak.fds = peak.fds.max(now.fds);
+                peak.threads = peak.threads.max(now.threads);
+                peak.cpu_ms = peak.cpu_ms.max(now.cpu_ms);
+                drop(peak);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        Watch {
+            peak,
+            thread: Some(thread),
         }
     }
 
@@ -416,4 +535,68 @@ pub fn request(
         .map_or("", |(_, b)| b)
         .to_string();
     Ok((status, body))
+}
+
+/// The most a process held, as sampled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peak {
+    /// VmHWM: its peak resident memory.
+    pub hwm_kib: u64,
+    pub fds: usize,
+    pub threads: u64,
+    /// CPU time used (user and system).
+    pub cpu_ms: u64,
+}
+
+impl Peak {
+    /// A process's numbers now; `None` once it has exited (or is a zombie).
+    pub fn of(pid: i32) -> Option<Peak> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("Z"))
+        {
+            return None;
+        }
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces): utime, stime are 14 and 15.
+        let after = stat.rsplit_once(") ")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Peak {
+            hwm_kib: field("VmHWM:")?,
+            fds,
+            threads: field("Threads:")?,
+            cpu_ms: ticks * 1000 / hz,
+        })
+    }
+}
+
+/// A sampler of an agent's [`Peak`].
+pub struct Watch {
+    peak: std::sync::Arc<std::sync::Mutex<Peak>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// The peak so far.
+    pub fn now(&self) -> Peak {
+        *self.peak.lock().unwrap()
+    }
+
+    /// The peak over the agent's life (it has exited).
+    pub fn peak(mut self) -> Peak {
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.now()
+    }
 }

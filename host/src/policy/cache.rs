@@ -21,6 +21,8 @@ impl Cache {
     pub fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // Code compiled from another rewrite of the same bytes is not ours.
+        super::instrument::VERSION.hash(&mut hasher);
         Cache {
             dir,
             engine: engine.clone(),

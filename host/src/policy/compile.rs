@@ -12,6 +12,8 @@ use wasmtime::{Config, Engine};
 use super::bindings::{v0_1, v0_2};
 use super::cache::Cache;
 use super::instance::{self, Instance, Pre, State, Ticker};
+use super::instrument;
+use super::output::Lines;
 use super::{Identity, Limits, LoadError, OLDER_WORLDS, PolicyError, WORLD};
 use crate::builtin;
 
@@ -71,7 +73,10 @@ impl Compiler {
         let (component, origin) = match self.load_compiled(bytes, &sha256) {
             Some(found) => found,
             None => {
-                let component = Component::new(&self.engine, bytes)
+                // Every run of its code between two checks of the budget
+                // made short (see `instrument`).
+                let bytes = instrument::instrument(bytes).map_err(LoadError::Invalid)?;
+                let component = Component::new(&self.engine, &bytes)
                     .map_err(|e| LoadError::Invalid(first_line(&e)))?;
                 self.cache.store(&sha256, &component);
                 (component, Origin::Compiled)
@@ -89,6 +94,7 @@ impl Compiler {
             Pre::V0_1(v0_1::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
         };
         Ok(Compiled {
+            lines: Lines::new(source),
             identity: Identity {
                 source: source.to_string(),
                 sha256,
@@ -142,6 +148,8 @@ impl std::fmt::Display for Origin {
 pub struct Compiled {
     identity: Identity,
     pre: Pre,
+    /// What its instances may write to the agent's log, together.
+    lines: Arc<Lines>,
     limits: Limits,
     ticker: Arc<Ticker>,
     /// The version of the world it was built against.
@@ -162,9 +170,9 @@ impl Compiled {
     pub fn instantiate(&self, config: &[(String, String)]) -> Result<Instance, PolicyError> {
         Instance::new(
             &self.pre,
-            &self.identity,
             self.limits,
             self.ticker.clone(),
+            self.lines.clone(),
             config,
         )
     }

@@ -12,18 +12,29 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{v0_1, v0_2};
 use super::convert;
-use super::output::GuestOutput;
-use super::{Decision, Identity, Level, Limits, PolicyError, Signal, SignalAction, Snapshot};
+use super::output::{GuestOutput, Lines};
+use super::{
+    Decision, Level, Limits, MAX_ERROR, MAX_REASON, PolicyError, Signal, SignalAction, Snapshot,
+    bounded,
+};
 
 /// What the host keeps for one instance: the empty WASI context, the memory
-/// cap and the CPU deadline of the call in progress.
+/// budget and the CPU deadline of the call in progress.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    memory: MemoryCap,
+    memory: MemoryBudget,
     deadline: Duration,
-    tag: Arc<str>,
+    lines: Arc<Lines>,
 }
+
+/// The most random bytes one WASI call may ask for: the host allocates what
+/// is asked (wasmtime-wasi's default is 64 MiB, half a second of work).
+const MAX_RANDOM: u64 = 64 << 10;
+
+/// The most host resources (streams, pollables) an instance may hold at
+/// once: each costs the host memory that the memory budget does not see.
+const MAX_RESOURCES: usize = 4096;
 
 /// CPU time used by the calling thread. The budget counts this, not wall
 /// time, so a policy is not cut short because the machine is busy.
@@ -48,13 +59,7 @@ impl WasiView for State {
 
 impl State {
     fn log(&self, level: Level, message: String) {
-        let policy = &*self.tag;
-        match level {
-            Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
-            Level::Info => tracing::info!(target: "policy", policy, "{message}"),
-            Level::Warn => tracing::warn!(target: "policy", policy, "{message}"),
-            Level::Error => tracing::error!(target: "policy", policy, "{message}"),
-        }
+        self.lines.write(level, None, &message);
     }
 }
 
@@ -128,35 +133,70 @@ pub(super) fn forbid_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()>
     Ok(())
 }
 
-/// Refuses memory growth past the limit with an error we can recognise.
-struct MemoryCap {
+/// The memory of an instance: its linear memories and tables, together,
+/// within one limit. Per memory, a policy could declare a hundred of them.
+struct MemoryBudget {
     limit: usize,
+    used: usize,
+    /// The growth last allowed, taken back if it then failed.
+    growing: usize,
 }
+
+/// What the host spends on a table element (a pointer).
+const TABLE_ELEMENT: usize = std::mem::size_of::<usize>();
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit reached")]
 struct MemoryCapReached;
 
-impl ResourceLimiter for MemoryCap {
+impl MemoryBudget {
+    fn grow(&mut self, bytes: usize) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_add(bytes);
+        if used > self.limit {
+            return Err(MemoryCapReached.into());
+        }
+        self.used = used;
+        self.growing = bytes;
+        Ok(true)
+    }
+
+    fn failed(&mut self) {
+        self.used -= std::mem::take(&mut self.growing);
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    /// Also called for each memory an instance creates (from 0).
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            return Err(MemoryCapReached.into());
-        }
-        Ok(true)
+        self.grow(desired.saturating_sub(current))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT),
+        )
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.failed();
+        Ok(())
     }
 }
 
@@ -172,26 +212,30 @@ pub struct Instance {
 impl Instance {
     pub(super) fn new(
         pre: &Pre,
-        identity: &Identity,
         limits: Limits,
         ticker: Arc<Ticker>,
+        lines: Arc<Lines>,
         config: &[(String, String)],
     ) -> Result<Self, PolicyError> {
-        let tag: Arc<str> = Arc::from(identity.source.as_str());
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestOutput::new(tag.clone(), "stdout"))
-            .stderr(GuestOutput::new(tag.clone(), "stderr"))
+            .stdout(GuestOutput::new(lines.clone(), "stdout"))
+            .stderr(GuestOutput::new(lines.clone(), "stderr"))
             .allow_tcp(false)
             .allow_udp(false)
+            .max_random_size(MAX_RANDOM)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = State {
             wasi,
-            table: ResourceTable::new(),
-            memory: MemoryCap {
+            table,
+            memory: MemoryBudget {
                 limit: limits.memory,
+                used: 0,
+                growing: 0,
             },
             deadline: Duration::ZERO,
-            tag,
+            lines,
         };
         let engine = match pre {
             Pre::V0_2(pre) => pre.engine(),
@@ -207,36 +251,51 @@ impl Instance {
                 UpdateDeadline::Continue(1)
             })
         });
-        let bindings = arm(&mut store, &ticker, limits, |store| match pre {
-            Pre::V0_2(pre) => pre.instantiate(store).map(Bindings::V0_2),
-            Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
-        })?;
+        // Instantiating and `init` have a budget of their own: once per
+        // instance, off the drain's path.
+        let bindings = arm(
+            &mut store,
+            &ticker,
+            limits.init,
+            limits,
+            |store| match pre {
+                Pre::V0_2(pre) => pre.instantiate(store).map(Bindings::V0_2),
+                Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
+            },
+        )?;
         let mut instance = Instance {
             bindings,
             store,
             limits,
             ticker,
         };
-        let config = config.to_vec();
-        instance
-            .guarded(|store, policy| match policy {
-                Bindings::V0_2(p) => p.call_init(store, &config),
-                Bindings::V0_1(p) => p.call_init(store, &config),
-            })?
-            .map_err(PolicyError::Init)?;
+        let bindings = &instance.bindings;
+        arm(
+            &mut instance.store,
+            &instance.ticker,
+            limits.init,
+            limits,
+            |store| match bindings {
+                Bindings::V0_2(p) => p.call_init(store, config),
+                Bindings::V0_1(p) => p.call_init(store, config),
+            },
+        )?
+        .map_err(|error| PolicyError::Init(bounded(redacted(error, config), MAX_ERROR)))?;
         Ok(instance)
     }
 
     /// The next step of the drain.
     pub fn decide(&mut self, snapshot: &Snapshot) -> Result<Decision, PolicyError> {
-        self.guarded(|store, policy| match policy {
+        let mut decision = self.guarded(|store, policy| match policy {
             Bindings::V0_2(p) => p
                 .call_decide(store, &convert::snapshot_v0_2(snapshot))
                 .map(convert::current::decision),
             Bindings::V0_1(p) => p
                 .call_decide(store, &convert::snapshot_v0_1(snapshot))
                 .map(convert::first::decision),
-        })
+        })?;
+        decision.reason = bounded(decision.reason, MAX_REASON);
+        Ok(decision)
     }
 
     /// What to do with a signal.
@@ -268,36 +327,57 @@ impl Instance {
         call: impl FnOnce(&mut Store<State>, &Bindings) -> wasmtime::Result<T>,
     ) -> Result<T, PolicyError> {
         let bindings = &self.bindings;
-        arm(&mut self.store, &self.ticker, self.limits, |store| {
-            call(store, bindings)
-        })
+        arm(
+            &mut self.store,
+            &self.ticker,
+            self.limits.cpu,
+            self.limits,
+            |store| call(store, bindings),
+        )
     }
 }
 
-/// Runs `call` with the CPU budget armed, and names what went wrong.
+/// Runs `call` with `cpu` armed, and names what went wrong.
 fn arm<T>(
     store: &mut Store<State>,
     ticker: &Ticker,
+    cpu: Duration,
     limits: Limits,
     call: impl FnOnce(&mut Store<State>) -> wasmtime::Result<T>,
 ) -> Result<T, PolicyError> {
-    store.data_mut().deadline = thread_cpu_time() + limits.cpu;
+    store.data_mut().deadline = thread_cpu_time() + cpu;
     store.set_epoch_deadline(1);
     let _busy = ticker.busy();
-    call(store).map_err(|e| classify(&e, limits))
+    call(store).map_err(|e| classify(&e, cpu, limits))
 }
 
-fn classify(error: &wasmtime::Error, limits: Limits) -> PolicyError {
+fn classify(error: &wasmtime::Error, cpu: Duration, limits: Limits) -> PolicyError {
     if error.downcast_ref::<MemoryCapReached>().is_some() {
         return PolicyError::Memory(limits.memory);
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PolicyError::Timeout(limits.cpu),
+        Some(Trap::Interrupt) => PolicyError::Timeout(cpu),
         Some(Trap::StackOverflow) => PolicyError::StackOverflow,
         Some(trap) => PolicyError::Trap(trap.to_string()),
-        None => PolicyError::Trap(format!("{error:#}")),
+        None => PolicyError::Trap(bounded(format!("{error:#}"), MAX_ERROR)),
     }
 }
+
+/// `text` with the config's longer values masked: an `init` error may quote
+/// one, and it may be a secret (the agent never shows config values).
+/// Short values (`1s`, `TERM`) say nothing secret and are kept, so the
+/// error still reads.
+fn redacted(mut text: String, config: &[(String, String)]) -> String {
+    for (key, value) in config {
+        if value.len() >= REDACTED_FROM && text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), &format!("<the value of {key}>"));
+        }
+    }
+    text
+}
+
+/// Config values this long or longer are masked in errors.
+const REDACTED_FROM: usize = 8;
 
 /// Advances the engine's epoch every millisecond while a call is in flight,
 /// and sleeps otherwise, so an idle agent does no work at all.

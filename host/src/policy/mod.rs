@@ -10,6 +10,7 @@ mod compile;
 mod convert;
 mod fallback;
 mod instance;
+mod instrument;
 mod output;
 
 use std::fmt;
@@ -48,7 +49,11 @@ pub const OLDER_WORLDS: [&str; 1] = ["lameduck:policy@0.1.0"];
 pub struct Limits {
     /// CPU time per call, enforced by epoch interruption.
     pub cpu: Duration,
-    /// Linear memory, in bytes.
+    /// CPU time for instantiating and `init`: once per instance, off the
+    /// drain's path, and a large component's start-up (JavaScript, Python)
+    /// must not be refused for one slow moment of a loaded machine.
+    pub init: Duration,
+    /// Linear memories and tables of an instance, together, in bytes.
     pub memory: usize,
     /// Wasm stack, in bytes.
     pub stack: usize,
@@ -58,10 +63,33 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             cpu: Duration::from_millis(10),
+            init: Duration::from_secs(1),
             memory: 16 << 20,
             stack: 512 << 10,
         }
     }
+}
+
+/// The longest reason kept from a decision; the agent logs, counts and
+/// keeps every reason, so a policy must not choose their size.
+pub const MAX_REASON: usize = 512;
+
+/// The longest error text kept from a policy (`init`'s refusal, a trap).
+pub const MAX_ERROR: usize = 1024;
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying so.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!("… [truncated: {total} bytes]"));
+    text
 }
 
 /// Why a component cannot be used as a policy.

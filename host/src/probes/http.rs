@@ -37,8 +37,10 @@ impl HttpProbe {
     async fn get(&self, target: &Target) -> std::io::Result<(u16, String)> {
         let mut stream = connect(&target.authority).await?;
         let request = format!(
-            "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: lameduck\r\nConnection: close\r\n\r\n",
-            target.path, target.authority
+            "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
+            target.path,
+            target.authority,
+            super::USER_AGENT
         );
         stream.write_all(request.as_bytes()).await?;
         let mut response = Vec::new();

@@ -31,6 +31,10 @@ pub use traffic::{Evidence, Excluded, Silences, Traffic};
 /// How much of a body or file a probe keeps.
 pub const MAX_BODY: usize = 4096;
 
+/// The `User-Agent` of the agent's own HTTP requests: the admin server's
+/// `/readyz` knows by it that a readiness URL led back to itself.
+pub const USER_AGENT: &str = "lameduck";
+
 /// One kind of probe.
 pub(crate) trait Sample {
     /// Takes a reading. Slow kinds are bounded by the caller's timeout.

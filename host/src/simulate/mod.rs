@@ -23,7 +23,7 @@ use crate::config::{Config, ProbeKind};
 use crate::picture::{self, Frame, Row};
 use crate::policy::{Compiler, Decision, Mode, Policy, ProbeValue, Signal, SignalAction, Snapshot};
 use crate::probes::millis;
-use crate::timeline::{self, Entry};
+use crate::timeline;
 
 use scenario::{Scenario, Trigger};
 use world::{Stop, World};
@@ -125,7 +125,7 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
     print_figures(&scenario, &identity, &world, &outcome, grace);
     if let Some(path) = svg {
         let entries = entries(&h);
-        let rows: Vec<Row<'_>> = entries.iter().map(Row::from).collect();
+        let rows: Vec<Row<'_>> = entries.iter().filter_map(Row::from_json).collect();
         let frame = Frame {
             budget_ms: Some(budget.into()),
             grace_period_ms: Some(grace.into()),
@@ -166,29 +166,35 @@ impl Decider for Policy {
     }
 }
 
-/// The agent's records as timeline entries, on the virtual clock.
-fn entries(h: &Harness<Policy>) -> Vec<Entry> {
+/// The agent's records as timeline entries (as `/status` shows them), on
+/// the virtual clock.
+fn entries(h: &Harness<Policy>) -> Vec<serde_json::Value> {
     h.records()
         .iter()
         .map(|(at, record)| {
             let (event, message, data) = timeline::entry(&record.event);
-            Entry {
-                at_ms: *at,
-                drain_ms: record.drain_ms,
-                event,
-                message,
-                data,
-            }
+            serde_json::json!({
+                "at_ms": at,
+                "drain_ms": record.drain_ms,
+                "event": event,
+                "message": message,
+                "data": data,
+            })
         })
         .collect()
 }
 
 fn print_timeline(h: &Harness<Policy>) {
     for entry in entries(h) {
-        let when = entry
-            .drain_ms
+        let when = entry["drain_ms"]
+            .as_u64()
             .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
-        println!("{when:>9}  {:<9} {}", entry.event, entry.message);
+        let (event, message) = (&entry["event"], &entry["message"]);
+        println!(
+            "{when:>9}  {:<9} {}",
+            event.as_str().unwrap_or_default(),
+            message.as_str().unwrap_or_default()
+        );
     }
 }
 

@@ -152,7 +152,9 @@ impl Scenario {
     /// Reads and checks a scenario file; errors name the file, line, column
     /// and field.
     pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
-        let text = config::read_regular(path)?;
+        let bytes = config::read_regular(path, config::MAX_CONFIG_BYTES).map_err(ConfigError)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| ConfigError(format!("{}: not UTF-8 text: {e}", path.display())))?;
         let scenario: Scenario = config::from_yaml(path, &text)?;
         scenario
             .check()
