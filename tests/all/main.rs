@@ -5,6 +5,7 @@ mod conformance;
 mod drain;
 mod reload;
 mod replay;
+mod rollout;
 mod sandbox;
 mod supervision;
 mod util;
