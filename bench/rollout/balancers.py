@@ -20,35 +20,33 @@ from pods import APP_PORT, HERE, spawn
 LOG_FORMAT = "'$msec $status $upstream_addr $upstream_status'"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Balancer:
-    """An nginx of its own (prefix, logs, temp files in `workdir`)."""
+    """An nginx of its own, in a network namespace of its own on the pods'
+    bridge (as a balancer is another host), with its prefix, logs and temp
+    files in `workdir`."""
 
-    def __init__(self, workdir):
+    port = 80
+
+    def __init__(self, workdir, network):
         self.workdir = workdir
-        self.port = free_port()
+        self.namespace, self.address = network.add_namespace()
         self.conf = os.path.join(workdir, "nginx.conf")
         self.access_log = os.path.join(workdir, "access.log")
         self.process = None
-        self.url = f"http://127.0.0.1:{self.port}/work"
+        self.url = f"http://{self.address}:{self.port}/work"
 
     def start(self, addresses):
         self.write_conf(addresses)
-        self.process = spawn(["nginx", "-p", self.workdir, "-c", self.conf,
-                              "-e", os.path.join(self.workdir, "error.log")])
+        self.process = spawn(["ip", "netns", "exec", self.namespace, "nginx", "-p", self.workdir,
+                              "-c", self.conf, "-e", os.path.join(self.workdir, "error.log")])
         give_up = time.monotonic() + 10
         while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.address, self.port), timeout=1).close()
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > give_up:
-                    raise RuntimeError(f"nginx did not start; see {self.workdir}/error.log")
+                    raise RuntimeError(f"nginx did not start: {self.error_tail()}")
                 time.sleep(0.02)
 
     def stop(self):
@@ -85,6 +83,13 @@ http {{
 }}
 """)
 
+    def error_tail(self):
+        try:
+            with open(os.path.join(self.workdir, "error.log"), errors="replace") as f:
+                return " / ".join(f.read().strip().splitlines()[-3:])
+        except OSError:
+            return "(no error.log)"
+
     def failures_by_pod(self):
         """{pod address: 5xx answered through it}, from the access log."""
         failures = {}
@@ -110,8 +115,8 @@ class ReloadedNginx(Balancer):
 
     name = "nginx"
 
-    def __init__(self, workdir):
-        super().__init__(workdir)
+    def __init__(self, workdir, network):
+        super().__init__(workdir, network)
         self.generation = 0
 
     def upstream_and_servers(self, addresses):
@@ -125,7 +130,7 @@ class ReloadedNginx(Balancer):
 {servers}
     }}
     server {{
-        listen 127.0.0.1:{self.port} backlog=4096;
+        listen {self.port} backlog=4096;
         location / {{
             access_log {self.access_log} rollout;
             proxy_pass http://pods;
@@ -138,21 +143,19 @@ class ReloadedNginx(Balancer):
         """Reloads with these endpoints; returns the monotonic time the new
         configuration first answered (new connections go to new workers)."""
         self.write_conf(addresses)
-        self.process_signal(signal.SIGHUP)
+        # What `nginx -s reload` sends; the master is the process setpriv and
+        # `ip netns exec` exec'd.
+        os.kill(self.process.pid, signal.SIGHUP)
         give_up = time.monotonic() + 10
         while time.monotonic() < give_up:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/generation", timeout=1) as r:
+                with urllib.request.urlopen(f"http://{self.address}:{self.port}/generation", timeout=1) as r:
                     if r.read().decode() == str(self.generation):
                         return time.monotonic()
             except OSError:
                 pass
             time.sleep(0.005)
-        raise RuntimeError(f"nginx did not reload; see {self.workdir}/error.log")
-
-    def process_signal(self, number):
-        # The master is setpriv's exec'd child: same pid.
-        os.kill(self.process.pid, number)
+        raise RuntimeError(f"nginx did not reload: {self.error_tail()}")
 
 
 class IngressNginx(Balancer):
@@ -161,10 +164,7 @@ class IngressNginx(Balancer):
     without a reload, and ingress-nginx's default upstream keep-alive pool."""
 
     name = "ingress"
-
-    def __init__(self, workdir):
-        super().__init__(workdir)
-        self.config_port = free_port()
+    config_port = 10246  # ingress-nginx's
 
     def modules(self):
         return ("load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
@@ -182,7 +182,7 @@ class IngressNginx(Balancer):
         keepalive_requests 10000;
     }}
     server {{
-        listen 127.0.0.1:{self.port} backlog=4096;
+        listen {self.port} backlog=4096;
         location / {{
             access_log {self.access_log} rollout;
             proxy_pass http://upstream_balancer;
@@ -191,7 +191,7 @@ class IngressNginx(Balancer):
         }}
     }}
     server {{
-        listen 127.0.0.1:{self.config_port};
+        listen {self.config_port};
         location = /configuration/backends {{
             content_by_lua_block {{ require("balancer").configure() }}
         }}
@@ -204,7 +204,7 @@ class IngressNginx(Balancer):
     def apply(self, addresses):
         """Posts the endpoints; every worker uses them from its next request."""
         body = " ".join(f"{a}:{APP_PORT}" for a in addresses).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.config_port}/configuration/backends",
+        request = urllib.request.Request(f"http://{self.address}:{self.config_port}/configuration/backends",
                                          data=body, method="POST")
         with urllib.request.urlopen(request, timeout=5) as r:
             r.read()

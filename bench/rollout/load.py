@@ -114,7 +114,7 @@ class SparseLoad:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def label(self):
-        return f"bursts of {self.burst} every {self.every[0]:g}-{self.every[1]:g} s"
+        return f"{self.burst} per {self.every[0]:g}–{self.every[1]:g} s"
 
     def start(self):
         self.thread.start()

@@ -4,20 +4,25 @@ what the kubelet does to them (readiness probes, preStop, TERM, KILL).
 
 Every name (bridge, namespaces, veths) carries this process's pid, so runs in
 parallel never collide, and the leftovers of a run that was killed are
-recognised and swept by the next one.
+recognised and swept by the next one. Whatever the run starts, except the load
+generator, runs in one of these namespaces (the balancer too), so deleting
+them stops it all.
 """
 
 import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
 
 PREFIX = "ldr"
+WORKDIR_PREFIX = "lameduck-rollout-"  # then the pid
 APP_PORT = 8080
 ADMIN_PORT = 9911  # lameduck's admin server, inside the pod
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,33 +41,43 @@ def spawn(cmd, **kwargs):
     return subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", *cmd], **kwargs)
 
 
+def make_workdir():
+    """A temporary directory for one case's files."""
+    return tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+
+
 def sweep_leftovers():
-    """Removes the namespaces and bridges of runs whose process is gone (or
-    whose pid this run now has)."""
-    ours = re.compile(rf"^{PREFIX}([0-9a-f]+)(?:-\d+|b)$")
+    """Removes the namespaces, bridges, veths and temporary directories of
+    runs whose process is gone (or whose pid this run now has)."""
+    def left_behind(pid):
+        return pid == os.getpid() or not alive(pid)
 
     def stale(name):
-        match = ours.match(name)
-        if not match:
-            return False
-        pid = int(match.group(1), 16)
-        if pid == os.getpid():
-            return True
-        try:
-            os.kill(pid, 0)
-            return False
-        except ProcessLookupError:
-            return True
+        match = re.match(rf"^{PREFIX}([0-9a-f]+)(?:-\d+|b|v\d+)$", name)
+        return match is not None and left_behind(int(match.group(1), 16))
 
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for name in (line.split()[0] for line in namespaces.splitlines() if line.strip()):
         if stale(name):
             delete_namespace(name)
-    bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"],
-                             capture_output=True, text=True).stdout
-    for name in re.findall(r"^\d+: ([^:@]+)", bridges, re.M):
+    # A veth outlives its namespace while something still holds the latter.
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    for name in re.findall(r"^\d+: ([^:@]+)", links, re.M):
         if stale(name):
             subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
+    for entry in os.scandir(tempfile.gettempdir()):
+        match = re.match(rf"^{WORKDIR_PREFIX}(\d+)-", entry.name)
+        if match and left_behind(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def alive(pid):
+    """Whether a process runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def delete_namespace(name):
@@ -83,7 +98,8 @@ def kill_namespace(name):
 
 
 class Network:
-    """A bridge with a /24 of its own; pods get the next free address.
+    """A bridge with a /24 of its own; each namespace (a pod, the balancer)
+    gets the next free address.
 
     One per case: deleting it between cases forgets every neighbour entry,
     and addresses are never reused within it."""
@@ -93,6 +109,7 @@ class Network:
         self.subnet = free_subnet()
         self.gateway = str(self.subnet.network_address + 1)
         self.namespaces = []
+        self.veths = []
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
@@ -104,6 +121,7 @@ class Network:
         veth = f"{PREFIX}{os.getpid():x}v{index}"
         address = str(self.subnet.network_address + 2 + index)
         self.namespaces.append(name)
+        self.veths.append(veth)
         sh("ip", "netns", "add", name)
         sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         sh("ip", "link", "set", veth, "master", self.bridge, "up")
@@ -116,7 +134,8 @@ class Network:
     def delete(self):
         for name in self.namespaces:
             delete_namespace(name)
-        subprocess.run(["ip", "link", "del", self.bridge], stderr=subprocess.DEVNULL)
+        for link in [*self.veths, self.bridge]:
+            subprocess.run(["ip", "link", "del", link], stderr=subprocess.DEVNULL)
 
 
 def free_subnet():
@@ -201,10 +220,9 @@ class Pod:
     """One pod: its namespace, its process, and the moments (monotonic
     seconds) of its life that the figures are computed from."""
 
-    def __init__(self, network, variant, workdir, kind):
+    def __init__(self, network, variant, workdir):
         self.namespace, self.address = network.add_namespace()
         self.variant = variant
-        self.kind = kind  # "old" or "new"
         self.record_path = os.path.join(workdir, f"{self.namespace}.json")
         self.log_path = os.path.join(workdir, f"{self.namespace}.log")
         app = ["python3", os.path.join(HERE, "app.py"), "--port", str(APP_PORT),
@@ -223,7 +241,7 @@ class Pod:
         give_up = time.monotonic() + limit
         while time.monotonic() < give_up:
             if self.process.poll() is not None:
-                raise RuntimeError(f"pod {self.namespace} exited before it was ready; see {self.log_path}")
+                raise RuntimeError(f"pod {self.namespace} exited before it was ready: {self.log_tail()}")
             probed = time.monotonic()
             try:
                 if http_get(url, timeout=1) == 200:
@@ -232,12 +250,19 @@ class Pod:
             except OSError:
                 pass
             time.sleep(max(0.0, probed + period - time.monotonic()))
-        raise RuntimeError(f"pod {self.namespace} not ready within {limit:g} s; see {self.log_path}")
+        raise RuntimeError(f"pod {self.namespace} not ready within {limit:g} s: {self.log_tail()}")
+
+    def log_tail(self):
+        """The end of what the pod wrote, for an error message (the case's
+        files are deleted with it unless --keep)."""
+        with open(self.log_path, errors="replace") as f:
+            return " / ".join(f.read().strip().splitlines()[-3:]) or "(no output)"
 
     def terminate(self, grace):
-        """The kubelet's part of a pod deletion: preStop, TERM to PID 1,
-        KILL at the end of the grace period, counted from the start of
-        preStop (a preStop that used it all earns 2 s more, as in Kubernetes)."""
+        """The kubelet's part of a pod deletion: preStop, TERM to PID 1, KILL
+        to everything in the pod at the end of the grace period, counted from
+        the start of preStop. As the kubelet does, TERM is given at least 2 s
+        however long preStop took."""
         deleted = self.times["deleted"] = time.monotonic()
         kill_at = deleted + grace
         self.variant.pre_stop(self, kill_at)

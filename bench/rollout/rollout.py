@@ -17,13 +17,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 from balancers import BALANCERS
 from endpoints import Endpoints
 from load import DenseLoad, SparseLoad
-from pods import Bare, Lameduck, Network, Pod, Sleep, sweep_leftovers
+from pods import Bare, Lameduck, Network, Pod, Sleep, make_workdir, sweep_leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,15 +68,20 @@ def main():
     log(f"{len(cases)} cases, about {estimate / 60:.0f} min")
     started = time.monotonic()
     results = []
+    interrupted = False
     try:
         for i, (cell, variant) in enumerate(cases, 1):
             log(f"[{i}/{len(cases)}] {describe_cell(cell)} · {variant.name}")
-            result = run_case(cell, variant, args)
+            try:
+                result = run_case(cell, variant, args)
+                log(f"    {summary(result)}")
+            except Exception as e:  # one broken case does not lose the others
+                result = {**cell_json(cell, variant), "error": str(e)}
+                log(f"    failed: {e}")
             results.append(result)
-            log(f"    {summary(result)}")
     except KeyboardInterrupt:
+        interrupted = True
         log("interrupted; cleaned up")
-        sys.exit(130)
     report = {
         "command": " ".join(["bench/rollout/run", *sys.argv[1:]]),
         "machine": machine(),
@@ -91,6 +95,10 @@ def main():
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     print(markdown(report))
+    if interrupted:
+        sys.exit(130)
+    if any("error" in r for r in results):
+        sys.exit(1)
 
 
 def interrupt(_signum, _frame):
@@ -214,12 +222,12 @@ def have(tool):
 def run_case(cell, variant, args):
     """One variant in one cell, on a network, balancer and pods of its own."""
     balancer_name, lag, traffic, age = cell
-    workdir = tempfile.mkdtemp(prefix=f"lameduck-rollout-{os.getpid()}-")
+    workdir = make_workdir()
     network = Network()
-    balancer = BALANCERS[balancer_name](workdir)
+    balancer = BALANCERS[balancer_name](workdir, network)
     load = None
     try:
-        old = [Pod(network, variant, workdir, "old") for _ in range(args.pods)]
+        old = [Pod(network, variant, workdir) for _ in range(args.pods)]
         for pod in old:
             pod.wait_ready(args.probe_period)
         balancer.start([p.address for p in old])
@@ -232,12 +240,12 @@ def run_case(cell, variant, args):
         load.begin_rollout()
         began = time.monotonic()
         endpoints = Endpoints(balancer, old, lag)
-        new = rollout(old, lambda: Pod(network, variant, workdir, "new"), endpoints, args)
+        new = rollout(old, lambda: Pod(network, variant, workdir), endpoints, args)
         ended = max([p.times["exited"] for p in old] + [p.times["endpoint_added"] for p in new])
         time.sleep(1)  # the last requests of the rollout finish
-        counts = load.stop()
+        counts, label = load.stop(), load.label()
         load = None
-        return figures(cell, variant, load_label(traffic, args), old, new, counts, balancer, ended - began)
+        return figures(cell, variant, label, old, new, counts, balancer, ended - began)
     finally:
         if load:
             load.stop()
@@ -291,14 +299,9 @@ def figures(cell, variant, traffic_label, old, new, counts, balancer, rollout_s)
             entry["term_reason"] = pod.term_reason()
         pods.append(entry)
     wastes = [p["waste_s"] for p in pods if "waste_s" in p]
-    balancer_name, lag, traffic, age = cell
     return {
-        "balancer": balancer_name,
-        "lag_s": lag,
-        "traffic": traffic,
+        **cell_json(cell, variant),
         "traffic_shape": traffic_label,
-        "age": age,
-        "variant": variant.name,
         "requests": counts["rollout"].requests,
         "failed": counts["rollout"].failed,
         "errors": counts["rollout"].errors,
@@ -315,8 +318,9 @@ def figures(cell, variant, traffic_label, old, new, counts, balancer, rollout_s)
     }
 
 
-def load_label(traffic, args):
-    return f"{args.rps} rps" if traffic == "dense" else "sparse"
+def cell_json(cell, variant):
+    balancer, lag, traffic, age = cell
+    return {"balancer": balancer, "lag_s": lag, "traffic": traffic, "age": age, "variant": variant.name}
 
 
 def describe_cell(cell):
@@ -337,6 +341,10 @@ def markdown(report):
         "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['balancer']} | {r['lag_s']:g} s | {r['traffic']} | {r['age']} | {r['variant']} "
+                         f"| failed: {r['error']} |")
+            continue
         p50 = "—" if r["waste_p50_s"] is None else f"{r['waste_p50_s']:.2f} s"
         span = "—" if r["waste_min_s"] is None else f"{r['waste_min_s']:.2f} … {r['waste_max_s']:.2f} s"
         lines.append(
