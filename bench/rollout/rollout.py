@@ -353,8 +353,10 @@ def markdown(report):
             f"| {r['rollout_s']:.1f} s | {r['killed']} |")
     m = report["machine"]
     lines.append("")
-    lines.append(f"{m['date']}, {m['nproc']} cores, Linux {m['kernel']}, {report['took_s'] / 60:.1f} min; "
-                 f"`{report['command']}`")
+    load = " / ".join(map(str, m["load_average"]))
+    lameduck = f"; lameduck: `{report['lameduck']['binary']}`" if report["lameduck"] else ""
+    lines.append(f"{m['date']}, {m['nproc']} cores, Linux {m['kernel']}, load average {load} at the end, "
+                 f"{report['took_s'] / 60:.1f} min{lameduck}; `{report['command']}`")
     return "\n".join(lines)
 
 
@@ -363,6 +365,8 @@ def machine():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "kernel": platform.release(),
+        # Other work on the machine shows in the rollout times, first.
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                  capture_output=True, text=True).stdout.strip(),
@@ -371,7 +375,10 @@ def machine():
 
 def describe_lameduck(binary):
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    return {"binary": binary, "version": version}
+    path = os.path.abspath(binary)
+    if path.startswith(ROOT + os.sep):
+        path = os.path.relpath(path, ROOT)
+    return {"binary": path, "version": version}
 
 
 def log(message):
