@@ -223,10 +223,10 @@ def run_case(cell, variant, args):
     """One variant in one cell, on a network, balancer and pods of its own."""
     balancer_name, lag, traffic, age = cell
     workdir = make_workdir()
-    network = Network()
-    balancer = BALANCERS[balancer_name](workdir, network)
-    load = None
+    network = balancer = load = None
     try:
+        network = Network()
+        balancer = BALANCERS[balancer_name](workdir, network)
         old = [Pod(network, variant, workdir) for _ in range(args.pods)]
         for pod in old:
             pod.wait_ready(args.probe_period)
@@ -249,8 +249,10 @@ def run_case(cell, variant, args):
     finally:
         if load:
             load.stop()
-        balancer.stop()
-        network.delete()
+        if balancer:
+            balancer.stop()
+        if network:
+            network.delete()
         if args.keep:
             log(f"    logs: {workdir}")
         else:
