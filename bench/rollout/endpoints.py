@@ -44,8 +44,8 @@ class Endpoints:
                     self.changed.wait(due - time.monotonic())
                     continue
                 now = time.monotonic()
+                # Still pending until it has landed: settle() waits for it.
                 batch = [p for p in self.pending if p[0] <= now]
-                self.pending = self.pending[len(batch):]
             for _, change, pod in batch:
                 if change == "add":
                     self.serving.append(pod)
@@ -59,4 +59,5 @@ class Endpoints:
             for _, change, pod in batch:
                 pod.times["endpoint_added" if change == "add" else "endpoint_removed"] = landed
             with self.changed:
+                del self.pending[:len(batch)]  # others only append
                 self.changed.notify_all()
