@@ -8,6 +8,7 @@ mod inject;
 mod picture;
 mod reload;
 mod replay;
+mod rollout;
 mod sandbox;
 mod sidecar;
 mod simulate;

@@ -1,0 +1,391 @@
+"""bench/rollout: a rolling update of real pods behind real load balancers,
+under real load; the judge of the drain. See README.md.
+
+Each case is one variant (how the pods stop) in one cell (balancer, lag,
+traffic, pod age): N old pods serve the traffic, then are replaced one by one
+(maxSurge 1, maxUnavailable 0), while the load keeps coming.
+"""
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+from balancers import BALANCERS
+from endpoints import Endpoints
+from load import DenseLoad, SparseLoad
+from pods import Bare, Lameduck, Network, Pod, Sleep, make_workdir, sweep_leftovers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+LAGS = [0.5, 2.0, 4.0]
+TRAFFIC = ["dense", "sparse"]
+AGES = ["old", "young"]
+FULL_VARIANTS = ["bare", "sleep-2", "sleep-5", "lameduck"]
+
+# The default subset (<= 10 minutes): the cells where today's drain is known
+# to be wasteful or unsafe, next to the fix everybody copies.
+DEFAULT_CELLS = [("ingress", 2.0, "dense", "old"), ("nginx", 2.0, "dense", "old"),
+                 ("nginx", 4.0, "sparse", "young")]
+DEFAULT_VARIANTS = ["bare", "sleep-5", "lameduck"]
+# CI's smoke cell (~1 minute): does the harness bite, does lameduck hold.
+SMOKE_CELLS = [("ingress", 0.5, "dense", "young")]
+SMOKE_VARIANTS = ["bare", "lameduck"]
+
+# What the bench runs, and the Debian package each comes from.
+TOOLS = {
+    "ip": "iproute2",
+    "setpriv": "util-linux",
+    "nginx": "nginx",
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so": "libnginx-mod-http-lua",
+    "/usr/share/lua/5.1/resty/core.lua": "lua-resty-core",
+    "hey": "hey",
+    "tini": "tini",
+}
+
+
+def main():
+    args = parse_args()
+    ensure_tools(install=not args.no_install)
+    if args.install_only:
+        return
+    cells, variant_names = selection(args)
+    variants = [make_variant(name, args) for name in variant_names]
+    # SIGTERM (and SIGHUP) clean up as Ctrl-C does.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, interrupt)
+    sweep_leftovers()
+    cases = [(cell, variant) for cell in cells for variant in variants]
+    estimate = sum(args.old_age if cell[3] == "old" else args.young_age for cell, _ in cases) + 20 * len(cases)
+    log(f"{len(cases)} cases, about {estimate / 60:.0f} min")
+    started = time.monotonic()
+    results = []
+    interrupted = False
+    try:
+        for i, (cell, variant) in enumerate(cases, 1):
+            log(f"[{i}/{len(cases)}] {describe_cell(cell)} · {variant.name}")
+            try:
+                result = run_case(cell, variant, args)
+                log(f"    {summary(result)}")
+            except Exception as e:  # one broken case does not lose the others
+                result = {**cell_json(cell, variant), "error": str(e)}
+                log(f"    failed: {e}")
+            results.append(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted; cleaned up")
+    report = {
+        "command": " ".join(["bench/rollout/run", *sys.argv[1:]]),
+        "machine": machine(),
+        "lameduck": describe_lameduck(args.lameduck) if any(v.name == "lameduck" for v in variants) else None,
+        "settings": {"pods": args.pods, "grace_s": args.grace, "rps": args.rps, "old_age_s": args.old_age,
+                     "young_age_s": args.young_age, "probe_period_s": args.probe_period},
+        "took_s": round(time.monotonic() - started, 1),
+        "results": results,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    print(markdown(report))
+    if interrupted:
+        sys.exit(130)
+    if any("error" in r for r in results):
+        sys.exit(1)
+
+
+def interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        prog="bench/rollout/run",
+        description="A rolling update of real pods (network namespaces) behind nginx and an "
+                    "ingress-nginx-like balancer, under real load, for bare apps, preStop sleeps "
+                    "and lameduck. Prints a markdown table; needs root.",
+        epilog="Without --smoke or --full: the default subset, "
+               f"{', '.join(map(describe_cell, DEFAULT_CELLS))}, with {', '.join(DEFAULT_VARIANTS)} "
+               "(<= 10 minutes). The matrix flags narrow the default subset; with --full they "
+               "give the values whose cross product is run.")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--smoke", action="store_true",
+                       help=f"CI's cell: {describe_cell(SMOKE_CELLS[0])}, {' and '.join(SMOKE_VARIANTS)} (~1 min)")
+    scope.add_argument("--full", action="store_true",
+                       help="every cell: balancer x lag x traffic x age, with " + ", ".join(FULL_VARIANTS))
+    parser.add_argument("--balancers", type=csv(str, BALANCERS), help="nginx, ingress")
+    parser.add_argument("--lags", type=csv(float), help="seconds from a pod's deletion (or readiness) "
+                        "to its endpoint's change on the balancer; e.g. 0.5,2,4")
+    parser.add_argument("--traffic", type=csv(str, TRAFFIC), help="dense, sparse")
+    parser.add_argument("--ages", type=csv(str, AGES), help="old, young")
+    parser.add_argument("--variants", type=csv(str), help="bare, sleep-N (tini + preStop sleep N), lameduck")
+    parser.add_argument("--json", metavar="FILE", help="also write the results, in detail, as JSON")
+    parser.add_argument("--lameduck", metavar="PATH", help="the binary (default: the newest of "
+                        "target/release/lameduck and target/debug/lameduck, built if neither exists)")
+    parser.add_argument("--lameduck-arg", metavar="ARG", action="append", default=[],
+                        help="an extra flag for `lameduck run`, e.g. --lameduck-arg=--policy-config=quiet=2s")
+    parser.add_argument("--policy", metavar="FILE", help="the policy lameduck runs (default: its built-in drain)")
+    parser.add_argument("--pods", type=int, default=3, help="replicas (default 3)")
+    parser.add_argument("--grace", type=float, default=15.0, help="terminationGracePeriodSeconds (default 15)")
+    parser.add_argument("--rps", type=int, default=300, help="the dense traffic's rate (default 300)")
+    parser.add_argument("--old-age", type=float, default=60.0,
+                        help="seconds old pods serve before the rollout (default 60)")
+    parser.add_argument("--young-age", type=float, default=3.0,
+                        help="seconds young pods serve before the rollout (default 3)")
+    parser.add_argument("--probe-period", type=float, default=1.0, help="readiness probe period (default 1 s)")
+    parser.add_argument("--seed", type=int, default=1, help="of the sparse traffic's bursts")
+    parser.add_argument("--keep", action="store_true", help="keep each case's logs (printed) instead of deleting them")
+    parser.add_argument("--no-install", action="store_true", help="fail, naming the packages, if any is missing")
+    parser.add_argument("--install-only", action="store_true", help="install what is missing, then exit")
+    return parser.parse_args()
+
+
+def csv(kind, allowed=None):
+    def parse(text):
+        values = [kind(v) for v in text.split(",") if v]
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))}: not one of {', '.join(allowed)}")
+        return values
+    return parse
+
+
+def selection(args):
+    """The cells and the variants to run."""
+    if args.smoke:
+        return SMOKE_CELLS, args.variants or SMOKE_VARIANTS
+    if args.full:
+        cells = itertools.product(args.balancers or list(BALANCERS), args.lags or LAGS,
+                                  args.traffic or TRAFFIC, args.ages or AGES)
+        return list(cells), args.variants or FULL_VARIANTS
+    wanted = (args.balancers, args.lags, args.traffic, args.ages)
+    cells = [c for c in DEFAULT_CELLS if all(w is None or v in w for v, w in zip(c, wanted))]
+    if not cells:
+        sys.exit("no cell of the default subset matches; add --full to run other cells")
+    return cells, args.variants or DEFAULT_VARIANTS
+
+
+def make_variant(name, args):
+    if name == "bare":
+        return Bare()
+    if name.startswith("sleep"):
+        try:
+            return Sleep(float(name[len("sleep"):].lstrip("-: ")))
+        except ValueError:
+            pass
+    if name == "lameduck":
+        args.lameduck = args.lameduck or find_lameduck()
+        extra = list(args.lameduck_arg)
+        if args.policy:
+            extra += ["--policy", os.path.abspath(args.policy)]
+        return Lameduck(os.path.abspath(args.lameduck), args.grace, extra)
+    sys.exit(f"unknown variant {name!r}: bare, sleep-N, lameduck")
+
+
+def find_lameduck():
+    built = [os.path.join(ROOT, "target", profile, "lameduck") for profile in ("release", "debug")]
+    built = [b for b in built if os.path.exists(b)]
+    if not built:
+        log("no lameduck built: cargo build -p lameduck")
+        subprocess.run(["cargo", "build", "-p", "lameduck"], cwd=ROOT, check=True)
+        return os.path.join(ROOT, "target", "debug", "lameduck")
+    return max(built, key=os.path.getmtime)
+
+
+def ensure_tools(install):
+    if os.geteuid() != 0:
+        sys.exit("bench/rollout needs root: it makes network namespaces, veth pairs and a bridge")
+    missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    if missing and install:
+        log(f"installing {' '.join(missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        apt = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        if subprocess.run(apt, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(apt, env=env, stdout=subprocess.DEVNULL)
+        missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    if missing:
+        sys.exit(f"bench/rollout needs: apt-get install {' '.join(missing)}")
+
+
+def have(tool):
+    return os.path.exists(tool) if tool.startswith("/") else shutil.which(tool) is not None
+
+
+def run_case(cell, variant, args):
+    """One variant in one cell, on a network, balancer and pods of its own."""
+    balancer_name, lag, traffic, age = cell
+    workdir = make_workdir()
+    network = balancer = load = None
+    try:
+        network = Network()
+        balancer = BALANCERS[balancer_name](workdir, network)
+        old = [Pod(network, variant, workdir) for _ in range(args.pods)]
+        for pod in old:
+            pod.wait_ready(args.probe_period)
+        balancer.start([p.address for p in old])
+        if traffic == "dense":
+            load = DenseLoad(balancer.url, args.rps)
+        else:
+            load = SparseLoad(balancer.url, seed=args.seed)
+        load.start()
+        time.sleep(args.old_age if age == "old" else args.young_age)
+        load.begin_rollout()
+        began = time.monotonic()
+        endpoints = Endpoints(balancer, old, lag)
+        new = rollout(old, lambda: Pod(network, variant, workdir), endpoints, args)
+        ended = max([p.times["exited"] for p in old] + [p.times["endpoint_added"] for p in new])
+        time.sleep(1)  # the last requests of the rollout finish
+        counts, label = load.stop(), load.label()
+        load = None
+        return figures(cell, variant, label, old, new, counts, balancer, ended - began)
+    finally:
+        if load:
+            load.stop()
+        if balancer:
+            balancer.stop()
+        if network:
+            network.delete()
+        if args.keep:
+            log(f"    logs: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def rollout(old, new_pod, endpoints, args):
+    """maxSurge 1, maxUnavailable 0: a new pod; once it is ready, an old one
+    is deleted (its endpoint removal and its termination begin together) and
+    the next new pod is created. Returns the new pods once every old one has
+    exited and every change has reached the balancer."""
+    new, terminations = [], []
+    for pod in old:
+        fresh = new_pod()
+        new.append(fresh)
+        fresh.wait_ready(args.probe_period)
+        endpoints.add(fresh)
+        endpoints.remove(pod)
+        terminations.append(pod.terminate_in_background(args.grace))
+    for termination in terminations:
+        termination.join()
+    endpoints.settle()
+    return new
+
+
+def figures(cell, variant, traffic_label, old, new, counts, balancer, rollout_s):
+    """What a case measured; per old pod, the waste: SIGTERM to the app minus
+    the moment it became safe (endpoint removed and its last request done)."""
+    pods = []
+    for pod in old:
+        record = pod.app_record()
+        removed = pod.times.get("endpoint_removed")
+        entry = {
+            "namespace": pod.namespace,
+            "address": pod.address,
+            "times": {k: round(v - pod.times["created"], 3) for k, v in pod.times.items()},
+            "killed": pod.killed,
+            "app": record,
+        }
+        if record:
+            safe = max(removed, record["last_done"] or removed)
+            entry["waste_s"] = round(record["sigterm"] - safe, 3)
+            entry["in_flight_at_term"] = record["in_flight"]
+            entry["term_after_deletion_s"] = round(record["sigterm"] - pod.times["deleted"], 3)
+        if isinstance(variant, Lameduck):
+            entry["term_reason"] = pod.term_reason()
+        pods.append(entry)
+    wastes = [p["waste_s"] for p in pods if "waste_s" in p]
+    return {
+        **cell_json(cell, variant),
+        "traffic_shape": traffic_label,
+        "requests": counts["rollout"].requests,
+        "failed": counts["rollout"].failed,
+        "errors": counts["rollout"].errors,
+        "warmup": counts["warmup"].as_json(),
+        "failed_by_pod": balancer.failures_by_pod(),
+        "in_flight_at_term": sum(p.get("in_flight_at_term", 0) for p in pods),
+        "waste_p50_s": round(statistics.median(wastes), 3) if wastes else None,
+        "waste_min_s": min(wastes, default=None),
+        "waste_max_s": max(wastes, default=None),
+        "rollout_s": round(rollout_s, 2),
+        "killed": sum(p["killed"] for p in pods),
+        "pods": pods,
+        "new_pods_ready_s": [round(p.times["ready"] - p.times["created"], 3) for p in new],
+    }
+
+
+def cell_json(cell, variant):
+    balancer, lag, traffic, age = cell
+    return {"balancer": balancer, "lag_s": lag, "traffic": traffic, "age": age, "variant": variant.name}
+
+
+def describe_cell(cell):
+    balancer, lag, traffic, age = cell
+    return f"{balancer} lag {lag:g} s {traffic} {age}"
+
+
+def summary(r):
+    waste = "" if r["waste_p50_s"] is None else f", waste p50 {r['waste_p50_s']:.2f} s"
+    return (f"{r['failed']} / {r['requests']} failed, {r['in_flight_at_term']} in flight at TERM{waste}, "
+            f"rollout {r['rollout_s']:.1f} s, {r['killed']} killed")
+
+
+def markdown(report):
+    lines = [
+        "| balancer | lag | traffic | pods | variant | requests | failed | in flight at TERM "
+        "| waste p50 | waste min … max | rollout | SIGKILLed |",
+        "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['balancer']} | {r['lag_s']:g} s | {r['traffic']} | {r['age']} | {r['variant']} "
+                         f"| failed: {r['error']} |")
+            continue
+        p50 = "—" if r["waste_p50_s"] is None else f"{r['waste_p50_s']:.2f} s"
+        span = "—" if r["waste_min_s"] is None else f"{r['waste_min_s']:.2f} … {r['waste_max_s']:.2f} s"
+        lines.append(
+            f"| {r['balancer']} | {r['lag_s']:g} s | {r['traffic_shape']} | {r['age']} | {r['variant']} "
+            f"| {r['requests']} | {r['failed']} | {r['in_flight_at_term']} | {p50} | {span} "
+            f"| {r['rollout_s']:.1f} s | {r['killed']} |")
+    m = report["machine"]
+    lines.append("")
+    load = " / ".join(map(str, m["load_average"]))
+    lameduck = f"; lameduck: `{report['lameduck']['binary']}`" if report["lameduck"] else ""
+    lines.append(f"{m['date']}, {m['nproc']} cores, Linux {m['kernel']}, load average {load} at the end, "
+                 f"{report['took_s'] / 60:.1f} min{lameduck}; `{report['command']}`")
+    return "\n".join(lines)
+
+
+def machine():
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        # Other work on the machine shows in the rollout times, first.
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def describe_lameduck(binary):
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+    path = os.path.abspath(binary)
+    if path.startswith(ROOT + os.sep):
+        path = os.path.relpath(path, ROOT)
+    return {"binary": path, "version": version}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
