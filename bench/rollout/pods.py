@@ -190,16 +190,18 @@ class Lameduck:
     asks the app's own health URL); `preStop: httpGet /prestop`, which holds
     until lameduck has signalled the app."""
 
-    name = "lameduck"
-
-    def __init__(self, binary, grace, extra_args):
+    def __init__(self, binary, grace, extra_args, name="lameduck"):
         self.binary = binary
         self.grace = grace
         self.extra_args = extra_args
+        self.name = name
+
+    def agent(self, subcommand):
+        return [self.binary, subcommand, "--log-format", "json", "--grace-period", f"{self.grace:g}s",
+                "--readiness-url", f"http://127.0.0.1:{APP_PORT}/healthz", *self.extra_args]
 
     def command(self, app):
-        return [self.binary, "run", "--log-format", "json", "--grace-period", f"{self.grace:g}s",
-                "--readiness-url", f"http://127.0.0.1:{APP_PORT}/healthz", *self.extra_args, "--", *app]
+        return [*self.agent("run"), "--", *app]
 
     def readiness_url(self, address):
         return f"http://{address}:{ADMIN_PORT}/readyz"
@@ -209,6 +211,22 @@ class Lameduck:
             http_get(f"http://{pod.address}:{ADMIN_PORT}/prestop", max(0.1, until - time.monotonic()))
         except OSError:
             pass  # the kubelet goes on to TERM whatever the hook did
+
+
+class Sidecar(Lameduck):
+    """The app is its container's PID 1, unchanged; `lameduck sidecar` runs
+    beside it in the pod (a native sidecar), and the app's `preStop:
+    httpGet /prestop` is served by the sidecar. The kubelet TERMs the
+    sidecar once the app has exited."""
+
+    def __init__(self, binary, grace, extra_args):
+        super().__init__(binary, grace, extra_args, name="lameduck sidecar")
+
+    def command(self, app):
+        return app
+
+    def sidecar(self):
+        return self.agent("sidecar")
 
 
 def http_get(url, timeout):
@@ -227,11 +245,14 @@ class Pod:
         self.log_path = os.path.join(workdir, f"{self.namespace}.log")
         app = ["python3", os.path.join(HERE, "app.py"), "--port", str(APP_PORT),
                "--record", self.record_path]
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             # A session of its own: Ctrl-C on the terminal is the harness's
             # to handle, not the pods'.
             self.process = spawn(["ip", "netns", "exec", self.namespace, *variant.command(app)],
                                  stdout=log, stderr=log, start_new_session=True)
+            sidecar = getattr(variant, "sidecar", None)
+            self.sidecar = sidecar and spawn(["ip", "netns", "exec", self.namespace, *sidecar()],
+                                             stdout=log, stderr=log, start_new_session=True)
         self.times = {"created": time.monotonic()}
         self.killed = False
 
@@ -270,12 +291,16 @@ class Pod:
         kill_at = max(kill_at, time.monotonic() + 2)
         self.process.send_signal(signal.SIGTERM)
         self.times["term_sent"] = time.monotonic()
-        try:
-            self.process.wait(timeout=max(0.0, kill_at - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_namespace(self.namespace)
-            self.killed = True
-            self.process.wait()
+        # A native sidecar gets its TERM once the app has exited.
+        for process in filter(None, [self.process, self.sidecar]):
+            if process is self.sidecar:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=max(0.0, kill_at - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                kill_namespace(self.namespace)
+                self.killed = True
+                process.wait()
         self.times["exited"] = time.monotonic()
 
     def app_record(self):

@@ -22,7 +22,7 @@ import time
 from balancers import BALANCERS
 from endpoints import Endpoints
 from load import DenseLoad, SparseLoad
-from pods import Bare, Lameduck, Network, Pod, Sleep, make_workdir, sweep_leftovers
+from pods import Bare, Lameduck, Network, Pod, Sidecar, Sleep, make_workdir, sweep_leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -85,7 +85,7 @@ def main():
     report = {
         "command": " ".join(["bench/rollout/run", *sys.argv[1:]]),
         "machine": machine(),
-        "lameduck": describe_lameduck(args.lameduck) if any(v.name == "lameduck" for v in variants) else None,
+        "lameduck": describe_lameduck(args.lameduck) if args.lameduck else None,
         "settings": {"pods": args.pods, "grace_s": args.grace, "rps": args.rps, "old_age_s": args.old_age,
                      "young_age_s": args.young_age, "probe_period_s": args.probe_period},
         "took_s": round(time.monotonic() - started, 1),
@@ -125,10 +125,15 @@ def parse_args():
                         "to its endpoint's change on the balancer; e.g. 0.5,2,4")
     parser.add_argument("--traffic", type=csv(str, TRAFFIC), help="dense, sparse")
     parser.add_argument("--ages", type=csv(str, AGES), help="old, young")
-    parser.add_argument("--variants", type=csv(str), help="bare, sleep-N (tini + preStop sleep N), lameduck")
+    parser.add_argument("--variants", type=csv(str), help="bare, sleep-N (tini + preStop sleep N), lameduck, "
+                        "lameduck-sidecar (the app unchanged, lameduck beside it), "
+                        "lameduck@LABEL (the binary given by --lameduck-as LABEL=PATH)")
     parser.add_argument("--json", metavar="FILE", help="also write the results, in detail, as JSON")
     parser.add_argument("--lameduck", metavar="PATH", help="the binary (default: the newest of "
                         "target/release/lameduck and target/debug/lameduck, built if neither exists)")
+    parser.add_argument("--lameduck-as", metavar="LABEL=PATH", action="append", default=[],
+                        help="another lameduck binary, for the variant lameduck@LABEL "
+                        "(e.g. before=old/lameduck: before and after a change in one run)")
     parser.add_argument("--lameduck-arg", metavar="ARG", action="append", default=[],
                         help="an extra flag for `lameduck run`, e.g. --lameduck-arg=--policy-config=quiet=2s")
     parser.add_argument("--policy", metavar="FILE", help="the policy lameduck runs (default: its built-in drain)")
@@ -180,13 +185,21 @@ def make_variant(name, args):
             return Sleep(float(name[len("sleep"):].lstrip("-: ")))
         except ValueError:
             pass
-    if name == "lameduck":
+    if name in ("lameduck", "lameduck-sidecar"):
         args.lameduck = args.lameduck or find_lameduck()
         extra = list(args.lameduck_arg)
         if args.policy:
             extra += ["--policy", os.path.abspath(args.policy)]
-        return Lameduck(os.path.abspath(args.lameduck), args.grace, extra)
-    sys.exit(f"unknown variant {name!r}: bare, sleep-N, lameduck")
+        kind = Sidecar if name == "lameduck-sidecar" else Lameduck
+        return kind(os.path.abspath(args.lameduck), args.grace, extra)
+    if name.startswith("lameduck@"):
+        # Another build of lameduck, e.g. the one before a change, side by side.
+        label = name.split("@", 1)[1]
+        binary = dict(pair.split("=", 1) for pair in args.lameduck_as).get(label)
+        if not binary:
+            sys.exit(f"variant {name!r}: give its binary with --lameduck-as {label}=PATH")
+        return Lameduck(os.path.abspath(binary), args.grace, list(args.lameduck_arg), name=f"lameduck {label}")
+    sys.exit(f"unknown variant {name!r}: bare, sleep-N, lameduck, lameduck-sidecar, lameduck@LABEL")
 
 
 def find_lameduck():

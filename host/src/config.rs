@@ -186,6 +186,9 @@ pub struct Config {
     /// Kept between the agent's own deadline and the kubelet's SIGKILL.
     pub safety_margin: Duration,
     pub policy: PolicySource,
+    /// A second policy asked every question the live one is, its answers
+    /// recorded and counted, never obeyed.
+    pub shadow: Option<PolicySource>,
     /// The `policy.config` map given to `init`.
     pub policy_config: Vec<(String, String)>,
     /// A signal that reloads the policy instead of being forwarded.
@@ -216,6 +219,7 @@ impl Default for Config {
             grace_period: Duration::from_secs(30),
             safety_margin: Duration::from_secs(2),
             policy: PolicySource::Builtin(crate::builtin::DEFAULT.into()),
+            shadow: None,
             policy_config: Vec::new(),
             reload_signal: None,
             policy_push: false,
@@ -257,6 +261,7 @@ pub struct Overrides {
     pub grace_period: Option<Duration>,
     pub safety_margin: Option<Duration>,
     pub policy: Option<String>,
+    pub shadow: Option<String>,
     pub policy_config: Vec<(String, String)>,
     pub reload_signal: Option<String>,
     pub policy_push: Option<bool>,
@@ -422,6 +427,7 @@ impl Config {
             "grace_period_ms": self.grace_period.as_millis() as u64,
             "safety_margin_ms": self.safety_margin.as_millis() as u64,
             "policy": self.policy.to_string(),
+            "shadow": self.shadow.as_ref().map(ToString::to_string),
             "policy_config_keys": self.policy_config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             "cpu_budget_ms": self.limits.cpu.as_millis() as u64,
             "memory_limit_bytes": self.limits.memory,
@@ -506,6 +512,9 @@ impl Config {
             if let Some(source) = policy.file {
                 self.policy = PolicySource::parse(&source);
             }
+            if let Some(source) = policy.shadow {
+                self.shadow = Some(PolicySource::parse(&source));
+            }
             if let Some(PolicyConfig(map)) = policy.config {
                 self.policy_config = map.into_iter().collect();
             }
@@ -543,6 +552,9 @@ impl Config {
         }
         if let Some(policy) = &o.policy {
             self.policy = PolicySource::parse(policy);
+        }
+        if let Some(shadow) = &o.shadow {
+            self.shadow = Some(PolicySource::parse(shadow));
         }
         for (key, value) in &o.policy_config {
             self.policy_config.retain(|(k, _)| k != key);
@@ -878,6 +890,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     file: Option<String>,
+    shadow: Option<String>,
     reload_signal: Option<ReloadSignal>,
     config: Option<PolicyConfig>,
     cpu_budget: Option<Budget>,

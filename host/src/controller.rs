@@ -19,7 +19,7 @@ use lameduck_sdk::agent::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::decider::{Answered, Decider, Question};
+use crate::decider::{Answered, Decider, Question, Reply, Shadowed};
 use crate::policy::{Child, Compiled, Fallback, Instance, Mode, ProbeValue};
 use crate::probes::Probes;
 use crate::reload::Reloader;
@@ -27,8 +27,15 @@ use crate::shared::Shared;
 use crate::signals;
 use crate::supervisor::{self, Exit};
 
-/// How often probes that learn do so while the app serves.
-pub const LEARN_EVERY_MS: u32 = 500;
+/// How often probes that learn do so while the app serves: often enough to
+/// time the silences between requests that open and close connections
+/// between two samples (their arrivals are known only to the sample).
+pub const LEARN_EVERY_MS: u32 = 100;
+
+/// The share of a core learning may take: a learning sample that took
+/// `t` is not followed by another for `t * LEARN_DUTY` (a node with tens of
+/// thousands of sockets makes each sample dear).
+const LEARN_DUTY: u32 = 50;
 
 /// Everything the controller handles arrives as one of these.
 pub enum Event {
@@ -36,17 +43,31 @@ pub enum Event {
     Signal(i32),
     /// A `preStop` hook called; answered when the app may be signalled.
     PreStop(oneshot::Sender<String>),
-    /// The policy compiled, checked and `init`-ed.
-    PolicyLoaded(Arc<Compiled>, Instance),
-    /// The policy could not be loaded; the last good one (or the built-in
-    /// logic) decides.
-    PolicyFailed { source: String, reason: String },
+    /// A policy compiled, checked and `init`-ed.
+    PolicyLoaded(Role, Arc<Compiled>, Instance),
+    /// A policy could not be loaded; the last good one (or, live, the
+    /// built-in logic) decides.
+    PolicyFailed {
+        role: Role,
+        source: String,
+        reason: String,
+    },
     /// The probes' readings.
     Sampled(Vec<(String, ProbeValue)>),
     /// The policy's answer to a question.
     Answered(Answered),
+    /// The shadow policy's answer to the same question.
+    Shadowed(Shadowed),
     /// The app exited.
     AppExited(Exit),
+}
+
+/// Which policy: the live one, obeyed, or the shadow, asked the same
+/// questions and only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Live,
+    Shadow,
 }
 
 /// The app, as far as the controller is concerned.
@@ -72,7 +93,10 @@ pub struct Controller {
     patience: Duration,
     sampler: mpsc::UnboundedSender<Sample>,
     prestop: Vec<oneshot::Sender<String>>,
-    reloader: Option<Reloader>,
+    /// What the reload signal reloads: the live policy, and the shadow.
+    reloaders: Vec<Reloader>,
+    /// The live policy's last answer, for the shadow's to be compared with.
+    last_answer: Option<(u64, Reply)>,
 }
 
 impl Controller {
@@ -84,7 +108,7 @@ impl Controller {
         decider: Decider,
         probes: Probes,
         shared: Arc<Shared>,
-        reloader: Option<Reloader>,
+        reloaders: Vec<Reloader>,
         events: mpsc::UnboundedSender<Event>,
     ) -> Self {
         let (sampler, requests) = mpsc::unbounded_channel();
@@ -115,7 +139,8 @@ impl Controller {
             asking: None,
             sampler,
             prestop: Vec::new(),
-            reloader,
+            reloaders,
+            last_answer: None,
         }
     }
 
@@ -175,7 +200,37 @@ impl Controller {
                 self.prestop.push(reply);
                 Step::Input(Input::PreStop)
             }
-            Event::PolicyLoaded(compiled, instance) => {
+            Event::PolicyLoaded(Role::Shadow, compiled, instance) => {
+                let identity = compiled.identity().clone();
+                self.shared.timeline.record(
+                    self.drain_ms(),
+                    "shadow-policy",
+                    format!(
+                        "shadow policy {identity} loaded in {:?}: asked every question, never obeyed",
+                        compiled.compile_time
+                    ),
+                    serde_json::json!({ "source": identity.source, "sha256": identity.sha256 }),
+                );
+                self.shared.shadow_loaded(&identity);
+                self.decider.swap_shadow(compiled, instance);
+                Step::Nothing
+            }
+            Event::PolicyFailed {
+                role: Role::Shadow,
+                source,
+                reason,
+            } => {
+                tracing::warn!(target: "lameduck", policy = source, "shadow policy refused: {reason}");
+                self.shared.timeline.record(
+                    self.drain_ms(),
+                    "shadow-failed",
+                    format!("shadow policy {source} refused: {reason}"),
+                    serde_json::json!({ "source": source, "reason": reason }),
+                );
+                self.shared.shadow_refused(&source, &reason);
+                Step::Nothing
+            }
+            Event::PolicyLoaded(Role::Live, compiled, instance) => {
                 let identity = compiled.identity().clone();
                 self.shared.timeline.record(
                     self.drain_ms(),
@@ -190,7 +245,11 @@ impl Controller {
                 self.decider.swap(compiled, instance);
                 Step::Input(Input::PolicyLoaded)
             }
-            Event::PolicyFailed { source, reason } => {
+            Event::PolicyFailed {
+                role: Role::Live,
+                source,
+                reason,
+            } => {
                 let deciding = self.shared.status().policy.map_or(
                     "the built-in drain logic decides".to_string(),
                     |p| {
@@ -220,6 +279,10 @@ impl Controller {
                 // Answered after the fallback did: too late to matter.
                 _ => Step::Nothing,
             },
+            Event::Shadowed(shadowed) => {
+                self.shadowed(shadowed);
+                Step::Nothing
+            }
             Event::AppExited(exit) => {
                 let child = match exit {
                     Exit::Code(code) => Child::Exited(code),
@@ -243,7 +306,47 @@ impl Controller {
         if let Some(failure) = &answered.failure {
             self.shared.metrics.policy_failure(failure.kind());
         }
+        self.last_answer = Some((answered.id, answered.reply.clone()));
         answered.reply.into_input(call)
+    }
+
+    /// The shadow's answer: recorded beside the live one, compared, counted;
+    /// never obeyed.
+    fn shadowed(&mut self, shadowed: Shadowed) {
+        let Some((_, live)) = self
+            .last_answer
+            .as_ref()
+            .filter(|(id, _)| *id == shadowed.id)
+        else {
+            return; // the live policy's answer was not taken: nothing to compare
+        };
+        let said = shadowed.reply.describe();
+        let (message, agreed) = match &shadowed.failure {
+            Some(failure) => (format!("shadow {failure}; no answer to compare"), None),
+            None if shadowed.reply.agrees(live) => (format!("shadow agrees: {said}"), Some(true)),
+            None => (
+                format!(
+                    "shadow DISAGREES: {said}, where the live policy: {}",
+                    live.describe()
+                ),
+                Some(false),
+            ),
+        };
+        if let Some(agreed) = agreed {
+            self.shared.shadow_answered(agreed);
+            if !agreed {
+                self.shared.metrics.shadow_disagreement(shadowed.call);
+            }
+        }
+        let data = serde_json::json!({
+            "call": shadowed.call,
+            "answer": shadowed.reply.to_json(),
+            "agrees": agreed,
+            "failure": shadowed.failure.as_ref().map(ToString::to_string),
+        });
+        self.shared
+            .timeline
+            .record(self.drain_ms(), "shadow", message, data);
     }
 
     /// The policy thread did not answer in time: the fallback does, and the
@@ -256,7 +359,9 @@ impl Controller {
             took_us: self.patience.as_micros() as u64,
             fallback: Some(why),
         };
-        question.ask(&mut self.fallback).into_input(call)
+        let reply = question.ask(&mut self.fallback);
+        self.last_answer = Some((question.id, reply.clone()));
+        reply.into_input(call)
     }
 
     fn perform(&mut self, effect: Effect) -> Option<Exit> {
@@ -283,7 +388,7 @@ impl Controller {
                 }
             }
             Effect::Reload => {
-                if let Some(reloader) = &self.reloader {
+                for reloader in &self.reloaders {
                     reloader.reload();
                 }
             }
@@ -341,9 +446,17 @@ async fn sample(
     mut requests: mpsc::UnboundedReceiver<Sample>,
     events: mpsc::UnboundedSender<Event>,
 ) {
+    let mut learn_again = std::time::Instant::now();
     while let Some(kind) = requests.recv().await {
         let values = match kind {
-            Sample::Learn => probes.learn(),
+            // Too soon for what the last one cost: nothing learned this time.
+            Sample::Learn if std::time::Instant::now() < learn_again => Vec::new(),
+            Sample::Learn => {
+                let began = std::time::Instant::now();
+                let values = probes.learn();
+                learn_again = began + began.elapsed() * LEARN_DUTY;
+                values
+            }
             Sample::All => probes.sample().await,
         };
         if events.send(Event::Sampled(values)).is_err() {

@@ -3,6 +3,10 @@
 //! never wait even for that, and a guest that prints or polls needs a plain
 //! thread (wasmtime-wasi's blocking calls start a runtime of their own, which
 //! cannot be done inside the controller's).
+//!
+//! A shadow policy, if one is loaded, is asked each question after the live
+//! one has answered, in its own sandbox and budget; its answers only ever
+//! reach the timeline, the metrics and `/status`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +19,7 @@ use crate::controller::Event;
 use crate::policy::{
     Compiled, Decision, Fallback, Instance, Policy, PolicyError, Signal, SignalAction, Snapshot,
 };
+use crate::timeline;
 
 /// A question for the policy.
 #[derive(Debug, Clone)]
@@ -75,6 +80,36 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// Whether two answers do the same (readiness, signal and what next for
+    /// a decision; the action for a signal), whatever their reasons.
+    pub fn agrees(&self, other: &Reply) -> bool {
+        match (self, other) {
+            (Reply::Signal(a), Reply::Signal(b)) => a == b,
+            (Reply::Decision(a), Reply::Decision(b)) => {
+                (a.ready, a.signal, a.next) == (b.ready, b.signal, b.next)
+            }
+            _ => false,
+        }
+    }
+
+    /// The answer in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Reply::Signal(action) => format!("{action:?}").to_lowercase(),
+            Reply::Decision(decision) => timeline::describe_decision(decision),
+        }
+    }
+
+    /// The answer as data.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Reply::Signal(action) => {
+                serde_json::json!({ "signal_action": format!("{action:?}").to_lowercase() })
+            }
+            Reply::Decision(decision) => timeline::decision_json(decision),
+        }
+    }
+
     /// The answer as the agent takes it.
     pub fn into_input(self, call: Call) -> Input {
         match self {
@@ -82,6 +117,15 @@ impl Reply {
             Reply::Decision(decision) => Input::Decided(decision, call),
         }
     }
+}
+
+/// The shadow's answer to the question `id`, with why it failed, if it did.
+#[derive(Debug)]
+pub struct Shadowed {
+    pub id: u64,
+    pub call: &'static str,
+    pub reply: Reply,
+    pub failure: Option<PolicyError>,
 }
 
 /// An answer, with how the call went.
@@ -98,6 +142,7 @@ pub struct Answered {
 enum Request {
     Ask(Question),
     Swap(Arc<Compiled>, Instance),
+    SwapShadow(Arc<Compiled>, Instance),
 }
 
 /// The handle of the policy thread.
@@ -135,6 +180,11 @@ impl Decider {
         let _ = self.requests.send(Request::Swap(compiled, instance));
     }
 
+    /// Swaps in a new shadow policy.
+    pub fn swap_shadow(&self, compiled: Arc<Compiled>, instance: Instance) {
+        let _ = self.requests.send(Request::SwapShadow(compiled, instance));
+    }
+
     /// The config given to the policy's `init`.
     pub fn config(&self) -> &[(String, String)] {
         &self.config
@@ -150,35 +200,59 @@ fn serve(
     inbox: std::sync::mpsc::Receiver<Request>,
     events: mpsc::UnboundedSender<Event>,
 ) {
+    let mut shadow: Option<Policy> = None;
     while let Ok(request) = inbox.recv() {
         let question = match request {
             Request::Swap(compiled, instance) => {
                 policy.swap(compiled, instance);
                 continue;
             }
+            Request::SwapShadow(compiled, instance) => {
+                let shadow =
+                    shadow.get_or_insert_with(|| Policy::fallback_only(policy.config().to_vec()));
+                shadow.swap(compiled, instance);
+                continue;
+            }
             Request::Ask(question) => question,
         };
-        let (reply, failure, took) = match &question.kind {
-            Kind::OnSignal(signal, snapshot) => {
-                let answer = policy.on_signal(*signal, snapshot);
-                (Reply::Signal(answer.value), answer.failure, answer.took)
-            }
-            Kind::Decide(snapshot) => {
-                let answer = policy.decide(snapshot);
-                (Reply::Decision(answer.value), answer.failure, answer.took)
-            }
-        };
+        let (reply, failure, took) = ask(&mut policy, &question);
         // No policy loaded yet is not a failure: the fallback is the policy.
         let failure = failure.filter(|f| *f != PolicyError::Unloaded);
+        let (id, call) = (question.id, question.call());
         let answered = Answered {
-            id: question.id,
-            question,
+            id,
+            question: question.clone(),
             reply,
             failure,
             took,
         };
         if events.send(Event::Answered(answered)).is_err() {
             return;
+        }
+        if let Some(shadow) = &mut shadow {
+            let (reply, failure, _) = ask(shadow, &question);
+            let shadowed = Shadowed {
+                id,
+                call,
+                reply,
+                failure,
+            };
+            if events.send(Event::Shadowed(shadowed)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn ask(policy: &mut Policy, question: &Question) -> (Reply, Option<PolicyError>, Duration) {
+    match &question.kind {
+        Kind::OnSignal(signal, snapshot) => {
+            let answer = policy.on_signal(*signal, snapshot);
+            (Reply::Signal(answer.value), answer.failure, answer.took)
+        }
+        Kind::Decide(snapshot) => {
+            let answer = policy.decide(snapshot);
+            (Reply::Decision(answer.value), answer.failure, answer.took)
         }
     }
 }

@@ -182,6 +182,14 @@ struct Settings {
     /// The policy: a component file, or builtin:drain|delay|jobs [config: policy.file].
     #[arg(long, env = "LAMEDUCK_POLICY", value_name = "FILE")]
     policy: Option<String>,
+    /// A shadow policy: asked every question the live one is, its answers
+    /// recorded, compared and counted, never obeyed [config: policy.shadow].
+    #[arg(
+        long = "shadow-policy",
+        env = "LAMEDUCK_SHADOW_POLICY",
+        value_name = "FILE"
+    )]
+    shadow: Option<String>,
     /// A policy setting, key=value; repeatable [config: policy.config].
     #[arg(long = "policy-config", env = "LAMEDUCK_POLICY_CONFIG", value_name = "KEY=VALUE",
           value_delimiter = ',', value_parser = config::parse_pair)]
@@ -225,6 +233,7 @@ impl Settings {
             grace_period: self.grace_period,
             safety_margin: self.safety_margin,
             policy: self.policy.clone(),
+            shadow: self.shadow.clone(),
             policy_config: self.policy_config.clone(),
             reload_signal: self.reload_signal.clone(),
             policy_push: self.policy_push,

@@ -22,6 +22,7 @@ pub struct Metrics {
     call_seconds: Family<Labels, Histogram>,
     failures: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
+    shadow_disagreements: Family<Labels, Counter>,
     drain_began: Mutex<Option<Instant>>,
     /// The reasons with a series of their own.
     reasons: Mutex<HashSet<String>>,
@@ -83,7 +84,14 @@ impl Default for Metrics {
             "Policy loads and reloads, by result",
             reloads.clone(),
         );
+        let shadow_disagreements = Family::<Labels, Counter>::default();
+        registry.register(
+            "shadow_disagreements",
+            "Answers of the shadow policy that differ from the live policy's, by call",
+            shadow_disagreements.clone(),
+        );
         let metrics = Metrics {
+            shadow_disagreements,
             registry,
             phase,
             drain_seconds,
@@ -134,6 +142,12 @@ impl Metrics {
     pub fn policy_failure(&self, kind: &'static str) {
         self.failures
             .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+    }
+
+    pub fn shadow_disagreement(&self, call: &'static str) {
+        self.shadow_disagreements
+            .get_or_create(&vec![("call", call.to_string())])
             .inc();
     }
 

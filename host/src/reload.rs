@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::config::PolicySource;
-use crate::controller::Event;
+use crate::controller::{Event, Role};
 use crate::policy::{
     Compiled, Compiler, Instance, Limits, MAX_ERROR, PolicyError, bounded, sha256_hex,
 };
@@ -50,9 +50,10 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts the reloader thread; it sets up the engine, loads `source`,
-    /// and watches it if it is a file.
+    /// Starts the reloader thread of the `role` policy; it sets up the
+    /// engine, loads `source`, and watches it if it is a file.
     pub fn start(
+        role: Role,
         limits: Limits,
         cache_dir: Option<PathBuf>,
         source: PolicySource,
@@ -73,11 +74,16 @@ impl Reloader {
                     Err(e) => {
                         let reason = format!("cannot set up the WebAssembly engine: {e:#}");
                         let source = source.to_string();
-                        let _ = events.send(Event::PolicyFailed { source, reason });
+                        let _ = events.send(Event::PolicyFailed {
+                            role,
+                            source,
+                            reason,
+                        });
                         return;
                     }
                 };
                 let mut loader = Loader {
+                    role,
                     compiler,
                     source,
                     config,
@@ -118,6 +124,7 @@ impl Reloader {
 const ATTEMPTS: usize = 3;
 
 struct Loader {
+    role: Role,
     compiler: Compiler,
     source: PolicySource,
     config: Vec<(String, String)>,
@@ -230,9 +237,9 @@ impl Loader {
                 let identity = compiled.identity().to_string();
                 self.current = Some(sha256);
                 self.refused = None;
-                let _ = self
-                    .events
-                    .send(Event::PolicyLoaded(Arc::new(compiled), instance));
+                let _ =
+                    self.events
+                        .send(Event::PolicyLoaded(self.role, Arc::new(compiled), instance));
                 Ok(identity)
             }
             Err(reason) => {
@@ -246,6 +253,7 @@ impl Loader {
 
     fn refuse(&self, label: &str, reason: String) {
         let _ = self.events.send(Event::PolicyFailed {
+            role: self.role,
             source: label.to_string(),
             reason: bounded(reason, 2 * MAX_ERROR),
         });

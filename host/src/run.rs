@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::controller::{self, App, Controller, Event};
+use crate::controller::{self, App, Controller, Event, Role};
 use crate::decider::Decider;
 use crate::policy::{Mode, Policy};
 use crate::probes::{Agent, Probes};
@@ -104,7 +104,7 @@ fn agent(
     supervisor::start_signal_thread(reaper.clone(), move |signal| {
         signals.send(Event::Signal(signal)).is_ok()
     });
-    let shared = Arc::new(Shared::new(config.summary()));
+    let shared = Arc::new(Shared::new(config.summary(), config.shadow.is_some()));
     let pid = match app {
         App::Child(pid) => Some(pid),
         App::Beside => None,
@@ -122,12 +122,24 @@ fn agent(
     let probes = Probes::new(&config.probes, reaper, pid, agent_itself);
     // The policy compiles beside the app; early signals wait for it.
     let reloader = Reloader::start(
+        Role::Live,
         config.limits,
         config.cache_dir.clone(),
         config.policy.clone(),
         config.policy_config.clone(),
         events.clone(),
     );
+    // A shadow, if any, loads on its own thread, in its own engine.
+    let shadow = config.shadow.clone().map(|source| {
+        Reloader::start(
+            Role::Shadow,
+            config.limits,
+            config.cache_dir.clone(),
+            source,
+            config.policy_config.clone(),
+            events.clone(),
+        )
+    });
     if let Some(listener) = admin_listener {
         let address = listener.local_addr().expect("a bound listener");
         shared.timeline.record(
@@ -177,7 +189,10 @@ fn agent(
             decider,
             probes,
             shared,
-            config.reload_signal.map(|_| reloader),
+            match config.reload_signal {
+                Some(_) => [Some(reloader), shadow].into_iter().flatten().collect(),
+                None => Vec::new(),
+            },
             events,
         );
         controller.run(inbox).await

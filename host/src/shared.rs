@@ -29,8 +29,23 @@ pub struct Status {
     pub policy: Option<PolicyStatus>,
     /// The last policy that was refused, and why.
     pub last_refused: Option<Refused>,
+    /// The shadow policy, if one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
     /// The configuration, without anything secret.
     pub config: serde_json::Value,
+}
+
+/// The shadow policy: asked every question the live one is, never obeyed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShadowStatus {
+    /// The shadow deciding now; `None` while it loads or if it was refused.
+    pub policy: Option<PolicyStatus>,
+    pub last_refused: Option<Refused>,
+    /// Questions it answered, and how many of its answers differed from the
+    /// live policy's (readiness, signal or what next; reasons aside).
+    pub answered: u64,
+    pub disagreed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +61,8 @@ pub struct Refused {
 }
 
 impl Shared {
-    pub fn new(config: serde_json::Value) -> Self {
+    /// `shadow`: whether a shadow policy is configured.
+    pub fn new(config: serde_json::Value, shadow: bool) -> Self {
         Shared {
             ready: AtomicBool::new(true),
             prestops: AtomicUsize::new(0),
@@ -56,6 +72,7 @@ impl Shared {
                 phase: Phase::Serving,
                 policy: None,
                 last_refused: None,
+                shadow: shadow.then(ShadowStatus::default),
                 config,
             }),
         }
@@ -126,6 +143,36 @@ impl Shared {
                 reason: reason.to_string(),
             })
         });
+    }
+
+    pub fn shadow_loaded(&self, identity: &Identity) {
+        self.update_shadow(|s| {
+            s.policy = Some(PolicyStatus {
+                source: identity.source.clone(),
+                sha256: identity.sha256.clone(),
+            })
+        });
+    }
+
+    pub fn shadow_refused(&self, source: &str, reason: &str) {
+        self.update_shadow(|s| {
+            s.last_refused = Some(Refused {
+                source: source.to_string(),
+                reason: reason.to_string(),
+            })
+        });
+    }
+
+    /// The shadow answered a question, as the live policy did or not.
+    pub fn shadow_answered(&self, agreed: bool) {
+        self.update_shadow(|s| {
+            s.answered += 1;
+            s.disagreed += u64::from(!agreed);
+        });
+    }
+
+    fn update_shadow(&self, change: impl FnOnce(&mut ShadowStatus)) {
+        self.update(|s| change(s.shadow.get_or_insert_with(ShadowStatus::default)));
     }
 
     fn update(&self, change: impl FnOnce(&mut Status)) {

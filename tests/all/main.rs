@@ -10,6 +10,7 @@ mod reload;
 mod replay;
 mod rollout;
 mod sandbox;
+mod shadow;
 mod sidecar;
 mod simulate;
 mod supervision;

@@ -1,0 +1,164 @@
+//! A shadow policy: asked every question the live one is, on the same
+//! snapshots, in its own sandbox; its answers recorded, compared and
+//! counted, never obeyed.
+
+use std::time::Duration;
+
+use crate::util::{App, component, get_body, scratch, serving};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// `/status` as JSON.
+fn status(admin: u16) -> serde_json::Value {
+    let (_, body) = get_body(admin, "/status").unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn a_disagreeing_shadow_shows_in_metrics_timeline_and_status_while_the_live_decisions_stand() {
+    let dir = scratch("shadow-disagrees");
+    let shadow = dir.join("now.wasm");
+    // The shadow would stop the app at once; the live `drain` waits at least
+    // `min-drain`.
+    std::fs::write(&shadow, component("now.wat")).unwrap();
+    let app = App::new("shadow-disagrees-app");
+    let (mut agent, admin, _) = serving(
+        &app,
+        &[
+            "--grace-period",
+            "10s",
+            "--policy-config",
+            "min-drain=1500ms",
+            "--shadow-policy",
+            shadow.to_str().unwrap(),
+        ],
+        &[],
+    );
+    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    let began = std::time::Instant::now();
+    agent.signal(libc::SIGTERM);
+    agent.wait_until("a disagreement", 10 * SECOND, |events| {
+        events
+            .iter()
+            .any(|(e, m)| e == "shadow" && m.starts_with("shadow DISAGREES"))
+    });
+    let seen = status(admin);
+    let shadow_status = &seen["status"]["shadow"];
+    assert!(
+        shadow_status["disagreed"].as_u64().unwrap() >= 1,
+        "{seen:#}"
+    );
+    assert!(
+        shadow_status["policy"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("now.wasm")
+    );
+    assert_eq!(seen["status"]["policy"]["source"], "builtin:drain");
+    let (_, metrics) = get_body(admin, "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lameduck_shadow_disagreements_total{call=\"decide\"}")),
+        "{metrics}"
+    );
+    // The live policy decided: the app got its TERM after min-drain, not at
+    // once as the shadow would have had it.
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
+    let term = app
+        .log()
+        .into_iter()
+        .find(|(_, l)| l == "SIGTERM")
+        .expect("the app got TERM");
+    assert!(
+        began.elapsed() >= Duration::from_millis(1_500),
+        "the drain kept min-drain"
+    );
+    let sent = agent
+        .events()
+        .into_iter()
+        .filter(|(e, _)| e == "decision")
+        .find(|(_, m)| m.contains("→ TERM"))
+        .expect("the live decision sent TERM");
+    assert!(sent.1.contains("min-drain"), "{sent:?} at {term:?}");
+}
+
+#[test]
+fn a_failing_shadow_changes_nothing() {
+    let dir = scratch("shadow-fails");
+    let shadow = dir.join("loop.wasm");
+    std::fs::write(&shadow, component("loop.wat")).unwrap();
+    let app = App::new("shadow-fails-app");
+    let (mut agent, _, _) = serving(
+        &app,
+        &[
+            "--grace-period",
+            "6s",
+            "--policy-config",
+            "min-drain=1s",
+            "--shadow-policy",
+            shadow.to_str().unwrap(),
+        ],
+        &[],
+    );
+    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    let term = std::time::Instant::now();
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(10 * SECOND).0, 0);
+    let took = term.elapsed();
+    assert!(took < 6 * SECOND, "the deadline was kept: {took:?}");
+    let events = agent.events();
+    assert!(
+        events
+            .iter()
+            .any(|(e, m)| e == "shadow" && m.contains("no answer to compare")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(e, m)| e == "policy-error" || (e == "decision" && m.contains("fallback"))),
+        "the live policy answered for itself: {events:?}"
+    );
+}
+
+#[test]
+fn a_shadow_is_swapped_by_a_file_change_and_a_bad_one_keeps_the_last_good() {
+    let dir = scratch("shadow-swaps");
+    let shadow = dir.join("candidate.wasm");
+    std::fs::write(&shadow, component("now.wat")).unwrap();
+    let app = App::new("shadow-swaps-app");
+    let (agent, admin, _) = serving(&app, &["--shadow-policy", shadow.to_str().unwrap()], &[]);
+    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    let first = status(admin)["status"]["shadow"]["policy"]["sha256"].clone();
+    assert!(first.is_string(), "{first}");
+
+    // A new candidate, written beside and renamed in, as `kubectl` updates a
+    // ConfigMap: the shadow swaps, the live policy stays.
+    let next = dir.join("next.wasm.tmp");
+    std::fs::write(&next, component("ignore-term.wat")).unwrap();
+    std::fs::rename(&next, &shadow).unwrap();
+    agent.wait_until("a second shadow", 10 * SECOND, |events| {
+        events.iter().filter(|(e, _)| e == "shadow-policy").count() >= 2
+    });
+    let seen = status(admin);
+    let second = &seen["status"]["shadow"]["policy"]["sha256"];
+    assert_ne!(&first, second, "{seen:#}");
+    assert_eq!(seen["status"]["policy"]["source"], "builtin:drain");
+
+    // Garbage is refused; the last good shadow stays, and says why.
+    std::fs::write(&shadow, b"not a component").unwrap();
+    agent.wait_for_event("shadow-failed", 10 * SECOND);
+    let seen = status(admin);
+    assert_eq!(
+        &seen["status"]["shadow"]["policy"]["sha256"], second,
+        "{seen:#}"
+    );
+    assert!(
+        seen["status"]["shadow"]["last_refused"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{seen:#}"
+    );
+    assert!(!agent.events().iter().any(|(e, _)| e == "policy-failed"));
+}
