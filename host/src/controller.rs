@@ -32,10 +32,14 @@ use crate::supervisor::{self, Exit};
 /// between two samples (their arrivals are known only to the sample).
 pub const LEARN_EVERY_MS: u32 = 100;
 
-/// The share of a core learning may take: a learning sample that took
-/// `t` is not followed by another for `t * LEARN_DUTY` (a node with tens of
-/// thousands of sockets makes each sample dear).
-const LEARN_DUTY: u32 = 50;
+/// The share of a core learning may take (1/20): a learning sample that
+/// cost `t` of CPU is not followed by another for `t * LEARN_DUTY`. A
+/// sample costs about 1 µs per socket in the namespace, TIME_WAIT included
+/// (6,000 of them behind a balancer without keep-alive at 100 rps: 5–8
+/// ms), plus a walk of the node's connection table. CPU, not wall time: on a
+/// busy node a sample waits for a core, and spacing samples out for that
+/// would merge the silences learned into false long ones.
+const LEARN_DUTY: u32 = 20;
 
 /// Everything the controller handles arrives as one of these.
 pub enum Event {
@@ -452,9 +456,9 @@ async fn sample(
             // Too soon for what the last one cost: nothing learned this time.
             Sample::Learn if std::time::Instant::now() < learn_again => Vec::new(),
             Sample::Learn => {
-                let began = std::time::Instant::now();
+                let (began, cpu) = (std::time::Instant::now(), crate::cpu::thread_time());
                 let values = probes.learn();
-                learn_again = began + began.elapsed() * LEARN_DUTY;
+                learn_again = began + (crate::cpu::thread_time() - cpu) * LEARN_DUTY;
                 values
             }
             Sample::All => probes.sample().await,

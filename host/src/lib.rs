@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod controller;
+pub mod cpu;
 pub mod decider;
 pub mod inject;
 pub mod metrics;

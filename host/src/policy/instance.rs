@@ -36,18 +36,6 @@ const MAX_RANDOM: u64 = 64 << 10;
 /// once: each costs the host memory that the memory budget does not see.
 const MAX_RESOURCES: usize = 4096;
 
-/// CPU time used by the calling thread. The budget counts this, not wall
-/// time, so a policy is not cut short because the machine is busy.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a local; this clock always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -245,7 +233,7 @@ impl Instance {
         store.limiter(|state| &mut state.memory);
         // Runs on the thread executing the policy, at every tick.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if thread_cpu_time() >= ctx.data().deadline {
+            Ok(if crate::cpu::thread_time() >= ctx.data().deadline {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
@@ -345,7 +333,7 @@ fn arm<T>(
     limits: Limits,
     call: impl FnOnce(&mut Store<State>) -> wasmtime::Result<T>,
 ) -> Result<T, PolicyError> {
-    store.data_mut().deadline = thread_cpu_time() + cpu;
+    store.data_mut().deadline = crate::cpu::thread_time() + cpu;
     store.set_epoch_deadline(1);
     let _busy = ticker.busy();
     call(store).map_err(|e| classify(&e, cpu, limits))
