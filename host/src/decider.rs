@@ -219,9 +219,12 @@ fn serve(
         // No policy loaded yet is not a failure: the fallback is the policy.
         let failure = failure.filter(|f| *f != PolicyError::Unloaded);
         let (id, call) = (question.id, question.call());
+        // The shadow is asked after the live answer has gone: it can delay
+        // the next question by its budget at most, never this one.
+        let for_shadow = shadow.is_some().then(|| question.clone());
         let answered = Answered {
             id,
-            question: question.clone(),
+            question,
             reply,
             failure,
             took,
@@ -229,7 +232,7 @@ fn serve(
         if events.send(Event::Answered(answered)).is_err() {
             return;
         }
-        if let Some(shadow) = &mut shadow {
+        if let (Some(shadow), Some(question)) = (&mut shadow, for_shadow) {
             let (reply, failure, _) = ask(shadow, &question);
             let shadowed = Shadowed {
                 id,

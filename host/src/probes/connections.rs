@@ -29,6 +29,14 @@ use crate::policy::ProbeValue;
 /// arrival: more than the kernel's tick (at most 10 ms) plus a dump.
 const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 
+/// How long an exchange the clocks cannot order counts as a request in
+/// progress: as long as any request was seen to wait for its answer,
+/// `LONGEST_UNKNOWN` before any was, never more than `LONGEST_HELD` (a
+/// long-lived stream would otherwise have every quick exchange hold the
+/// drain until its deadline).
+const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
+const LONGEST_HELD: Duration = Duration::from_secs(5);
+
 /// Why a `connections` reading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionsError {
@@ -52,6 +60,8 @@ pub struct ConnectionsProbe {
     served: [bool; 2],
     last_request: Option<Instant>,
     last_accept: Option<Instant>,
+    /// The longest any request was seen waiting for its answer.
+    longest_wait: Option<Duration>,
     silences: SilenceLog,
     // Scratch space kept between samples.
     arrivals: Vec<Instant>,
@@ -112,6 +122,7 @@ impl ConnectionsProbe {
             served: [false; 2],
             last_request: None,
             last_accept: None,
+            longest_wait: None,
             silences: SilenceLog::default(),
             arrivals: Vec::new(),
             listening: HashSet::new(),
@@ -307,7 +318,12 @@ impl ConnectionsProbe {
             tally.new += u32::from(new);
             if open {
                 tally.open += 1;
-                tally.in_flight += u32::from(awaiting_response(s));
+                let owes = owes(s);
+                let waited = read_at.map(|t| at.saturating_duration_since(t));
+                if owes == Owes::Yes {
+                    self.longest_wait = self.longest_wait.max(waited);
+                }
+                tally.in_flight += u32::from(in_flight(owes, waited, self.longest_wait));
                 match recv_at {
                     Some(t) => {
                         // The time since the last request errs short.
@@ -377,26 +393,58 @@ fn connected_states() -> StateFlags {
         | StateFlags::CLOSING
 }
 
-/// Whether an open connection owes a response: received data not read yet,
-/// written data not sent or not acknowledged yet, or data received after
-/// the last data sent. Without `tcp_info` this cannot be told: counted.
-fn awaiting_response(s: &Socket) -> bool {
+/// Whether an open connection owes a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owes {
+    Yes,
+    No,
+    /// Data came in and went out within the same kernel tick (1–10 ms): a
+    /// quick answer, or a balancer's next request on a pooled connection
+    /// sent the moment the previous answer arrived. The clocks cannot tell.
+    Maybe,
+}
+
+/// Received data not read yet, written data not sent or not acknowledged
+/// yet, or data received after the last data sent: owed. Without
+/// `tcp_info` this cannot be told: owed.
+fn owes(s: &Socket) -> Owes {
     if s.recv_queue > 0 || s.send_queue > 0 {
-        return true;
+        return Owes::Yes;
     }
     let Some(a) = s.activity else {
-        return true;
+        return Owes::Yes;
     };
     if a.notsent_bytes > 0 {
-        return true;
+        return Owes::Yes;
     }
     if a.bytes_received == 0 {
         // Accepted and silent so far (a pre-opened pooled connection).
-        return false;
+        return Owes::No;
     }
     // Both times count from the accept until data moves, so a connection
     // that never sent is caught by `bytes_acked` rather than the clock.
-    a.bytes_acked == 0 || a.last_data_recv_ms < a.last_data_sent_ms
+    if a.bytes_acked == 0 {
+        return Owes::Yes;
+    }
+    match a.last_data_recv_ms.cmp(&a.last_data_sent_ms) {
+        std::cmp::Ordering::Less => Owes::Yes,
+        std::cmp::Ordering::Equal => Owes::Maybe,
+        std::cmp::Ordering::Greater => Owes::No,
+    }
+}
+
+/// Whether a connection is waiting for its answer, `waited` after its last
+/// arrival, when the longest wait seen so far is `longest`: a `Maybe` is
+/// taken as a request in progress for as long as any request has been seen
+/// to take, within bounds.
+fn in_flight(owes: Owes, waited: Option<Duration>, longest: Option<Duration>) -> bool {
+    match owes {
+        Owes::Yes => true,
+        Owes::No => false,
+        Owes::Maybe => waited.is_none_or(|waited| {
+            waited <= longest.unwrap_or(LONGEST_UNKNOWN).min(LONGEST_HELD) + SAME_ARRIVAL
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -113,9 +113,11 @@ fn sample(probe: &mut ConnectionsProbe) -> Traffic {
 fn idle_keep_alive_is_idle_and_pending_requests_are_in_flight() {
     in_own_namespace(|| {
         let app = App::start();
-        // Answered, then idle.
+        // Answered, then idle; the answer on a later tick than the request
+        // (within one tick the clocks cannot order them).
         let (mut idle_c, mut idle_s) = app.connect();
         request(&mut idle_c, &mut idle_s);
+        std::thread::sleep(Duration::from_millis(30));
         respond(&mut idle_c, &mut idle_s);
         // Read by the app, not answered yet.
         let (mut read_c, mut read_s) = app.connect();
@@ -378,5 +380,93 @@ fn the_reading_maps_onto_the_contract() {
             }
             other => panic!("{other:?}"),
         }
+    });
+}
+
+/// An established connection's socket with `tcp_info` (times in ms ago).
+fn with_activity(recv_ms: u32, sent_ms: u32, received: u64, acked: u64) -> Socket {
+    Socket {
+        key: 1,
+        state: state::ESTABLISHED,
+        local: "10.0.0.1:8080".parse().unwrap(),
+        remote: "10.0.0.2:40000".parse().unwrap(),
+        inode: 1,
+        recv_queue: 0,
+        send_queue: 0,
+        activity: Some(super::super::sockets::Activity {
+            last_data_recv_ms: recv_ms,
+            last_data_sent_ms: sent_ms,
+            notsent_bytes: 0,
+            bytes_received: received,
+            bytes_acked: acked,
+        }),
+    }
+}
+
+#[test]
+fn what_a_connection_owes_is_read_from_its_clocks_and_queues() {
+    assert_eq!(owes(&with_activity(5, 0, 0, 0)), Owes::No, "pre-opened");
+    assert_eq!(
+        owes(&with_activity(5, 5, 100, 0)),
+        Owes::Yes,
+        "never answered"
+    );
+    assert_eq!(
+        owes(&with_activity(3, 40, 100, 50)),
+        Owes::Yes,
+        "asked again"
+    );
+    assert_eq!(owes(&with_activity(40, 3, 100, 50)), Owes::No, "answered");
+    assert_eq!(
+        owes(&with_activity(40, 40, 100, 50)),
+        Owes::Maybe,
+        "same tick"
+    );
+    let mut unread = with_activity(40, 3, 100, 50);
+    unread.recv_queue = 18;
+    assert_eq!(owes(&unread), Owes::Yes);
+    let mut unsent = with_activity(40, 3, 100, 50);
+    unsent.send_queue = 1;
+    assert_eq!(owes(&unsent), Owes::Yes);
+    unsent.activity = None;
+    unsent.send_queue = 0;
+    assert_eq!(owes(&unsent), Owes::Yes, "no tcp_info: counted");
+}
+
+#[test]
+fn an_exchange_within_one_tick_is_in_flight_as_long_as_requests_have_taken() {
+    let ms = Duration::from_millis;
+    // A balancer's next request sent the moment the previous answer came:
+    // in progress for as long as requests were seen to take.
+    assert!(in_flight(Owes::Maybe, Some(ms(250)), Some(ms(300))));
+    // Longer ago than any request took: a quick answer, then idle.
+    assert!(!in_flight(Owes::Maybe, Some(ms(400)), Some(ms(300))));
+    // Nothing seen yet: a second at most.
+    assert!(in_flight(Owes::Maybe, Some(ms(900)), None));
+    assert!(!in_flight(Owes::Maybe, Some(ms(1_100)), None));
+    // A stream open for an hour does not make every quick exchange hold.
+    assert!(!in_flight(
+        Owes::Maybe,
+        Some(ms(6_000)),
+        Some(ms(3_600_000))
+    ));
+    assert!(in_flight(Owes::Yes, Some(ms(6_000)), None));
+    assert!(!in_flight(Owes::No, Some(ms(1)), Some(ms(300))));
+}
+
+#[test]
+fn the_longest_wait_is_learned_from_requests_seen_in_progress() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(sample(&mut probe).in_flight, 1);
+        let longest = probe.longest_wait.expect("a wait was seen");
+        assert!(longest >= Duration::from_millis(60), "{longest:?}");
+        respond(&mut client, &mut server);
+        assert_eq!(sample(&mut probe).in_flight, 0);
+        assert_eq!(probe.longest_wait, Some(longest));
     });
 }
