@@ -4,8 +4,10 @@
 // is safe: no request has arrived on any connection for a quiet period (the
 // sign that the endpoint is gone from every load balancer), and no request is
 // awaiting its response; or when the deadline leaves just the time the app
-// needs to stop. Idle keep-alive connections never hold it. If the app has not
-// exited some time after the signal, it is killed.
+// needs to stop. Idle keep-alive connections do not hold it (with the host's
+// per-connection evidence, `sock-diag`; from `/proc/net/tcp` every open
+// connection counts as in flight). If the app has not exited some time after
+// the signal, it is killed.
 //
 // The quiet period is sized from the silences between requests learned while
 // serving: twice their 99th percentile, within bounds. Until enough has been
