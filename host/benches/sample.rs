@@ -147,9 +147,9 @@ fn time_samples(mut sample: impl FnMut() -> u32) -> Times {
     }
     let (mut wall, mut cpu): (Vec<Duration>, Vec<Duration>) = (0..SAMPLES)
         .map(|_| {
-            let (start, start_cpu) = (Instant::now(), thread_cpu());
+            let (start, start_cpu) = (Instant::now(), lameduck::cpu::thread_time());
             std::hint::black_box(sample());
-            (start.elapsed(), thread_cpu() - start_cpu)
+            (start.elapsed(), lameduck::cpu::thread_time() - start_cpu)
         })
         .unzip();
     let percentiles = |times: &mut Vec<Duration>| {
@@ -160,16 +160,6 @@ fn time_samples(mut sample: impl FnMut() -> u32) -> Times {
         wall: percentiles(&mut wall),
         cpu: percentiles(&mut cpu),
     }
-}
-
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a local struct.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// A namespace for the calling thread (the pod's) and one for the clients,
