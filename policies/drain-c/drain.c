@@ -17,13 +17,15 @@
 //
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
-// * `quiet` -- the shortest quiet period (default `250ms`);
+// * `quiet` -- the shortest quiet period (default `150ms`: longer than the
+//   100 ms scheduler period a CPU-throttled balancer can stall for);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
 // * `min-drain` -- the shortest drain until enough has been learned (default
 //   `5s`);
 // * `reserve` -- time left to the app after the signal (default `5s`, at most
 //   a third of the drain budget);
-// * `recheck` -- how often to look again while waiting (default `100ms`);
+// * `recheck` -- the longest it waits before it looks again (default `100ms`);
+//   sooner when the quiet period or `min-drain` would end;
 // * `signal` -- the stop signal (default `TERM`);
 // * `kill-after` -- time from the signal to KILL (default `10s`).
 //
@@ -389,7 +391,7 @@ static bool drain_init(config_t *config, drain_t *d, string_t *err) {
   if (probe != NULL) drain_policy_string_dup_n(&d->probe, (const char *)probe->ptr, probe->len);
   else drain_policy_string_dup(&d->probe, "connections");
   bool has_signal;
-  if (!config_duration_ms(config, "quiet", 250, &d->quiet_ms, err) ||
+  if (!config_duration_ms(config, "quiet", 150, &d->quiet_ms, err) ||
       !config_duration_ms(config, "quiet-max", 5000, &d->quiet_max_ms, err) ||
       !config_duration_ms(config, "min-drain", 5000, &d->min_drain_ms, err) ||
       !config_duration_ms(config, "reserve", 5000, &d->reserve_ms, err) ||
@@ -428,7 +430,9 @@ static decision_t drain_decide(const drain_t *d, const snapshot_t *s) {
       putf(&t, "` missing or failed); waited %u ms", floor);
       return stop(d, done(&t));
     }
-    return with_ready(recheck(recheck_ms, format("no traffic evidence; waiting %u ms", floor)), false);
+    return with_ready(
+        recheck(min_u32(recheck_ms, floor - s->elapsed_ms), format("no traffic evidence; waiting %u ms", floor)),
+        false);
   }
   uint32_t quiet;
   bool learned = quiet_period(d, &c->silences, &quiet);
@@ -436,18 +440,23 @@ static decision_t drain_decide(const drain_t *d, const snapshot_t *s) {
   uint32_t silent = c->since_last_request_ms.is_some ? min_u32(c->since_last_request_ms.val, s->elapsed_ms)
                                                      : s->elapsed_ms;
   uint32_t floor = learned ? 0 : d->min_drain_ms;
+  // Look again when the wait could be over, and no later than `recheck`.
+  uint32_t over_in;
   string_t waiting;
   if (c->in_flight > 0) {
+    over_in = recheck_ms;
     waiting = format("%u request(s) in flight", c->in_flight);
   } else if (silent < quiet) {
+    over_in = quiet - silent;
     waiting = format("last request %u ms ago, waiting for %u ms of quiet", silent, quiet);
   } else if (s->elapsed_ms < floor) {
+    over_in = floor - s->elapsed_ms;
     waiting = format("quiet for %u ms, but too little learned to trust it: draining at least %u ms", silent, floor);
   } else {
     return stop(d, format("no request for %u ms (quiet period %u ms%s) and none in flight", silent, quiet,
                           learned ? "" : ", at least min-drain"));
   }
-  return with_ready(recheck(recheck_ms, waiting), false);
+  return with_ready(recheck(min_u32(recheck_ms, over_in), waiting), false);
 }
 
 // The quiet period (into `*quiet`), and whether it rests on enough learned

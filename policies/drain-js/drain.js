@@ -17,13 +17,15 @@
 //
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
-// * `quiet` -- the shortest quiet period (default `250ms`);
+// * `quiet` -- the shortest quiet period (default `150ms`: longer than the
+//   100 ms scheduler period a CPU-throttled balancer can stall for);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
 // * `min-drain` -- the shortest drain until enough has been learned (default
 //   `5s`);
 // * `reserve` -- time left to the app after the signal (default `5s`, at most
 //   a third of the drain budget);
-// * `recheck` -- how often to look again while waiting (default `100ms`);
+// * `recheck` -- the longest it waits before it looks again (default `100ms`);
+//   sooner when the quiet period or `min-drain` would end;
 // * `signal` -- the stop signal (default `TERM`);
 // * `kill-after` -- time from the signal to KILL (default `10s`).
 //
@@ -177,7 +179,7 @@ const waitForExit = (reason, { signal } = {}) => ({
 class Drain {
   constructor(config) {
     this.probe = config.string('probe', 'connections');
-    this.quietMs = config.durationMs('quiet', 250);
+    this.quietMs = config.durationMs('quiet', 150);
     this.quietMaxMs = config.durationMs('quiet-max', 5_000);
     this.minDrainMs = config.durationMs('min-drain', 5_000);
     this.reserveMs = config.durationMs('reserve', 5_000);
@@ -204,24 +206,30 @@ class Drain {
       if (s.elapsedMs >= floor) {
         return this.stop(`no traffic evidence (probe \`${this.probe}\` missing or failed); waited ${floor} ms`);
       }
-      return recheck(recheckMs, `no traffic evidence; waiting ${floor} ms`, { ready: false });
+      return recheck(Math.min(recheckMs, floor - s.elapsedMs), `no traffic evidence; waiting ${floor} ms`, {
+        ready: false,
+      });
     }
     const [quiet, learned] = this.quietPeriod(c.silences);
     // Only silence during the drain is evidence that traffic moved away.
     const silent = c.sinceLastRequestMs === undefined ? s.elapsedMs : Math.min(c.sinceLastRequestMs, s.elapsedMs);
     const floor = learned ? 0 : this.minDrainMs;
-    let waiting;
+    // Look again when the wait could be over, and no later than `recheck`.
+    let overIn, waiting;
     if (c.inFlight > 0) {
+      overIn = recheckMs;
       waiting = `${c.inFlight} request(s) in flight`;
     } else if (silent < quiet) {
+      overIn = quiet - silent;
       waiting = `last request ${silent} ms ago, waiting for ${quiet} ms of quiet`;
     } else if (s.elapsedMs < floor) {
+      overIn = floor - s.elapsedMs;
       waiting = `quiet for ${silent} ms, but too little learned to trust it: draining at least ${floor} ms`;
     } else {
       const floorNote = learned ? '' : ', at least min-drain';
       return this.stop(`no request for ${silent} ms (quiet period ${quiet} ms${floorNote}) and none in flight`);
     }
-    return recheck(recheckMs, waiting, { ready: false });
+    return recheck(Math.min(recheckMs, overIn), waiting, { ready: false });
   }
 
   // The quiet period, and whether it rests on enough learned silences: twice

@@ -17,13 +17,15 @@ mean anything) the drain also lasts at least `min-drain`, as a fixed
 
 Config (same keys, defaults and errors as the Rust policy):
 * `probe` -- the `connections` probe to read (default `connections`);
-* `quiet` -- the shortest quiet period (default `250ms`);
+* `quiet` -- the shortest quiet period (default `150ms`: longer than the
+  100 ms scheduler period a CPU-throttled balancer can stall for);
 * `quiet-max` -- the longest, whatever was learned (default `5s`);
 * `min-drain` -- the shortest drain until enough has been learned (default
   `5s`);
 * `reserve` -- time left to the app after the signal (default `5s`, at most a
   third of the drain budget);
-* `recheck` -- how often to look again while waiting (default `100ms`);
+* `recheck` -- the longest it waits before it looks again (default `100ms`);
+  sooner when the quiet period or `min-drain` would end;
 * `signal` -- the stop signal (default `TERM`);
 * `kill-after` -- time from the signal to KILL (default `10s`).
 
@@ -174,7 +176,7 @@ class Drain:
 
     def __init__(self, config: Config):
         self.probe = config.string("probe", "connections")
-        self.quiet_ms = config.duration_ms("quiet", 250)
+        self.quiet_ms = config.duration_ms("quiet", 150)
         self.quiet_max_ms = config.duration_ms("quiet-max", 5_000)
         self.min_drain_ms = config.duration_ms("min-drain", 5_000)
         self.reserve_ms = config.duration_ms("reserve", 5_000)
@@ -203,17 +205,21 @@ class Drain:
                 return self.stop(
                     f"no traffic evidence (probe `{self.probe}` missing or failed); waited {floor} ms"
                 )
-            return recheck(recheck_ms, f"no traffic evidence; waiting {floor} ms", ready=False)
+            return recheck(min(recheck_ms, floor - s.elapsed_ms), f"no traffic evidence; waiting {floor} ms", ready=False)
         quiet, learned = self.quiet_period(c.silences)
         # Only silence during the drain is evidence that traffic moved away.
         since = c.since_last_request_ms
         silent = s.elapsed_ms if since is None else min(since, s.elapsed_ms)
         floor = 0 if learned else self.min_drain_ms
+        # Look again when the wait could be over, and no later than `recheck`.
         if c.in_flight > 0:
+            over_in = recheck_ms
             waiting = f"{c.in_flight} request(s) in flight"
         elif silent < quiet:
+            over_in = quiet - silent
             waiting = f"last request {silent} ms ago, waiting for {quiet} ms of quiet"
         elif s.elapsed_ms < floor:
+            over_in = floor - s.elapsed_ms
             waiting = (
                 f"quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
             )
@@ -222,7 +228,7 @@ class Drain:
                 f"no request for {silent} ms (quiet period {quiet} ms"
                 f"{'' if learned else ', at least min-drain'}) and none in flight"
             )
-        return recheck(recheck_ms, waiting, ready=False)
+        return recheck(min(recheck_ms, over_in), waiting, ready=False)
 
     def quiet_period(self, silences: Silences) -> Tuple[int, bool]:
         """The quiet period, and whether it rests on enough learned silences:

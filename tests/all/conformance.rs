@@ -269,8 +269,9 @@ fn an_idle_young_app() {
 #[test]
 fn an_idle_keep_alive_pool_does_not_hold_the_drain() {
     let drained = conform(&scenario("keep-alive pool", behind_an_ingress(2_000)));
-    let term = first_signal(&drained, Signal::Term);
-    assert!((2_240..=2_350).contains(&term), "TERM at {term}");
+    // The last request, at 1.99 s, is answered at 2.14 s; seen at the next
+    // look, 100 ms after the one before.
+    assert_eq!(first_signal(&drained, Signal::Term), 2_200);
 }
 
 #[test]
@@ -347,8 +348,9 @@ fn a_non_default_config() {
         ("kill-after", "3s"),
     ];
     // Requests until 1.7 s; the learned 1.2 s silences make the quiet
-    // period 2.4 s (within 1.5..4 s), looked at every 250 ms. `connections`
-    // is there to show that the `probe` key is read.
+    // period 2.4 s (within 1.5..4 s), over at 4.1 s, when it looks again
+    // (every 250 ms before). `connections` is there to show that the
+    // `probe` key is read.
     let lag = Traffic::new()
         .arrivals(-6_000, 2_000, 700, 400)
         .learned(1_200);
@@ -362,9 +364,9 @@ fn a_non_default_config() {
         exits_after_signal_ms: None,
         name: "non-default config",
     });
-    assert_eq!(first_signal(&drained, Signal::Quit), 4_250);
+    assert_eq!(first_signal(&drained, Signal::Quit), 4_100);
     // The app ignores QUIT: KILL after `kill-after`.
-    assert_eq!(first_signal(&drained, Signal::Kill), 4_250 + 3_000);
+    assert_eq!(first_signal(&drained, Signal::Kill), 4_100 + 3_000);
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct ConnectionsProbe {
     last_accept: Option<Instant>,
     /// The longest any request was seen waiting for its answer.
     longest_wait: Option<Duration>,
+    /// The most a TIME_WAIT socket was seen to have left: how long the
+    /// kernel keeps one (60 s in Linux), learned rather than assumed, from
+    /// below, so what it times is never earlier than it was.
+    time_wait_len: u32,
     silences: SilenceLog,
     // Scratch space kept between samples.
     arrivals: Vec<Instant>,
@@ -86,6 +90,7 @@ struct Seen {
 }
 
 struct Previous {
+    at: Instant,
     evidence: Evidence,
     passive_opens: Option<u64>,
     admin_accepts: u64,
@@ -123,6 +128,7 @@ impl ConnectionsProbe {
             last_request: None,
             last_accept: None,
             longest_wait: None,
+            time_wait_len: 0,
             silences: SilenceLog::default(),
             arrivals: Vec::new(),
             listening: HashSet::new(),
@@ -170,7 +176,8 @@ impl ConnectionsProbe {
             .previous
             .as_ref()
             .is_some_and(|p| p.evidence == evidence);
-        let tally = self.tally(at, comparable);
+        let since = self.previous.as_ref().filter(|_| comparable).map(|p| p.at);
+        let tally = self.tally(at, since);
 
         let mut excluded = tally.excluded;
         let accepted = match &self.previous {
@@ -208,6 +215,7 @@ impl ConnectionsProbe {
             self.silences.observe(at, &mut self.arrivals, unseen);
         }
         self.previous = Some(Previous {
+            at,
             evidence,
             passive_opens,
             admin_accepts,
@@ -255,8 +263,9 @@ impl ConnectionsProbe {
 
     /// One pass over the server side of the namespace's connections:
     /// counts, exclusions, and the arrivals seen since the previous sample
-    /// (into `self.arrivals`).
-    fn tally(&mut self, at: Instant, comparable: bool) -> Tally {
+    /// (into `self.arrivals`), taken `since` if it is comparable.
+    fn tally(&mut self, at: Instant, since: Option<Instant>) -> Tally {
+        let comparable = since.is_some();
         let mut tally = Tally::default();
         self.arrivals.clear();
         self.next.clear();
@@ -335,10 +344,29 @@ impl ConnectionsProbe {
                     // Without tcp_info, a queue is the only sign of a request.
                     None => tally.unseen |= s.recv_queue > 0 || s.send_queue > 0,
                 }
-            } else if comparable && before.is_none_or(|b| b.state == state::ESTABLISHED) {
+            } else if let Some(since) =
+                since.filter(|_| before.is_none_or(|b| b.state == state::ESTABLISHED))
+            {
                 // Closing, and new or serving at the previous sample: a
-                // request may have come and been answered since.
-                tally.unseen = true;
+                // request may have come and been answered since. Its
+                // socket's clocks tell when; once in TIME_WAIT, no later
+                // than the exchange ended.
+                let arrival = match (recv_at, s.time_wait_left_ms) {
+                    (Some(t), _) => previous_arrival.is_none_or(|then| t > then).then_some(t),
+                    (None, Some(left)) => {
+                        self.time_wait_len = self.time_wait_len.max(left);
+                        let ago = Duration::from_millis((self.time_wait_len - left).into());
+                        Some(at.checked_sub(ago).unwrap_or(at))
+                    }
+                    (None, None) => {
+                        tally.unseen = true;
+                        None
+                    }
+                };
+                if let Some(t) = arrival.map(|t| t.clamp(since, at)) {
+                    tally.latest_arrival = tally.latest_arrival.max(Some(t));
+                    self.arrivals.push(t);
+                }
             }
         }
         std::mem::swap(&mut self.seen, &mut self.next);

@@ -42,6 +42,7 @@ pub(super) fn parse_line(line: &str) -> Option<Socket> {
         recv_queue: u32::from_str_radix(rx, 16).ok()?,
         send_queue: u32::from_str_radix(tx, 16).ok()?,
         activity: None,
+        time_wait_left_ms: None,
     })
 }
 

@@ -1,11 +1,13 @@
 //! The silences between requests, learned while the app serves.
 //!
 //! Each learning sample brings the moments of the latest arrival on each
-//! connection; put together across connections they are the arrivals, and
-//! the gaps between consecutive ones are the silences. Undersampling (two
-//! requests on one connection between samples, a connection that came and
-//! went) only merges gaps, so a silence is never measured shorter than it
-//! was: the safe direction for sizing a quiet period.
+//! connection (for one that closed since the previous sample, the moment
+//! its exchange ended, which no arrival on it came after); put together
+//! across connections they are the arrivals, and the gaps between
+//! consecutive ones are the silences. Undersampling (two requests on one
+//! connection between samples, a connection that came and went without a
+//! trace) only merges gaps. The drain times the silence in progress by the
+//! same clocks, so what is learned here is what it will see.
 //!
 //! Statistics are weighted by time: p99 is the length within which 99% of
 //! the silent time fell. Bursts of quick requests then do not drag it down:

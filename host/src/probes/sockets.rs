@@ -20,7 +20,7 @@ use netlink_packet_sock_diag::constants::{
 };
 use netlink_packet_sock_diag::inet::nlas::{TcpInfo, TcpInfoBuffer};
 use netlink_packet_sock_diag::inet::{
-    ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags,
+    ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags, Timer,
 };
 use netlink_sys::{
     Socket as NetlinkSocket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG,
@@ -29,6 +29,7 @@ use netlink_sys::{
 /// TCP states, as the kernel numbers them (`include/net/tcp_states.h`).
 pub(super) mod state {
     pub const ESTABLISHED: u8 = 1;
+    pub const TIME_WAIT: u8 = 6;
     pub const CLOSE_WAIT: u8 = 8;
     pub const LISTEN: u8 = 10;
 }
@@ -61,6 +62,10 @@ pub(super) struct Socket {
     pub send_queue: u32,
     /// From `tcp_info`; `None` from `/proc/net/tcp` and for TIME_WAIT.
     pub activity: Option<Activity>,
+    /// For a socket in TIME_WAIT, what is left of it in milliseconds: it
+    /// began, a fixed time before it ends, when the exchange was over.
+    /// `None` from `/proc/net/tcp`.
+    pub time_wait_left_ms: Option<u32>,
 }
 
 impl Socket {
@@ -235,6 +240,9 @@ impl SockDiag {
 
 fn socket(payload: &[u8]) -> Result<Socket, DumpError> {
     const HEADER: usize = 72; // struct inet_diag_msg
+    // `idiag_expires`: the crate keeps the time left of every timer but
+    // TIME_WAIT's, and that is the one wanted here.
+    const EXPIRES: usize = 52;
     let decode = |e: netlink_packet_core::DecodeError| DumpError::Decode(e.to_string());
     let header = InetResponseHeader::parse(payload).map_err(decode)?;
     let mut activity = None;
@@ -244,6 +252,11 @@ fn socket(payload: &[u8]) -> Result<Socket, DumpError> {
             activity = Some(tcp_info(nla.value()).map_err(decode)?);
         }
     }
+    let time_wait_left_ms = (header.state == state::TIME_WAIT
+        && header.timer == Some(Timer::TimeWait))
+    .then(|| payload.get(EXPIRES..EXPIRES + 4))
+    .flatten()
+    .map(|b| u32::from_ne_bytes(b.try_into().expect("four bytes")));
     let id = &header.socket_id;
     Ok(Socket {
         key: u64::from_ne_bytes(id.cookie),
@@ -254,6 +267,7 @@ fn socket(payload: &[u8]) -> Result<Socket, DumpError> {
         recv_queue: header.recv_queue,
         send_queue: header.send_queue,
         activity,
+        time_wait_left_ms,
     })
 }
 
@@ -308,6 +322,33 @@ mod tests {
                 .iter()
                 .any(|s| s.key == server.key && s.remote == server.remote)
         );
+    }
+
+    #[test]
+    fn a_socket_in_time_wait_tells_how_long_it_has_left() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // The server closes first, so its end is the one left in TIME_WAIT.
+        drop(server);
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut &client, &mut buf).unwrap(), 0);
+        let client_port = client.local_addr().unwrap().port();
+        drop(client);
+        let mut diag = SockDiag::open().unwrap();
+        let mut sockets = Vec::new();
+        diag.dump(Family::V4, &StateFlags::TIME_WAIT, &mut sockets)
+            .unwrap();
+        let ended = sockets
+            .iter()
+            .find(|s| s.local.port() == port && s.remote.port() == client_port)
+            .unwrap();
+        assert_eq!(ended.state, state::TIME_WAIT);
+        assert_eq!(ended.activity, None);
+        // Linux keeps TIME_WAIT for 60 s; this one began a moment ago.
+        let left = ended.time_wait_left_ms.unwrap();
+        assert!((50_000..=60_000).contains(&left), "{left} ms left");
     }
 
     #[test]

@@ -18,13 +18,15 @@
 //!
 //! Config:
 //! * `probe` — the `connections` probe to read (default `connections`);
-//! * `quiet` — the shortest quiet period (default `250ms`);
+//! * `quiet` — the shortest quiet period (default `150ms`: longer than the
+//!   100 ms scheduler period a CPU-throttled balancer can stall for);
 //! * `quiet-max` — the longest, whatever was learned (default `5s`);
 //! * `min-drain` — the shortest drain until enough has been learned (default
 //!   `5s`);
 //! * `reserve` — time left to the app after the signal (default `5s`, at most
 //!   a third of the drain budget);
-//! * `recheck` — how often to look again while waiting (default `100ms`);
+//! * `recheck` — the longest it waits before it looks again (default
+//!   `100ms`); sooner when the quiet period or `min-drain` would end;
 //! * `signal` — the stop signal (default `TERM`);
 //! * `kill-after` — time from the signal to KILL (default `10s`).
 
@@ -50,7 +52,7 @@ impl Policy for Drain {
     fn init(config: &mut Config) -> Result<Self, String> {
         let drain = Drain {
             probe: config.string("probe", "connections"),
-            quiet_ms: config.duration_ms("quiet", 250)?,
+            quiet_ms: config.duration_ms("quiet", 150)?,
             quiet_max_ms: config.duration_ms("quiet-max", 5_000)?,
             min_drain_ms: config.duration_ms("min-drain", 5_000)?,
             reserve_ms: config.duration_ms("reserve", 5_000)?,
@@ -90,8 +92,11 @@ impl Policy for Drain {
                     self.probe
                 ));
             }
-            return Decision::recheck(recheck, format!("no traffic evidence; waiting {floor} ms"))
-                .ready(false);
+            return Decision::recheck(
+                recheck.min(floor - s.elapsed_ms),
+                format!("no traffic evidence; waiting {floor} ms"),
+            )
+            .ready(false);
         };
         let (quiet, learned) = self.quiet_period(&c.silences);
         // Only silence during the drain is evidence that traffic moved away.
@@ -99,13 +104,20 @@ impl Policy for Drain {
             .since_last_request_ms
             .map_or(s.elapsed_ms, |since| since.min(s.elapsed_ms));
         let floor = if learned { 0 } else { self.min_drain_ms };
-        let waiting = if c.in_flight > 0 {
-            format!("{} request(s) in flight", c.in_flight)
+        // Look again when the wait could be over, and no later than `recheck`.
+        let (over_in, waiting) = if c.in_flight > 0 {
+            (recheck, format!("{} request(s) in flight", c.in_flight))
         } else if silent < quiet {
-            format!("last request {silent} ms ago, waiting for {quiet} ms of quiet")
+            (
+                quiet - silent,
+                format!("last request {silent} ms ago, waiting for {quiet} ms of quiet"),
+            )
         } else if s.elapsed_ms < floor {
-            format!(
-                "quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
+            (
+                floor - s.elapsed_ms,
+                format!(
+                    "quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
+                ),
             )
         } else {
             return self.stop(format!(
@@ -113,7 +125,7 @@ impl Policy for Drain {
                 if learned { "" } else { ", at least min-drain" }
             ));
         };
-        Decision::recheck(recheck, waiting).ready(false)
+        Decision::recheck(recheck.min(over_in), waiting).ready(false)
     }
 }
 

@@ -167,6 +167,16 @@ fn an_answer_not_yet_acknowledged_is_in_flight() {
     });
 }
 
+/// A connection the app answers and closes first, its end left in TIME_WAIT.
+fn exchange_and_close(app: &App) {
+    let (mut client, mut server) = app.connect();
+    request(&mut client, &mut server);
+    respond(&mut client, &mut server);
+    drop(server);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+}
+
 #[test]
 fn connections_that_came_and_went_between_samples_are_counted() {
     in_own_namespace(|| {
@@ -189,16 +199,30 @@ fn connections_that_came_and_went_between_samples_are_counted() {
         assert!(t.since_last_accept_ms.is_some());
         // The app closes first: its end lingers in TIME_WAIT, and is not
         // counted twice.
-        {
-            let (mut client, mut server) = app.connect();
-            request(&mut client, &mut server);
-            respond(&mut client, &mut server);
-            drop(server);
-            let mut rest = Vec::new();
-            client.read_to_end(&mut rest).unwrap();
-        }
+        exchange_and_close(&app);
         assert_eq!(sample(&mut probe).accepted, 1);
         assert_eq!(sample(&mut probe).accepted, 0);
+    });
+}
+
+#[test]
+fn a_connection_closed_between_samples_is_timed_at_its_end_not_at_the_sample() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        sample(&mut probe);
+        // The first TIME_WAIT seen tells how long the kernel keeps one.
+        exchange_and_close(&app);
+        assert_eq!(sample(&mut probe).accepted, 1);
+        exchange_and_close(&app);
+        let closed = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = sample(&mut probe);
+        let since = t.since_last_request_ms.unwrap();
+        assert_eq!(t.accepted, 1);
+        // Never later than it was, and not at the sample.
+        assert!(u128::from(since) <= closed.elapsed().as_millis(), "{t:?}");
+        assert!(since >= 150, "{t:?}");
     });
 }
 
@@ -400,6 +424,7 @@ fn with_activity(recv_ms: u32, sent_ms: u32, received: u64, acked: u64) -> Socke
             bytes_received: received,
             bytes_acked: acked,
         }),
+        time_wait_left_ms: None,
     }
 }
 
