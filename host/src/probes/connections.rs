@@ -62,10 +62,7 @@ pub struct ConnectionsProbe {
     last_accept: Option<Instant>,
     /// The longest any request was seen waiting for its answer.
     longest_wait: Option<Duration>,
-    /// The most a TIME_WAIT socket was seen to have left: how long the
-    /// kernel keeps one (60 s in Linux), learned rather than assumed, from
-    /// below, so what it times is never earlier than it was.
-    time_wait_len: u32,
+    time_wait: TimeWaitClock,
     silences: SilenceLog,
     // Scratch space kept between samples.
     arrivals: Vec<Instant>,
@@ -128,7 +125,7 @@ impl ConnectionsProbe {
             last_request: None,
             last_accept: None,
             longest_wait: None,
-            time_wait_len: 0,
+            time_wait: TimeWaitClock::default(),
             silences: SilenceLog::default(),
             arrivals: Vec::new(),
             listening: HashSet::new(),
@@ -172,11 +169,11 @@ impl ConnectionsProbe {
         self.app_ports.extend_from_slice(ports);
 
         // Sockets are "new" only against a previous sample of the same kind.
-        let comparable = self
+        let since = self
             .previous
             .as_ref()
-            .is_some_and(|p| p.evidence == evidence);
-        let since = self.previous.as_ref().filter(|_| comparable).map(|p| p.at);
+            .filter(|p| p.evidence == evidence)
+            .map(|p| p.at);
         let tally = self.tally(at, since);
 
         let mut excluded = tally.excluded;
@@ -265,7 +262,6 @@ impl ConnectionsProbe {
     /// counts, exclusions, and the arrivals seen since the previous sample
     /// (into `self.arrivals`), taken `since` if it is comparable.
     fn tally(&mut self, at: Instant, since: Option<Instant>) -> Tally {
-        let comparable = since.is_some();
         let mut tally = Tally::default();
         self.arrivals.clear();
         self.next.clear();
@@ -284,7 +280,7 @@ impl ConnectionsProbe {
             }
             self.served[s.family() as usize] = true;
             let before = self.seen.get(&s.key).copied();
-            let new = comparable && before.is_none();
+            let new = since.is_some() && before.is_none();
             let open = matches!(s.state, state::ESTABLISHED | state::CLOSE_WAIT);
             let read_at = s
                 .activity
@@ -353,11 +349,7 @@ impl ConnectionsProbe {
                 // than the exchange ended.
                 let arrival = match (recv_at, s.time_wait_left_ms) {
                     (Some(t), _) => previous_arrival.is_none_or(|then| t > then).then_some(t),
-                    (None, Some(left)) => {
-                        self.time_wait_len = self.time_wait_len.max(left);
-                        let ago = Duration::from_millis((self.time_wait_len - left).into());
-                        Some(at.checked_sub(ago).unwrap_or(at))
-                    }
+                    (None, Some(left)) => Some(self.time_wait.began(left, at)),
                     (None, None) => {
                         tally.unseen = true;
                         None
@@ -371,6 +363,25 @@ impl ConnectionsProbe {
         }
         std::mem::swap(&mut self.seen, &mut self.next);
         tally
+    }
+}
+
+/// Dates a socket's entry into TIME_WAIT from the time it has left.
+#[derive(Default)]
+struct TimeWaitClock {
+    /// The most a TIME_WAIT socket was seen to have left: how long the
+    /// kernel keeps one (60 s in Linux), learned rather than assumed, from
+    /// below, so a date is never earlier than it was.
+    len: u32,
+}
+
+impl TimeWaitClock {
+    /// When a socket with `left` ms of TIME_WAIT to go at `at` entered it,
+    /// as late as it can have been.
+    fn began(&mut self, left: u32, at: Instant) -> Instant {
+        self.len = self.len.max(left);
+        let ago = Duration::from_millis((self.len - left).into());
+        at.checked_sub(ago).unwrap_or(at)
     }
 }
 
