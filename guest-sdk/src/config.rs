@@ -1,6 +1,6 @@
 //! The operator's `policy.config` map, read with typed getters.
 
-use crate::Signal;
+use crate::{Signal, parse_duration_ms};
 
 /// The `policy.config` map given to `init`. Every getter records the key as
 /// known; any key left unread when `init` returns is refused as unknown, so a
@@ -81,112 +81,9 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `30s`, `1.5s`, `2m`, `1h` into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<u32> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        _ => return None,
-    };
-    let ms = number * scale;
-    (ms.is_finite() && ms <= u32::MAX as f64).then_some(ms.round() as u32)
-}
-
-impl Signal {
-    /// Every signal of the contract, in declaration order.
-    pub const ALL: [Signal; 22] = [
-        Signal::Hup,
-        Signal::Int,
-        Signal::Quit,
-        Signal::Kill,
-        Signal::Usr1,
-        Signal::Usr2,
-        Signal::Pipe,
-        Signal::Alrm,
-        Signal::Term,
-        Signal::Cont,
-        Signal::Stop,
-        Signal::Tstp,
-        Signal::Ttin,
-        Signal::Ttou,
-        Signal::Urg,
-        Signal::Xcpu,
-        Signal::Xfsz,
-        Signal::Vtalrm,
-        Signal::Prof,
-        Signal::Winch,
-        Signal::Io,
-        Signal::Pwr,
-    ];
-
-    /// The conventional name, without `SIG`: `TERM`, `USR1`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Hup => "HUP",
-            Signal::Int => "INT",
-            Signal::Quit => "QUIT",
-            Signal::Kill => "KILL",
-            Signal::Usr1 => "USR1",
-            Signal::Usr2 => "USR2",
-            Signal::Pipe => "PIPE",
-            Signal::Alrm => "ALRM",
-            Signal::Term => "TERM",
-            Signal::Cont => "CONT",
-            Signal::Stop => "STOP",
-            Signal::Tstp => "TSTP",
-            Signal::Ttin => "TTIN",
-            Signal::Ttou => "TTOU",
-            Signal::Urg => "URG",
-            Signal::Xcpu => "XCPU",
-            Signal::Xfsz => "XFSZ",
-            Signal::Vtalrm => "VTALRM",
-            Signal::Prof => "PROF",
-            Signal::Winch => "WINCH",
-            Signal::Io => "IO",
-            Signal::Pwr => "PWR",
-        }
-    }
-
-    /// Parses `TERM`, `SIGTERM` or `term`.
-    pub fn from_name(text: &str) -> Option<Signal> {
-        let upper = text.trim().to_ascii_uppercase();
-        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        Signal::ALL.into_iter().find(|s| s.name() == bare)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("250ms"), Some(250));
-        assert_eq!(parse_duration_ms("30s"), Some(30_000));
-        assert_eq!(parse_duration_ms("1.5s"), Some(1_500));
-        assert_eq!(parse_duration_ms("2m"), Some(120_000));
-        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
-        assert_eq!(parse_duration_ms("30"), None);
-        assert_eq!(parse_duration_ms("s"), None);
-        assert_eq!(parse_duration_ms("5 parsecs"), None);
-        assert_eq!(parse_duration_ms("9999999h"), None);
-    }
-
-    #[test]
-    fn signals_by_name() {
-        assert_eq!(Signal::from_name("TERM"), Some(Signal::Term));
-        assert_eq!(Signal::from_name("sigusr1"), Some(Signal::Usr1));
-        assert_eq!(Signal::from_name("SIGFOO"), None);
-        for s in Signal::ALL {
-            assert_eq!(Signal::from_name(s.name()), Some(s));
-        }
-    }
 
     #[test]
     fn unknown_keys_are_refused_with_the_known_ones() {

@@ -16,11 +16,11 @@
 //! assert_eq!(h.app_signals()[0].signal, Signal::Term);
 //! ```
 
-use crate::agent::{Agent, Call, Effect, Input, Millis, Record, Sample, Settings};
 use crate::{
     Child, Connections, Decision, Evidence, Policy, ProbeValue, SentSignal, Signal, SignalAction,
     Silences, Snapshot,
 };
+use lameduck_core::agent::{Agent, Call, Effect, Input, Millis, Record, Sample, Settings};
 
 /// What the harness asks of a policy: the two calls of the contract. Every
 /// [`Policy`] is one; the agent's runtime makes a wasm component one too.
@@ -155,7 +155,7 @@ impl<P: Decider> Harness<P> {
         self.records[before..]
             .iter()
             .find_map(|(_, record)| match &record.event {
-                crate::agent::Event::Signal { action, .. } => Some(*action),
+                lameduck_core::agent::Event::Signal { action, .. } => Some(*action),
                 _ => None,
             })
     }

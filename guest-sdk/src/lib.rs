@@ -5,7 +5,8 @@
 //! implements the `lameduck:policy/drain-policy` world; built natively it is an
 //! ordinary Rust type that [`harness::Harness`] drives on a virtual clock, so
 //! policies are tested with plain `cargo test` — through the agent's own
-//! shutdown rules ([`agent`]), which the harness shares with the agent.
+//! shutdown rules (`lameduck_core::agent`), which the harness shares with
+//! the agent.
 //!
 //! ```ignore
 //! use lameduck_sdk::*;
@@ -24,30 +25,18 @@
 //! export_policy!(Now);
 //! ```
 
-pub mod agent;
 mod config;
-mod decision;
 pub mod harness;
 pub mod log;
-mod snapshot;
 
-pub use config::{Config, parse_duration_ms};
+pub use config::Config;
+pub use lameduck_core::parse_duration_ms;
 
-/// The bindings generated from `wit/` by wit-bindgen. Policies rarely need
-/// them directly: the types are re-exported at the crate root.
-#[allow(clippy::too_many_arguments)] // generated: one argument per flattened field
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "drain-policy",
-        pub_export_macro: true,
-        export_macro_name: "__export_drain_policy",
-        default_bindings_module: "lameduck_sdk::bindings",
-        additional_derives: [PartialEq],
-    });
-}
+/// The bindings generated from `wit/`, kept by `lameduck-core`. Policies
+/// rarely need them directly: the types are re-exported at the crate root.
+pub use lameduck_core::bindings;
 
-pub use bindings::lameduck::policy::types::{
+pub use lameduck_core::{
     Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
     ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
 };

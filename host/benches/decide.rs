@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use lameduck::builtin;
-use lameduck::policy::{Compiler, Limits, Policy};
+use lameduck_runtime::builtin;
+use lameduck_runtime::{Compiler, Limits, Policy};
 
 #[path = "common/snapshot.rs"]
 mod common;

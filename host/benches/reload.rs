@@ -16,7 +16,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("lameduck-reload-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("policy.wasm");
-    let delay = lameduck::builtin::get("delay").unwrap();
+    let delay = lameduck_runtime::builtin::get("delay").unwrap();
     std::fs::write(&policy, variant(delay, 0)).unwrap();
 
     // A drain that lasts: `delay` waits 10 minutes, and every swap makes the
@@ -62,7 +62,7 @@ fn main() {
     let mut latencies = Vec::new();
     for n in 1..=SWAPS {
         let bytes = variant(delay, n);
-        let sha = lameduck::policy::sha256_hex(&bytes);
+        let sha = lameduck_runtime::sha256_hex(&bytes);
         let tmp = dir.join("next.wasm");
         std::fs::write(&tmp, &bytes).unwrap();
         let landed = now();

@@ -85,7 +85,7 @@ fn measure(table: &str, clients: Option<&Clients>) {
     }
 
     let port = address.port();
-    let probe = || ConnectionsProbe::new(vec![port], None, &Exclude::default(), Agent::default());
+    let probe = || ConnectionsProbe::new(vec![port], None, &Exclude::default(), &Agent::default());
     let mut sock_diag = probe();
     let mut proc_net_tcp = probe();
     proc_net_tcp.fall_back();
@@ -147,9 +147,12 @@ fn time_samples(mut sample: impl FnMut() -> u32) -> Times {
     }
     let (mut wall, mut cpu): (Vec<Duration>, Vec<Duration>) = (0..SAMPLES)
         .map(|_| {
-            let (start, start_cpu) = (Instant::now(), lameduck::cpu::thread_time());
+            let (start, start_cpu) = (Instant::now(), cpu_time::ThreadTime::now().as_duration());
             std::hint::black_box(sample());
-            (start.elapsed(), lameduck::cpu::thread_time() - start_cpu)
+            (
+                start.elapsed(),
+                cpu_time::ThreadTime::now().as_duration() - start_cpu,
+            )
         })
         .unzip();
     let percentiles = |times: &mut Vec<Duration>| {

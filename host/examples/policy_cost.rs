@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lameduck::builtin;
-use lameduck::policy::{Compiled, Compiler, Limits, Origin};
+use lameduck_runtime::builtin;
+use lameduck_runtime::{Compiled, Compiler, Limits, Origin};
 
 #[path = "../benches/common/snapshot.rs"]
 mod common;

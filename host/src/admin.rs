@@ -18,21 +18,29 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
-use crate::controller::Event;
-use crate::picture::{self, Frame, Row};
-use crate::policy::ProbeValue;
-use crate::probes::HttpProbe;
+use lameduck_core::ProbeValue;
+use lameduck_core::record::Entry;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::inbox::{self, Message};
+use crate::picture::{self, Frame};
+use crate::probes::{Get, Own};
 use crate::reload::Reloader;
-use crate::shared::Shared;
+use crate::shared::{Shared, Status};
 
 /// The server's view of the agent.
 pub struct Admin {
     pub shared: Arc<Shared>,
-    pub events: mpsc::UnboundedSender<Event>,
+    pub inbox: inbox::Sender,
     /// The app's own readiness endpoint, checked by `/readyz`.
-    pub readiness_url: Option<String>,
+    pub readiness: Option<Get>,
+    /// The agent's own connections: the ones accepted here are counted.
+    pub own: Own,
+    /// What the picture knows beside the timeline.
+    pub frame: Frame,
     /// `PUT /policy`, when on: its bearer token and where pushes go.
     pub push: Option<(String, Reloader)>,
     /// The bearer token `/prestop` requires, if any.
@@ -65,7 +73,6 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 
 async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
-    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -76,7 +83,7 @@ async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
             }
         };
         // Not the app's traffic: `connections` probes take it off their accepts.
-        crate::probes::note_admin_accept(port);
+        admin.own.note_admin_accept();
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -128,9 +135,8 @@ impl Admin {
             .headers()
             .get("user-agent")
             .is_some_and(|agent| agent == crate::probes::USER_AGENT);
-        if let Some(url) = self.readiness_url.as_ref().filter(|_| !asked_by_itself) {
-            let probe = HttpProbe::new(url).get_once(std::time::Duration::from_secs(1));
-            match probe.await {
+        if let Some(readiness) = self.readiness.as_ref().filter(|_| !asked_by_itself) {
+            match readiness.once(std::time::Duration::from_secs(1)).await {
                 ProbeValue::Http(r) if (200..300).contains(&r.status) => {}
                 ProbeValue::Http(r) => {
                     return text(
@@ -152,7 +158,7 @@ impl Admin {
     async fn prestop(&self) -> Reply {
         let _held = self.shared.prestop_held();
         let (reply, answer) = oneshot::channel();
-        if self.events.send(Event::PreStop(reply)).is_err() {
+        if self.inbox.send(Message::PreStop(reply)).is_err() {
             return text(StatusCode::OK, "the agent is stopping\n");
         }
         match answer.await {
@@ -176,12 +182,9 @@ impl Admin {
             Ok(body) => body.to_bytes().to_vec(),
             Err(e) => return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("{e}\n")),
         };
-        let sha256 = crate::policy::sha256_hex(&bytes);
+        // Answered once the policy decides: `/status` says so by then.
         match reloader.push(bytes).await {
-            Ok(identity) => {
-                self.swapped_in(&sha256).await;
-                text(StatusCode::OK, &format!("{identity} is live\n"))
-            }
+            Ok(identity) => text(StatusCode::OK, &format!("{identity} is live\n")),
             Err(reason) => text(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("refused: {reason}\n"),
@@ -189,43 +192,28 @@ impl Admin {
         }
     }
 
-    /// Waits (a little) until the controller has swapped in the policy with
-    /// this sha256: the answer says it is live, and `/status` must agree.
-    async fn swapped_in(&self, sha256: &str) {
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while tokio::time::Instant::now() < until {
-            let live = self.shared.status().policy.map(|p| p.sha256);
-            if live.as_deref() == Some(sha256) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    }
-
-    /// Built from the timeline's bounded snapshot: its entries are kept as
-    /// JSON already, and shared, not copied, until written here.
+    /// The status and the timeline: the entries are kept as JSON already,
+    /// and shared, not copied, until written here.
     fn status(&self) -> Reply {
-        let kept = self.shared.timeline.kept();
-        let head = serde_json::json!({
-            "status": self.shared.status(),
-            "ready": self.shared.ready(),
-            "timeline_dropped": kept.dropped,
-        })
-        .to_string();
-        let size = kept.entries.iter().map(|e| e.len() + 1).sum::<usize>();
-        let mut body = String::with_capacity(head.len() + size + 16);
-        body.push_str(&head[..head.len() - 1]);
-        body.push_str(",\"timeline\":[");
-        for (i, entry) in kept.entries.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(entry);
+        #[derive(Serialize)]
+        struct Body<'a> {
+            status: Status,
+            ready: bool,
+            timeline_dropped: u64,
+            timeline: Vec<&'a RawValue>,
         }
-        body.push_str("]}");
+        let kept = self.shared.timeline.kept();
+        let body = Body {
+            status: self.shared.status(),
+            ready: self.shared.ready(),
+            timeline_dropped: kept.dropped,
+            timeline: kept.entries.iter().map(|e| &**e).collect(),
+        };
         Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(Bytes::from(
+                serde_json::to_vec(&body).expect("the status serializes"),
+            )))
             .expect("a valid response")
     }
 
@@ -235,16 +223,16 @@ impl Admin {
         static DRAWING: Semaphore = Semaphore::const_new(1);
         let _turn = DRAWING.acquire().await.expect("never closed");
         let kept = self.shared.timeline.kept();
-        let entries: Vec<serde_json::Value> = kept
+        let entries: Vec<Entry> = kept
             .entries
             .iter()
-            .filter_map(|e| serde_json::from_str(e).ok())
+            .filter_map(|e| Entry::from_json(serde_json::from_str(e.get()).ok()?).ok()?)
             .collect();
-        let rows: Vec<Row<'_>> = entries.iter().filter_map(Row::from_json).collect();
-        let frame = Frame::from_config(&self.shared.status().config);
         Response::builder()
             .header("content-type", "image/svg+xml")
-            .body(Full::new(Bytes::from(picture::render(&rows, frame))))
+            .body(Full::new(Bytes::from(picture::render(
+                &entries, self.frame,
+            ))))
             .expect("a valid response")
     }
 }
@@ -277,5 +265,5 @@ fn unauthorized() -> Reply {
 
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }

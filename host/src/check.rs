@@ -6,10 +6,9 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::policy::{
-    Child, Compiler, Mode, Next, Probe, ProbeValue, Signal, Snapshot, Trigger, WORLD,
-};
-use crate::probes::millis;
+use lameduck_core::millis;
+use lameduck_core::{Child, Mode, Next, Probe, ProbeValue, Signal, Snapshot, Trigger};
+use lameduck_runtime::{Compiler, WORLD};
 
 /// Prints the verdict on `config`'s policy; returns 0 if it can be used, 2
 /// if not.

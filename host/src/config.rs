@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{Limits, Signal};
+pub use crate::log::LogFormat;
 use crate::probes::{Cidr, Exclude};
+use lameduck_core::Signal;
+use lameduck_runtime::Limits;
 
 /// Where the policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +42,10 @@ impl PolicySource {
         let checked = match self {
             PolicySource::Builtin(_) => {
                 let bytes = self.read()?;
-                crate::policy::inspect(std::io::Cursor::new(&bytes[..]))
+                lameduck_runtime::inspect(std::io::Cursor::new(&bytes[..]))
             }
             PolicySource::File(path) => {
-                crate::policy::inspect(open_regular(path, MAX_POLICY_BYTES)?.0)
+                lameduck_runtime::inspect(open_regular(path, MAX_POLICY_BYTES)?.0)
             }
         };
         checked.map_err(|e| format!("{self}: {e}"))
@@ -52,15 +54,18 @@ impl PolicySource {
     /// The component's bytes.
     pub fn read(&self) -> Result<Cow<'static, [u8]>, String> {
         match self {
-            PolicySource::Builtin(name) => {
-                crate::builtin::get(name).map(Cow::Borrowed).ok_or_else(|| {
-                    let names: Vec<&str> = crate::builtin::ALL.iter().map(|(n, _)| *n).collect();
+            PolicySource::Builtin(name) => lameduck_runtime::builtin::get(name)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = lameduck_runtime::builtin::ALL
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect();
                     format!(
                         "there is no built-in policy `{name}` (there are: {})",
                         names.join(", ")
                     )
-                })
-            }
+                }),
             PolicySource::File(path) => read_regular(path, MAX_POLICY_BYTES).map(Cow::Owned),
         }
     }
@@ -140,15 +145,6 @@ impl fmt::Display for PolicySource {
     }
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
 /// What a probe observes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -218,7 +214,7 @@ impl Default for Config {
         Config {
             grace_period: Duration::from_secs(30),
             safety_margin: Duration::from_secs(2),
-            policy: PolicySource::Builtin(crate::builtin::DEFAULT.into()),
+            policy: PolicySource::Builtin(lameduck_runtime::builtin::DEFAULT.into()),
             shadow: None,
             policy_config: Vec::new(),
             reload_signal: None,
@@ -829,7 +825,7 @@ pub fn parse_admin(text: &str) -> Result<Option<SocketAddr>, String> {
 
 /// `250ms`, `30s`, `2m` as a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    lameduck_sdk::parse_duration_ms(text)
+    lameduck_core::parse_duration_ms(text)
         .map(|ms| Duration::from_millis(ms.into()))
         .ok_or_else(|| format!("`{text}` is not a duration (examples: 250ms, 30s, 2m)"))
 }

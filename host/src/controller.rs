@@ -1,6 +1,6 @@
 //! The controller: performs what the agent's shutdown rules ask for.
 //!
-//! The rules themselves live in [`lameduck_sdk::agent`], free of I/O, where
+//! The rules themselves live in [`lameduck_core::agent`], free of I/O, where
 //! `simulate` and the SDK's harness run them too. This is the thin layer
 //! that does the work: every input (a signal, a `/prestop` call, the
 //! policy's answer, a sample, the app's exit, a timer) arrives on one
@@ -13,15 +13,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lameduck_sdk::agent::{
-    Agent, Call, Effect, Event as AgentEvent, Input, Millis, Sample, Settings,
-};
+use lameduck_core::agent::{Agent, Call, Effect, Input, Millis, Sample, Settings};
+use lameduck_core::record::Event;
+use lameduck_core::{Child, Mode};
+use lameduck_runtime::Fallback;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::decider::{Answered, Decider, Question, Reply, Shadowed};
-use crate::policy::{Child, Compiled, Fallback, Instance, Mode, ProbeValue};
+use crate::decider::Decider;
+use crate::inbox::{self, Message, Role};
 use crate::probes::Probes;
+use crate::question::{Answered, Question, Reply, Shadowed};
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use crate::signals;
@@ -40,39 +42,6 @@ pub const LEARN_EVERY_MS: u32 = 100;
 /// busy node a sample waits for a core, and spacing samples out for that
 /// would merge the silences learned into false long ones.
 const LEARN_DUTY: u32 = 20;
-
-/// Everything the controller handles arrives as one of these.
-pub enum Event {
-    /// A signal reached the agent (its number).
-    Signal(i32),
-    /// A `preStop` hook called; answered when the app may be signalled.
-    PreStop(oneshot::Sender<String>),
-    /// A policy compiled, checked and `init`-ed.
-    PolicyLoaded(Role, Arc<Compiled>, Instance),
-    /// A policy could not be loaded; the last good one (or, live, the
-    /// built-in logic) decides.
-    PolicyFailed {
-        role: Role,
-        source: String,
-        reason: String,
-    },
-    /// The probes' readings.
-    Sampled(Vec<(String, ProbeValue)>),
-    /// The policy's answer to a question.
-    Answered(Answered),
-    /// The shadow policy's answer to the same question.
-    Shadowed(Shadowed),
-    /// The app exited.
-    AppExited(Exit),
-}
-
-/// Which policy: the live one, obeyed, or the shadow, asked the same
-/// questions and only recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Live,
-    Shadow,
-}
 
 /// The app, as far as the controller is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +82,7 @@ impl Controller {
         probes: Probes,
         shared: Arc<Shared>,
         reloaders: Vec<Reloader>,
-        events: mpsc::UnboundedSender<Event>,
+        inbox: inbox::Sender,
     ) -> Self {
         let (sampler, requests) = mpsc::unbounded_channel();
         // A thread and a runtime of their own: a probe may work synchronously
@@ -127,7 +96,7 @@ impl Controller {
                     .enable_all()
                     .build()
                     .expect("a tokio runtime");
-                runtime.block_on(sample(probes, requests, events));
+                runtime.block_on(sample(probes, requests, inbox));
                 // A probe stuck in a blocking read (a FIFO) must not hold it.
                 runtime.shutdown_background();
             })
@@ -150,13 +119,13 @@ impl Controller {
 
     /// Runs until the app exits (or a sidecar stops), and returns the status
     /// to exit with.
-    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Exit {
+    pub async fn run(mut self, mut inbox: inbox::Receiver) -> Exit {
         loop {
             let tick = self.agent.next_tick().map(|at| self.instant(at));
             let patience = self.asking.as_ref().map(|(_, until)| *until);
             let input = tokio::select! {
                 biased;
-                Some(event) = events.recv() => match self.event(event) {
+                Some(message) = inbox.recv() => match self.message(message) {
                     Step::Input(input) => input,
                     Step::Exit(exit) => return exit,
                     Step::Nothing => continue,
@@ -190,9 +159,9 @@ impl Controller {
         None
     }
 
-    fn event(&mut self, event: Event) -> Step {
-        match event {
-            Event::Signal(number) => match signals::from_number(number) {
+    fn message(&mut self, message: Message) -> Step {
+        match message {
+            Message::Signal(number) => match signals::from_number(number) {
                 Some(signal) => Step::Input(Input::Signal(signal)),
                 None => {
                     // No name in the contract: nothing for a policy to say.
@@ -200,82 +169,77 @@ impl Controller {
                     Step::Nothing
                 }
             },
-            Event::PreStop(reply) => {
+            Message::PreStop(reply) => {
                 self.prestop.push(reply);
                 Step::Input(Input::PreStop)
             }
-            Event::PolicyLoaded(Role::Shadow, compiled, instance) => {
+            Message::PolicyLoaded {
+                role,
+                compiled,
+                instance,
+                swapped,
+            } => {
                 let identity = compiled.identity().clone();
-                self.shared.timeline.record(
-                    self.drain_ms(),
-                    "shadow-policy",
-                    format!(
-                        "shadow policy {identity} loaded in {:?}: asked every question, never obeyed",
-                        compiled.compile_time
-                    ),
-                    serde_json::json!({ "source": identity.source, "sha256": identity.sha256 }),
-                );
-                self.shared.shadow_loaded(&identity);
-                self.decider.swap_shadow(compiled, instance);
-                Step::Nothing
+                let load_ms = Some(compiled.compile_time.as_millis() as u64);
+                let (source, sha256) = (identity.source.clone(), identity.sha256.clone());
+                match role {
+                    Role::Shadow => {
+                        self.record(Event::ShadowPolicy {
+                            source,
+                            sha256,
+                            load_ms,
+                        });
+                        self.shared.shadow_loaded(&identity);
+                        self.decider.swap_shadow(compiled, instance, swapped);
+                        Step::Nothing
+                    }
+                    Role::Live => {
+                        self.record(Event::Policy {
+                            source,
+                            sha256,
+                            load_ms,
+                            origin: Some(compiled.origin.to_string()),
+                        });
+                        self.shared.policy_loaded(&identity);
+                        self.decider.swap(compiled, instance, swapped);
+                        Step::Input(Input::PolicyLoaded)
+                    }
+                }
             }
-            Event::PolicyFailed {
-                role: Role::Shadow,
+            Message::PolicyFailed {
+                role,
                 source,
                 reason,
             } => {
-                tracing::warn!(target: "lameduck", policy = source, "shadow policy refused: {reason}");
-                self.shared.timeline.record(
-                    self.drain_ms(),
-                    "shadow-failed",
-                    format!("shadow policy {source} refused: {reason}"),
-                    serde_json::json!({ "source": source, "reason": reason }),
-                );
-                self.shared.shadow_refused(&source, &reason);
-                Step::Nothing
+                let event = match role {
+                    Role::Shadow => {
+                        self.shared.shadow_refused(&source, &reason);
+                        Event::ShadowFailed { source, reason }
+                    }
+                    Role::Live => {
+                        let deciding = self
+                            .shared
+                            .status()
+                            .policy
+                            .map(|p| format!("{} (sha256 {})", p.source, &p.sha256[..12]));
+                        self.shared.policy_refused(&source, &reason);
+                        Event::PolicyFailed {
+                            source,
+                            reason,
+                            deciding,
+                        }
+                    }
+                };
+                let live = matches!(event, Event::PolicyFailed { .. });
+                self.record(event);
+                if live {
+                    Step::Input(Input::PolicyRefused)
+                } else {
+                    Step::Nothing
+                }
             }
-            Event::PolicyLoaded(Role::Live, compiled, instance) => {
-                let identity = compiled.identity().clone();
-                self.shared.timeline.record(
-                    self.drain_ms(),
-                    "policy",
-                    format!(
-                        "policy {identity} loaded in {:?} ({}); it decides from now on",
-                        compiled.compile_time, compiled.origin
-                    ),
-                    serde_json::json!({ "source": identity.source, "sha256": identity.sha256 }),
-                );
-                self.shared.policy_loaded(&identity);
-                self.decider.swap(compiled, instance);
-                Step::Input(Input::PolicyLoaded)
-            }
-            Event::PolicyFailed {
-                role: Role::Live,
-                source,
-                reason,
-            } => {
-                let deciding = self.shared.status().policy.map_or(
-                    "the built-in drain logic decides".to_string(),
-                    |p| {
-                        format!(
-                            "the last good policy, {} (sha256 {}), still decides",
-                            p.source,
-                            &p.sha256[..12]
-                        )
-                    },
-                );
-                tracing::error!(target: "lameduck", policy = source, "policy refused: {reason}; {deciding}");
-                self.shared.timeline.record(
-                    self.drain_ms(),
-                    "policy-failed",
-                    format!("policy {source} refused: {reason}; {deciding}"),
-                    serde_json::json!({ "source": source, "reason": reason }),
-                );
-                self.shared.policy_refused(&source, &reason);
-                Step::Input(Input::PolicyRefused)
-            }
-            Event::Sampled(values) => Step::Input(Input::Sampled(values)),
-            Event::Answered(answered) => match &self.asking {
+            Message::Sampled(values) => Step::Input(Input::Sampled(values)),
+            Message::Answered(answered) => match &self.asking {
                 Some((question, _)) if question.id == answered.id => {
                     self.asking = None;
                     Step::Input(self.answer(answered))
@@ -283,11 +247,11 @@ impl Controller {
                 // Answered after the fallback did: too late to matter.
                 _ => Step::Nothing,
             },
-            Event::Shadowed(shadowed) => {
+            Message::Shadowed(shadowed) => {
                 self.shadowed(shadowed);
                 Step::Nothing
             }
-            Event::AppExited(exit) => {
+            Message::AppExited(exit) => {
                 let child = match exit {
                     Exit::Code(code) => Child::Exited(code),
                     Exit::Signal(signal) => Child::Killed(signal.clamp(0, 255) as u8),
@@ -324,33 +288,24 @@ impl Controller {
         else {
             return; // the live policy's answer was not taken: nothing to compare
         };
-        let said = shadowed.reply.describe();
-        let (message, agreed) = match &shadowed.failure {
-            Some(failure) => (format!("shadow {failure}; no answer to compare"), None),
-            None if shadowed.reply.agrees(live) => (format!("shadow agrees: {said}"), Some(true)),
-            None => (
-                format!(
-                    "shadow DISAGREES: {said}, where the live policy: {}",
-                    live.describe()
-                ),
-                Some(false),
-            ),
+        let agrees = match &shadowed.failure {
+            Some(_) => None,
+            None => Some(shadowed.reply.agrees(live)),
         };
-        if let Some(agreed) = agreed {
+        if let Some(agreed) = agrees {
             self.shared.shadow_answered(agreed);
             if !agreed {
                 self.shared.metrics.shadow_disagreement(shadowed.call);
             }
         }
-        let data = serde_json::json!({
-            "call": shadowed.call,
-            "answer": shadowed.reply.to_json(),
-            "agrees": agreed,
-            "failure": shadowed.failure.as_ref().map(ToString::to_string),
+        let live = (agrees == Some(false)).then(|| live.answer());
+        self.record(Event::Shadow {
+            call: shadowed.call.to_string(),
+            answer: shadowed.reply.answer(),
+            live,
+            agrees,
+            failure: shadowed.failure.as_ref().map(ToString::to_string),
         });
-        self.shared
-            .timeline
-            .record(self.drain_ms(), "shadow", message, data);
     }
 
     /// The policy thread did not answer in time: the fallback does, and the
@@ -398,13 +353,13 @@ impl Controller {
             }
             Effect::Record(record) => {
                 match &record.event {
-                    AgentEvent::DrainBegan { .. } => self.shared.set_draining(),
-                    AgentEvent::Decision { decision, .. } => {
+                    Event::DrainBegan { .. } => self.shared.set_draining(),
+                    Event::Decision { decision, .. } => {
                         self.shared.metrics.decision(&decision.reason)
                     }
                     _ => {}
                 }
-                self.shared.timeline.record_agent(&record);
+                self.shared.timeline.record_agent(record);
             }
             Effect::Exit(code) => return Some(Exit::Code(code.clamp(0, 255) as u8)),
         }
@@ -422,12 +377,13 @@ impl Controller {
         if let App::Child(pid) = self.app {
             supervisor::kill(pid, number);
         }
-        self.shared.timeline.record(
-            self.drain_ms(),
-            "signal",
-            format!("{name} forwarded"),
-            serde_json::json!({ "signal": name }),
-        );
+        self.record(Event::Forwarded { signal: name });
+    }
+
+    /// Records what the controller itself did (the agent's rules record
+    /// theirs as effects).
+    fn record(&self, event: Event) {
+        self.shared.timeline.record(self.drain_ms(), event);
     }
 
     fn drain_ms(&self) -> Option<u32> {
@@ -444,11 +400,11 @@ enum Step {
 }
 
 /// Samples the probes on request, on a task of its own, and sends the
-/// readings back as events.
+/// readings back to the controller.
 async fn sample(
     mut probes: Probes,
     mut requests: mpsc::UnboundedReceiver<Sample>,
-    events: mpsc::UnboundedSender<Event>,
+    inbox: inbox::Sender,
 ) {
     let mut learn_again = std::time::Instant::now();
     while let Some(kind) = requests.recv().await {
@@ -456,14 +412,18 @@ async fn sample(
             // Too soon for what the last one cost: nothing learned this time.
             Sample::Learn if std::time::Instant::now() < learn_again => Vec::new(),
             Sample::Learn => {
-                let (began, cpu) = (std::time::Instant::now(), crate::cpu::thread_time());
+                let (began, cpu) = (
+                    std::time::Instant::now(),
+                    cpu_time::ThreadTime::now().as_duration(),
+                );
                 let values = probes.learn();
-                learn_again = began + (crate::cpu::thread_time() - cpu) * LEARN_DUTY;
+                learn_again =
+                    began + (cpu_time::ThreadTime::now().as_duration() - cpu) * LEARN_DUTY;
                 values
             }
             Sample::All => probes.sample().await,
         };
-        if events.send(Event::Sampled(values)).is_err() {
+        if inbox.send(Message::Sampled(values)).is_err() {
             return;
         }
     }
@@ -485,8 +445,8 @@ pub fn settings(
     policy_loading: bool,
 ) -> Settings {
     Settings {
-        budget_ms: crate::probes::millis(config.drain_budget()),
-        kill_pause_ms: crate::probes::millis(config.safety_margin / 2),
+        budget_ms: lameduck_core::millis(config.drain_budget()),
+        kill_pause_ms: lameduck_core::millis(config.safety_margin / 2),
         mode,
         probes: probes.names(),
         learn_every_ms: probes.learns().then_some(LEARN_EVERY_MS),

@@ -1,188 +1,102 @@
-//! The thread that asks the policy. Policy calls run here, off the
+//! The threads that ask the policies. Policy calls run here, off the
 //! controller's loop: a call is bounded by its CPU budget, but the loop must
 //! never wait even for that, and a guest that prints or polls needs a plain
 //! thread (wasmtime-wasi's blocking calls start a runtime of their own, which
 //! cannot be done inside the controller's).
 //!
-//! A shadow policy, if one is loaded, is asked each question after the live
-//! one has answered, in its own sandbox and budget; its answers only ever
-//! reach the timeline, the metrics and `/status`.
+//! The live policy has a thread of its own; a shadow policy, if one is
+//! loaded, another: it is asked each question the live one answered, in its
+//! own sandbox and budget, and nothing it does — a slow `init`, a trap, a
+//! loop — can delay, replace or reorder a live answer. Its answers only
+//! ever reach the timeline, the metrics and `/status`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::mpsc::{self, TrySendError};
+use std::time::{Duration, Instant};
 
-use lameduck_sdk::agent::{Call, Input};
-use tokio::sync::mpsc;
+use lameduck_runtime::{Compiled, Instance, Policy, PolicyError};
 
-use crate::controller::Event;
-use crate::policy::{
-    Compiled, Decision, Fallback, Instance, Policy, PolicyError, Signal, SignalAction, Snapshot,
-};
-use crate::timeline;
+use crate::inbox::{self, Message, Swapped};
+use crate::question::{Answered, Kind, Question, Reply, Shadowed};
 
-/// A question for the policy.
-#[derive(Debug, Clone)]
-pub struct Question {
-    /// Answers are matched to questions by this.
-    pub id: u64,
-    pub kind: Kind,
-}
+/// Questions the shadow may have waiting; more are not asked of it (it is
+/// slower than the drain, and only its answers to the drain's questions of
+/// the moment are worth comparing).
+const SHADOW_QUEUE: usize = 4;
 
-#[derive(Debug, Clone)]
-pub enum Kind {
-    OnSignal(Signal, Snapshot),
-    Decide(Snapshot),
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Question {
-    pub fn signal(signal: Signal, snapshot: Snapshot) -> Self {
-        Question::new(Kind::OnSignal(signal, snapshot))
-    }
-
-    pub fn decide(snapshot: Snapshot) -> Self {
-        Question::new(Kind::Decide(snapshot))
-    }
-
-    fn new(kind: Kind) -> Self {
-        Question {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            kind,
-        }
-    }
-
-    /// The export it calls, for the metrics.
-    pub fn call(&self) -> &'static str {
-        match self.kind {
-            Kind::OnSignal(..) => "on-signal",
-            Kind::Decide(_) => "decide",
-        }
-    }
-
-    /// Asks the native fallback.
-    pub fn ask(&self, fallback: &mut Fallback) -> Reply {
-        match &self.kind {
-            Kind::OnSignal(signal, snapshot) => {
-                Reply::Signal(fallback.on_signal(*signal, snapshot))
-            }
-            Kind::Decide(snapshot) => Reply::Decision(fallback.decide(snapshot)),
-        }
-    }
-}
-
-/// What the policy answered.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    Signal(SignalAction),
-    Decision(Decision),
-}
-
-impl Reply {
-    /// Whether two answers do the same (readiness, signal and what next for
-    /// a decision; the action for a signal), whatever their reasons.
-    pub fn agrees(&self, other: &Reply) -> bool {
-        match (self, other) {
-            (Reply::Signal(a), Reply::Signal(b)) => a == b,
-            (Reply::Decision(a), Reply::Decision(b)) => {
-                (a.ready, a.signal, a.next) == (b.ready, b.signal, b.next)
-            }
-            _ => false,
-        }
-    }
-
-    /// The answer in words.
-    pub fn describe(&self) -> String {
-        match self {
-            Reply::Signal(action) => format!("{action:?}").to_lowercase(),
-            Reply::Decision(decision) => timeline::describe_decision(decision),
-        }
-    }
-
-    /// The answer as data.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Reply::Signal(action) => {
-                serde_json::json!({ "signal_action": format!("{action:?}").to_lowercase() })
-            }
-            Reply::Decision(decision) => timeline::decision_json(decision),
-        }
-    }
-
-    /// The answer as the agent takes it.
-    pub fn into_input(self, call: Call) -> Input {
-        match self {
-            Reply::Signal(action) => Input::SignalAnswered(action, call),
-            Reply::Decision(decision) => Input::Decided(decision, call),
-        }
-    }
-}
-
-/// The shadow's answer to the question `id`, with why it failed, if it did.
-#[derive(Debug)]
-pub struct Shadowed {
-    pub id: u64,
-    pub call: &'static str,
-    pub reply: Reply,
-    pub failure: Option<PolicyError>,
-}
-
-/// An answer, with how the call went.
-#[derive(Debug)]
-pub struct Answered {
-    pub id: u64,
-    pub question: Question,
-    pub reply: Reply,
-    /// Why the fallback answered, if it did.
-    pub failure: Option<PolicyError>,
-    pub took: Duration,
-}
+/// After this many failures in a row, the shadow rests before it is asked
+/// again: each rest twice the last, from [`SHADOW_REST`] to
+/// [`SHADOW_REST_MAX`].
+const SHADOW_FAILURES: u32 = 3;
+const SHADOW_REST: Duration = Duration::from_millis(500);
+const SHADOW_REST_MAX: Duration = Duration::from_secs(30);
 
 enum Request {
     Ask(Question),
-    Swap(Arc<Compiled>, Instance),
-    SwapShadow(Arc<Compiled>, Instance),
+    Swap(Arc<Compiled>, Instance, Option<Swapped>),
 }
 
-/// The handle of the policy thread.
+/// The handle of the policy threads.
 pub struct Decider {
-    requests: std::sync::mpsc::Sender<Request>,
+    live: mpsc::Sender<Request>,
+    /// The shadow's thread, when a shadow is configured.
+    shadow: Option<mpsc::SyncSender<Request>>,
     config: Vec<(String, String)>,
     patience: Duration,
 }
 
 impl Decider {
-    /// Starts the thread around `policy`; answers go to `events`. The
+    /// Starts the thread around `policy`, and the shadow's if `shadowed`
+    /// (its policy swapped in when loaded); answers go to `inbox`. The
     /// controller waits `patience` for an answer before the fallback gives
     /// one.
-    pub fn start(policy: Policy, patience: Duration, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn start(policy: Policy, shadowed: bool, patience: Duration, inbox: inbox::Sender) -> Self {
         let config = policy.config().to_vec();
-        let (requests, inbox) = std::sync::mpsc::channel();
+        let shadow = shadowed.then(|| {
+            let (shadow, requests) = mpsc::sync_channel(SHADOW_QUEUE);
+            let (inbox, config) = (inbox.clone(), config.clone());
+            std::thread::Builder::new()
+                .name("lameduck-shadow".into())
+                .spawn(move || serve_shadow(Policy::fallback_only(config), requests, inbox))
+                .expect("spawn the shadow policy thread");
+            shadow
+        });
+        let (live, requests) = mpsc::channel();
+        let to_shadow = shadow.clone();
         std::thread::Builder::new()
             .name("lameduck-policy".into())
-            .spawn(move || serve(policy, inbox, events))
+            .spawn(move || serve_live(policy, requests, inbox, to_shadow))
             .expect("spawn the policy thread");
         Decider {
-            requests,
+            live,
+            shadow,
             config,
             patience,
         }
     }
 
-    /// Asks a question; the answer comes back as [`Event::Answered`].
+    /// Asks a question; the answer comes back as [`Message::Answered`].
     pub fn ask(&self, question: Question) {
-        let _ = self.requests.send(Request::Ask(question));
+        let _ = self.live.send(Request::Ask(question));
     }
 
     /// Swaps in a new policy: questions asked from now on go to it.
-    pub fn swap(&self, compiled: Arc<Compiled>, instance: Instance) {
-        let _ = self.requests.send(Request::Swap(compiled, instance));
+    /// `swapped` hears when it is done.
+    pub fn swap(&self, compiled: Arc<Compiled>, instance: Instance, swapped: Option<Swapped>) {
+        let _ = self.live.send(Request::Swap(compiled, instance, swapped));
     }
 
     /// Swaps in a new shadow policy.
-    pub fn swap_shadow(&self, compiled: Arc<Compiled>, instance: Instance) {
-        let _ = self.requests.send(Request::SwapShadow(compiled, instance));
+    pub fn swap_shadow(
+        &self,
+        compiled: Arc<Compiled>,
+        instance: Instance,
+        swapped: Option<Swapped>,
+    ) {
+        // Waits for room: a swap is never dropped, and never on the live path.
+        if let Some(shadow) = &self.shadow {
+            let _ = shadow.send(Request::Swap(compiled, instance, swapped));
+        }
     }
 
     /// The config given to the policy's `init`.
@@ -195,22 +109,20 @@ impl Decider {
     }
 }
 
-fn serve(
+fn serve_live(
     mut policy: Policy,
-    inbox: std::sync::mpsc::Receiver<Request>,
-    events: mpsc::UnboundedSender<Event>,
+    requests: mpsc::Receiver<Request>,
+    inbox: inbox::Sender,
+    shadow: Option<mpsc::SyncSender<Request>>,
 ) {
-    let mut shadow: Option<Policy> = None;
-    while let Ok(request) = inbox.recv() {
+    while let Ok(request) = requests.recv() {
         let question = match request {
-            Request::Swap(compiled, instance) => {
+            Request::Swap(compiled, instance, swapped) => {
+                let identity = compiled.identity().to_string();
                 policy.swap(compiled, instance);
-                continue;
-            }
-            Request::SwapShadow(compiled, instance) => {
-                let shadow =
-                    shadow.get_or_insert_with(|| Policy::fallback_only(policy.config().to_vec()));
-                shadow.swap(compiled, instance);
+                if let Some(swapped) = swapped {
+                    let _ = swapped.send(Ok(identity));
+                }
                 continue;
             }
             Request::Ask(question) => question,
@@ -218,32 +130,70 @@ fn serve(
         let (reply, failure, took) = ask(&mut policy, &question);
         // No policy loaded yet is not a failure: the fallback is the policy.
         let failure = failure.filter(|f| *f != PolicyError::Unloaded);
-        let (id, call) = (question.id, question.call());
-        // The shadow is asked after the live answer has gone: it can delay
-        // the next question by its budget at most, never this one.
-        let for_shadow = shadow.is_some().then(|| question.clone());
+        let for_shadow = shadow.as_ref().map(|_| question.clone());
         let answered = Answered {
-            id,
+            id: question.id,
             question,
             reply,
             failure,
             took,
         };
-        if events.send(Event::Answered(answered)).is_err() {
+        if inbox.send(Message::Answered(answered)).is_err() {
             return;
         }
-        if let (Some(shadow), Some(question)) = (&mut shadow, for_shadow) {
-            let (reply, failure, _) = ask(shadow, &question);
-            let shadowed = Shadowed {
-                id,
-                call,
-                reply,
-                failure,
-            };
-            if events.send(Event::Shadowed(shadowed)).is_err() {
-                return;
-            }
+        // The shadow has its own thread: if it is behind, it skips this one.
+        if let (Some(shadow), Some(question)) = (&shadow, for_shadow)
+            && let Err(TrySendError::Disconnected(_)) = shadow.try_send(Request::Ask(question))
+        {
+            return;
         }
+        // An instance that failed is made anew now, not when the next
+        // question is waiting for it.
+        policy.prepare();
+    }
+}
+
+fn serve_shadow(mut shadow: Policy, requests: mpsc::Receiver<Request>, inbox: inbox::Sender) {
+    let mut failures = 0;
+    let mut rest = SHADOW_REST;
+    let mut resting_until: Option<Instant> = None;
+    while let Ok(request) = requests.recv() {
+        let question = match request {
+            Request::Swap(compiled, instance, swapped) => {
+                let identity = compiled.identity().to_string();
+                shadow.swap(compiled, instance);
+                (failures, rest, resting_until) = (0, SHADOW_REST, None);
+                if let Some(swapped) = swapped {
+                    let _ = swapped.send(Ok(identity));
+                }
+                continue;
+            }
+            Request::Ask(question) => question,
+        };
+        // Not loaded yet, or resting after failures: not asked.
+        if shadow.identity().is_none() || resting_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
+        let (reply, failure, _) = ask(&mut shadow, &question);
+        if failure.is_some() {
+            failures += 1;
+            if failures >= SHADOW_FAILURES {
+                resting_until = Some(Instant::now() + rest);
+                rest = (rest * 2).min(SHADOW_REST_MAX);
+            }
+        } else {
+            (failures, rest) = (0, SHADOW_REST);
+        }
+        let shadowed = Shadowed {
+            id: question.id,
+            call: question.call(),
+            reply,
+            failure,
+        };
+        if inbox.send(Message::Shadowed(shadowed)).is_err() {
+            return;
+        }
+        shadow.prepare();
     }
 }
 

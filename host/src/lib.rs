@@ -6,17 +6,17 @@
 //! the [`timeline`] records each step.
 
 pub mod admin;
-pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod controller;
-pub mod cpu;
 pub mod decider;
+pub mod inbox;
 pub mod inject;
+pub mod log;
 pub mod metrics;
 pub mod picture;
-pub mod policy;
 pub mod probes;
+pub mod question;
 pub mod reload;
 pub mod replay;
 pub mod run;

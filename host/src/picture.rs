@@ -6,9 +6,9 @@
 //!
 //! One pure function, [`render`], for every caller: the admin server's
 //! `/timeline.svg`, `lameduck replay --svg`, and `simulate`. It reads the
-//! entries the way replay does, by field, and draws what it finds: a probe
-//! field that is absent leaves its part of the chart out instead of failing,
-//! so the picture survives changes to the snapshot's format.
+//! timeline's typed records ([`lameduck_core::record`]), as replay does,
+//! never their words; recordings of earlier agents are adapted by the
+//! reader.
 //!
 //! Same entries, same bytes: no clock, no randomness, no hash-map order
 //! (serde_json's objects are ordered by key).
@@ -16,35 +16,11 @@
 
 use std::fmt::Write;
 
+use lameduck_core::record::{Entry, Event};
+use lameduck_core::{Decision, Next, ProbeValue, Snapshot};
 use serde_json::Value;
 
 use crate::metrics::reason_label;
-
-/// One timeline entry as the picture reads it, borrowed from its JSON (as
-/// kept by the agent, or in a saved `/status`).
-#[derive(Debug, Clone, Copy)]
-pub struct Row<'a> {
-    /// Since the agent started.
-    pub at_ms: u64,
-    /// Since the drain began, during a drain.
-    pub drain_ms: Option<u64>,
-    pub event: &'a str,
-    pub message: &'a str,
-    pub data: &'a Value,
-}
-
-impl<'a> Row<'a> {
-    /// An entry of `/status`'s `timeline`; `None` without `at_ms` or `event`.
-    pub fn from_json(v: &'a Value) -> Option<Row<'a>> {
-        Some(Row {
-            at_ms: v["at_ms"].as_u64()?,
-            drain_ms: v["drain_ms"].as_u64(),
-            event: v["event"].as_str()?,
-            message: v["message"].as_str().unwrap_or_default(),
-            data: &v["data"],
-        })
-    }
-}
 
 /// What the picture knows beside the timeline, from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,16 +44,30 @@ impl Frame {
     }
 }
 
-/// The picture of the drain in a saved `/status` (or of its bare timeline).
-pub fn from_status(status: &Value) -> Result<String, String> {
-    let entries = status
+/// The timeline of a saved `/status` (or a bare timeline), typed: entries
+/// of kinds this agent does not know are left out; an entry it cannot read
+/// is an error that names it.
+pub fn entries_of(status: &Value) -> Result<Vec<Entry>, String> {
+    let list = status
         .get("timeline")
         .unwrap_or(status)
         .as_array()
         .ok_or("not the JSON of /status (no `timeline` list)")?;
-    let rows: Vec<Row<'_>> = entries.iter().filter_map(Row::from_json).collect();
+    let mut entries = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        if let Some(entry) =
+            Entry::from_json(entry.clone()).map_err(|e| format!("timeline[{i}].{e}"))?
+        {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// The picture of the drain in a saved `/status` (or of its bare timeline).
+pub fn from_status(status: &Value) -> Result<String, String> {
     Ok(render(
-        &rows,
+        &entries_of(status)?,
         Frame::from_config(&status["status"]["config"]),
     ))
 }
@@ -122,9 +112,9 @@ const HALO: &str =
 /// Reasons and messages longer than this are clipped with an ellipsis.
 const MAX_TEXT: usize = 160;
 
-/// The SVG of the drain on `rows` (the timeline, oldest first).
-pub fn render(rows: &[Row<'_>], frame: Frame) -> String {
-    let story = Story::read(rows, frame);
+/// The SVG of the drain on `entries` (the timeline, oldest first).
+pub fn render(entries: &[Entry], frame: Frame) -> String {
+    let story = Story::read(entries, frame);
     let scale = Scale::new(&story);
     let mut svg = Svg::default();
     svg.open(&story);
@@ -153,8 +143,6 @@ struct Story<'a> {
     /// Readiness from `first`, then each change.
     readiness: Vec<(i64, bool)>,
     samples: Vec<Sample>,
-    /// The `connections` fields the chart draws: (arrivals, in flight).
-    traffic_keys: (Option<&'static str>, Option<&'static str>),
     decisions: Vec<Decided<'a>>,
     marks: Vec<Mark>,
     exited: bool,
@@ -166,8 +154,8 @@ struct Story<'a> {
 /// A `connections` reading from a decision's snapshot.
 struct Sample {
     at: i64,
-    arrivals: Option<u64>,
-    in_flight: Option<u64>,
+    arrivals: u64,
+    in_flight: u64,
 }
 
 struct Decided<'a> {
@@ -189,32 +177,30 @@ struct Mark {
     class: &'static str,
 }
 
-/// The `connections` fields, best first: requests where the probe has them.
-const ARRIVAL_KEYS: [&str; 1] = ["accepted"];
-const IN_FLIGHT_KEYS: [&str; 3] = ["in_flight", "open", "established"];
-
 impl<'a> Story<'a> {
-    fn read(rows: &[Row<'a>], frame: Frame) -> Story<'a> {
+    fn read(entries: &'a [Entry], frame: Frame) -> Story<'a> {
         // The drain's start on the agent's clock: any entry stamped with
         // `drain_ms` tells it, even if the `drain` entry itself was dropped.
-        let origin = rows
+        let origin = entries
             .iter()
-            .find_map(|r| Some(r.at_ms.saturating_sub(r.drain_ms?)));
+            .find_map(|e| Some(e.at_ms.saturating_sub(e.drain_ms?.into())));
         let drained = origin.is_some();
-        let t = |r: &Row<'_>| r.at_ms as i64 - origin.unwrap_or(0) as i64;
-        let last = rows.iter().map(t).max().unwrap_or(0).max(0);
+        let t = |e: &Entry| e.at_ms as i64 - origin.unwrap_or(0) as i64;
+        let last = entries.iter().map(t).max().unwrap_or(0).max(0);
         // Some serving time before the drain, in proportion to the drain.
         let lead = if drained { (last / 12).max(100) } else { 0 };
         let first = if drained {
             -lead
         } else {
-            rows.iter().map(t).min().unwrap_or(0)
+            entries.iter().map(t).min().unwrap_or(0)
         };
 
-        let budget = rows
+        let budget = entries
             .iter()
-            .find(|r| r.event == "drain")
-            .and_then(|r| r.data["budget_ms"].as_u64())
+            .find_map(|e| match e.event {
+                Event::DrainBegan { budget_ms, .. } => Some(u64::from(budget_ms)),
+                _ => None,
+            })
             .or(frame.budget_ms);
         let mut story = Story {
             drained,
@@ -224,7 +210,6 @@ impl<'a> Story<'a> {
             grace_end: frame.grace_period_ms.filter(|_| drained).map(|g| g as i64),
             readiness: vec![(first, true)],
             samples: Vec::new(),
-            traffic_keys: (None, None),
             decisions: Vec::new(),
             marks: Vec::new(),
             exited: false,
@@ -262,59 +247,78 @@ impl<'a> Story<'a> {
                 class,
             });
         }
-        for row in rows {
-            let at = t(row);
-            if row.event == "policy" && at <= 0 {
-                story.policy = row.data["source"].as_str();
+        for entry in entries {
+            let at = t(entry);
+            if let Event::Policy { source, .. } = &entry.event
+                && at <= 0
+            {
+                story.policy = Some(source);
             }
             if at < first {
                 story.hidden += 1;
                 continue;
             }
-            story.add(row, at);
+            story.add(entry, at);
         }
         story
     }
 
-    fn add(&mut self, row: &Row<'a>, at: i64) {
-        let data = row.data;
-        let signal = data["signal"].as_str().map(clip_short);
+    fn add(&mut self, entry: &'a Entry, at: i64) {
         let mut mark = |label: String, colour, dashed, class| {
             self.marks.push(Mark {
                 at,
                 label,
-                title: format!("{}: {}", seconds_signed(at), clip(row.message, MAX_TEXT)),
+                title: format!(
+                    "{}: {}",
+                    seconds_signed(at),
+                    clip(&entry.event.describe(), MAX_TEXT)
+                ),
                 colour,
                 dashed,
                 class,
             })
         };
-        match row.event {
-            "drain" => self.set_ready(at, false),
-            "signal" => {
-                let label = match (row.message.contains("received"), signal) {
-                    (true, Some(name)) => format!("{name} received"),
-                    _ => clip(row.message, 28),
-                };
-                mark(label, RECEIVED, true, "signal-received");
-            }
-            "prestop" => mark("preStop called".into(), RECEIVED, true, "signal-received"),
-            "sent" => {
-                let label = signal.map_or_else(|| clip(row.message, 28), |s| format!("{s} sent"));
-                mark(label, SENT, false, "signal-sent");
-            }
-            "killed" => mark("KILL sent (group)".into(), SENT, false, "signal-sent"),
-            "exit" => {
-                let label = match data["status"].as_i64() {
-                    Some(status) => format!("app exited ({status})"),
-                    None => "app exited".into(),
-                };
-                mark(label, EXIT, false, "exit");
+        match &entry.event {
+            Event::DrainBegan { .. } => self.set_ready(at, false),
+            Event::Signal {
+                signal,
+                action: lameduck_core::SignalAction::Drain,
+                ..
+            } => mark(
+                format!("{} received", signal.name()),
+                RECEIVED,
+                true,
+                "signal-received",
+            ),
+            Event::Signal { .. }
+            | Event::Held { .. }
+            | Event::Reload { .. }
+            | Event::Forwarded { .. }
+            | Event::Interrupted => mark(
+                clip(&entry.event.describe(), 28),
+                RECEIVED,
+                true,
+                "signal-received",
+            ),
+            Event::Prestop => mark("preStop called".into(), RECEIVED, true, "signal-received"),
+            Event::Sent { signal, .. } => mark(
+                format!("{} sent", signal.name()),
+                SENT,
+                false,
+                "signal-sent",
+            ),
+            Event::Killed { .. } => mark("KILL sent (group)".into(), SENT, false, "signal-sent"),
+            Event::Exited { status } => {
+                mark(format!("app exited ({status})"), EXIT, false, "exit");
                 self.exited = true;
             }
-            "policy" if at >= 0 => mark("policy loaded".into(), FAINT, true, "policy"),
-            "policy-failed" => mark("policy refused".into(), FAINT, true, "policy"),
-            "decision" => self.decision(row, at),
+            Event::Policy { .. } if at >= 0 => mark("policy loaded".into(), FAINT, true, "policy"),
+            Event::PolicyFailed { .. } => mark("policy refused".into(), FAINT, true, "policy"),
+            Event::Decision {
+                snapshot,
+                decision,
+                call,
+            } => self.decision(snapshot, decision, call.fallback.as_deref(), at),
             _ => {}
         }
     }
@@ -325,35 +329,31 @@ impl<'a> Story<'a> {
         }
     }
 
-    fn decision(&mut self, row: &Row<'a>, at: i64) {
-        let decision = &row.data["decision"];
-        let snapshot = &row.data["snapshot"];
-        let reason = decision["reason"].as_str().unwrap_or(row.message);
-        if let Some(ready) = decision["ready"].as_bool() {
+    fn decision(
+        &mut self,
+        snapshot: &Snapshot,
+        decision: &'a Decision,
+        fallback: Option<&str>,
+        at: i64,
+    ) {
+        let reason = decision.reason.as_str();
+        if let Some(ready) = decision.ready {
             self.set_ready(at, ready);
         }
-        let fallback = row.data["fallback"].as_str();
-
         let mut title = format!("{}: {}", seconds_signed(at), clip(reason, MAX_TEXT));
         let mut does = Vec::new();
-        if let Some(ready) = decision["ready"].as_bool() {
+        if let Some(ready) = decision.ready {
             does.push(if ready { "ready" } else { "not ready" }.to_string());
         }
-        if let Some(signal) = decision["signal"].as_str() {
-            does.push(format!("send {}", clip_short(signal)));
+        if let Some(signal) = decision.signal {
+            does.push(format!("send {}", signal.name()));
         }
-        match &decision["next"] {
-            Value::Object(next) => {
-                if let Some(ms) = next.get("recheck_ms").and_then(Value::as_u64) {
-                    does.push(format!("again in {ms} ms"));
-                }
-            }
-            Value::String(next) => does.push(clip_short(next)),
-            _ => {}
-        }
-        if !does.is_empty() {
-            let _ = write!(title, "\n→ {}", does.join(" · "));
-        }
+        does.push(match decision.next {
+            Next::Recheck(ms) => format!("again in {ms} ms"),
+            Next::WaitForExit => "wait-for-exit".into(),
+            Next::Exit => "exit".into(),
+        });
+        let _ = write!(title, "\n→ {}", does.join(" · "));
         if let Some(why) = fallback {
             let _ = write!(
                 title,
@@ -361,45 +361,33 @@ impl<'a> Story<'a> {
                 clip(why, MAX_TEXT)
             );
         }
-        if let Some(left) = snapshot["remaining_ms"].as_u64() {
-            let _ = write!(title, "\n{} left", seconds(left as i64));
-        }
-        for probe in snapshot["probes"].as_array().into_iter().flatten() {
-            let name = probe["name"].as_str().unwrap_or("probe");
-            let _ = write!(title, "\n{}: {}", clip_short(name), values(&probe["value"]));
+        let _ = write!(title, "\n{} left", seconds(snapshot.remaining_ms.into()));
+        for probe in &snapshot.probes {
+            let value = serde_json::to_value(&probe.value).unwrap_or_default();
+            let _ = write!(title, "\n{}: {}", clip_short(&probe.name), values(&value));
         }
         self.sample(snapshot, at);
         self.decisions.push(Decided {
             at,
             reason,
-            signalled: !decision["signal"].is_null(),
+            signalled: decision.signal.is_some(),
             fallback: fallback.is_some(),
             title,
         });
     }
 
     /// The first `connections` probe's reading, if the snapshot has one.
-    fn sample(&mut self, snapshot: &Value, at: i64) {
-        let probes = snapshot["probes"].as_array().into_iter().flatten();
-        let Some(c) = probes.filter_map(|p| p["value"].get("connections")).next() else {
+    fn sample(&mut self, snapshot: &Snapshot, at: i64) {
+        let Some(c) = snapshot.probes.iter().find_map(|p| match &p.value {
+            ProbeValue::Connections(c) => Some(c),
+            _ => None,
+        }) else {
             return;
         };
-        // The first key present names the series for the whole picture.
-        let pick = |chosen: &mut Option<&'static str>, keys: &[&'static str]| {
-            if chosen.is_none() {
-                *chosen = keys.iter().copied().find(|k| c[*k].is_u64());
-            }
-            chosen.and_then(|k| c[k].as_u64())
-        };
-        let arrivals = pick(&mut self.traffic_keys.0, &ARRIVAL_KEYS);
-        let in_flight = pick(&mut self.traffic_keys.1, &IN_FLIGHT_KEYS);
-        if arrivals.is_none() && in_flight.is_none() {
-            return;
-        }
         self.samples.push(Sample {
             at,
-            arrivals,
-            in_flight,
+            arrivals: c.accepted.into(),
+            in_flight: c.in_flight.into(),
         });
     }
 }
@@ -632,7 +620,6 @@ fn draw_traffic(svg: &mut Svg, story: &Story<'_>, scale: &Scale) {
         .samples
         .iter()
         .flat_map(|s| [s.arrivals, s.in_flight])
-        .flatten()
         .max()
         .unwrap_or(0)
         .max(1);
@@ -653,20 +640,22 @@ fn draw_traffic(svg: &mut Svg, story: &Story<'_>, scale: &Scale) {
         "text-anchor=\"end\"",
     );
     svg.text("traffic-zero", LEFT - 6.0, base, "0", "text-anchor=\"end\"");
-    if let Some(key) = story.traffic_keys.0 {
-        for s in &story.samples {
-            if let Some(n) = s.arrivals.filter(|n| *n > 0) {
-                let x = scale.x(s.at);
-                svg.group("arrivals", &format!("{}: {n} {key}", seconds_signed(s.at)));
-                svg.rect("bar", x - 1.5, y(n), 3.0, base - y(n), ARRIVALS);
-                svg.out.push_str("</g>\n");
-            }
+    for s in &story.samples {
+        let n = s.arrivals;
+        if n > 0 {
+            let x = scale.x(s.at);
+            svg.group(
+                "arrivals",
+                &format!("{}: {n} accepted", seconds_signed(s.at)),
+            );
+            svg.rect("bar", x - 1.5, y(n), 3.0, base - y(n), ARRIVALS);
+            svg.out.push_str("</g>\n");
         }
     }
-    if let Some(key) = story.traffic_keys.1 {
+    {
         let mut path = String::new();
         for s in &story.samples {
-            let Some(n) = s.in_flight else { continue };
+            let n = s.in_flight;
             let (x, y) = (scale.x(s.at), y(n));
             if path.is_empty() {
                 let _ = write!(path, "M{x:.1},{y:.1}");
@@ -676,24 +665,18 @@ fn draw_traffic(svg: &mut Svg, story: &Story<'_>, scale: &Scale) {
         }
         let _ = writeln!(
             svg.out,
-            "<path class=\"in-flight\" d=\"{path}\" fill=\"none\" stroke=\"{IN_FLIGHT}\" stroke-width=\"2\"><title>{key}</title></path>"
+            "<path class=\"in-flight\" d=\"{path}\" fill=\"none\" stroke=\"{IN_FLIGHT}\" stroke-width=\"2\"><title>in_flight</title></path>"
         );
     }
     // The legend, under the lane's name: the probe's own field names.
-    let series = [
-        ("▮", ARRIVALS, story.traffic_keys.0),
-        ("━", IN_FLIGHT, story.traffic_keys.1),
-    ];
+    let series = [("▮", ARRIVALS, "accepted"), ("━", IN_FLIGHT, "in_flight")];
     let mut y = TRAFFIC_TOP + 28.0;
     for (symbol, colour, key) in series {
-        if let Some(key) = key {
-            let _ = writeln!(
-                svg.out,
-                "<text class=\"traffic-legend\" x=\"8\" y=\"{y:.1}\"><tspan fill=\"{colour}\">{symbol}</tspan> {}</text>",
-                esc(key)
-            );
-            y += ROW;
-        }
+        let _ = writeln!(
+            svg.out,
+            "<text class=\"traffic-legend\" x=\"8\" y=\"{y:.1}\"><tspan fill=\"{colour}\">{symbol}</tspan> {key}</text>"
+        );
+        y += ROW;
     }
     svg.out.push_str("</g>\n");
 }
@@ -1019,33 +1002,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A drain: TERM, two decisions (the second sends TERM), the exit.
+    /// A drain recorded by the 0.1 agent: TERM, two decisions (the second
+    /// sends TERM), the exit.
     fn timeline(reason: &str, connections: Value) -> Value {
         let snapshot = |elapsed: u64| {
-            json!({ "elapsed_ms": elapsed, "remaining_ms": 28_000 - elapsed, "ready": false,
+            json!({ "trigger": "TERM", "child": "running", "signals_sent": [],
+                    "elapsed_ms": elapsed, "remaining_ms": 28_000 - elapsed, "ready": false,
                     "probes": [{ "name": "connections", "unchanged_ms": 0,
-                                 "value": { "connections": connections.clone() } }] })
+                                 "value": connections.clone() }] })
         };
         json!({
             "status": { "config": { "grace_period_ms": 30_000, "safety_margin_ms": 2_000 } },
             "timeline": [
-                { "at_ms": 10, "event": "started", "message": "app started" },
+                { "at_ms": 10, "event": "started", "data": { "pid": 7 } },
                 { "at_ms": 5_000, "event": "signal", "message": "TERM received",
-                  "data": { "signal": "TERM" } },
-                { "at_ms": 5_000, "drain_ms": 0, "event": "drain", "message": "drain began",
-                  "data": { "budget_ms": 28_000 } },
-                { "at_ms": 5_001, "drain_ms": 1, "event": "decision", "message": reason,
+                  "data": { "signal": "TERM", "snapshot": snapshot(0) } },
+                { "at_ms": 5_000, "drain_ms": 0, "event": "drain", "data": { "budget_ms": 28_000 } },
+                { "at_ms": 5_001, "drain_ms": 1, "event": "decision",
                   "data": { "snapshot": snapshot(1),
-                            "decision": { "ready": false, "reason": reason,
+                            "decision": { "ready": false, "signal": null, "reason": reason,
                                           "next": { "recheck_ms": 100 } } } },
-                { "at_ms": 6_200, "drain_ms": 1_200, "event": "decision", "message": "quiet",
+                { "at_ms": 6_200, "drain_ms": 1_200, "event": "decision",
                   "data": { "snapshot": snapshot(1_200),
                             "decision": { "ready": false, "signal": "TERM", "reason": "quiet",
                                           "next": "wait-for-exit" } } },
-                { "at_ms": 6_200, "drain_ms": 1_200, "event": "sent", "message": "sent TERM",
-                  "data": { "signal": "TERM" } },
-                { "at_ms": 6_400, "drain_ms": 1_400, "event": "exit", "message": "the app exited",
-                  "data": { "status": 0 } },
+                { "at_ms": 6_200, "drain_ms": 1_200, "event": "sent", "data": { "signal": "TERM" } },
+                { "at_ms": 6_400, "drain_ms": 1_400, "event": "exit", "data": { "status": 0 } },
             ],
         })
     }
@@ -1054,11 +1036,14 @@ mod tests {
         from_status(&timeline(reason, connections)).unwrap()
     }
 
+    fn connections() -> Value {
+        json!({ "connections": { "established": 2, "accepted": 3 } })
+    }
+
     #[test]
     fn a_drain_has_every_part_and_the_same_bytes_each_time() {
-        let c = json!({ "established": 2, "accepted": 3 });
-        let svg = picture("waiting", c.clone());
-        assert_eq!(svg, picture("waiting", c));
+        let svg = picture("waiting", connections());
+        assert_eq!(svg, picture("waiting", connections()));
         for part in [
             "class=\"ready\"",
             "class=\"not-ready\"",
@@ -1071,7 +1056,7 @@ mod tests {
             "app exited (0)",
             "class=\"mark deadline\"",
             "class=\"mark grace-end\"",
-            "</tspan> established</text>",
+            "</tspan> in_flight</text>",
             "1 earlier entr(ies)",
         ] {
             assert!(svg.contains(part), "{part} is missing:\n{svg}");
@@ -1084,7 +1069,7 @@ mod tests {
     #[test]
     fn a_reason_is_escaped_and_clipped() {
         let hostile = format!("<script>&\"'\u{1}\u{7}{}", "x".repeat(500));
-        let svg = picture(&hostile, json!({}));
+        let svg = picture(&hostile, connections());
         assert!(!svg.contains("<script"));
         assert!(svg.contains("&lt;script&gt;&amp;&quot;&apos;\u{fffd}\u{fffd}"));
         assert!(!svg.contains(&"x".repeat(MAX_TEXT)));
@@ -1093,30 +1078,37 @@ mod tests {
     }
 
     #[test]
-    fn probe_fields_are_read_as_they_come() {
-        // Tomorrow's fields: requests in flight win over connections.
-        let svg = picture("waiting", json!({ "open": 4, "in_flight": 1, "idle": 3 }));
-        assert!(svg.contains("</tspan> in_flight</text>"), "{svg}");
-        assert!(!svg.contains("class=\"bar\""), "no arrivals to draw: {svg}");
-        assert!(
-            svg.contains("idle 3"),
-            "every field is in the tooltip: {svg}"
+    fn every_field_of_a_probe_is_in_the_tooltip() {
+        let svg = picture(
+            "waiting",
+            json!({ "http": { "status": 503, "body": "busy: 2 jobs" } }),
         );
-        // No usable field, or no probe: the lane says so.
-        let svg = picture("waiting", json!("garbage"));
+        assert!(svg.contains("busy: 2 jobs"), "{svg}");
+        assert!(svg.contains("status 503"), "{svg}");
+        // No connections probe: the lane says so.
         assert!(svg.contains("no connections probe"), "{svg}");
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_read_is_named() {
+        let mut bad = timeline("waiting", connections());
+        bad["timeline"][3]["data"]["decision"]["next"] = json!("sometime");
+        let error = from_status(&bad).unwrap_err();
+        assert!(
+            error.starts_with("timeline[3].data.decision.next"),
+            "{error}"
+        );
     }
 
     #[test]
     fn a_timeline_without_a_drain_is_a_picture_of_serving() {
         let svg = from_status(&json!([
-            { "at_ms": 3, "event": "started", "message": "app started" },
-            { "at_ms": 900, "event": "signal", "message": "USR1 forwarded",
-              "data": { "signal": "USR1" } },
+            { "at_ms": 3, "event": "started", "data": { "pid": 7 } },
+            { "at_ms": 900, "event": "forwarded", "data": { "signal": "SIG34" } },
         ]))
         .unwrap();
         assert!(svg.contains("serving, no drain yet"), "{svg}");
-        assert!(svg.contains("USR1 forwarded"), "{svg}");
+        assert!(svg.contains("SIG34 forwarded"), "{svg}");
         assert!(!svg.contains("class=\"mark deadline\""), "{svg}");
         assert!(from_status(&json!({ "timeline": 3 })).is_err());
         // Nothing recorded yet is still a picture.

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::PolicySource;
-use crate::controller::{Event, Role};
-use crate::policy::{
+use crate::inbox::{self, Message, Role, Swapped};
+use lameduck_runtime::{
     Compiled, Compiler, Instance, Limits, MAX_ERROR, PolicyError, bounded, sha256_hex,
 };
 
@@ -34,11 +34,9 @@ pub enum Request {
     /// reload signal), so a policy refused before is tried again; a file
     /// event is not, and bytes refused before are left alone.
     Source { deliberate: bool },
-    /// Load these bytes (from `PUT /policy`); the reply says how it went.
-    Bytes {
-        bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
+    /// Load these bytes (from `PUT /policy`); the reply says how it went,
+    /// once the policy decides (or why it does not).
+    Bytes { bytes: Vec<u8>, reply: Swapped },
     /// The watched directory itself was removed or renamed: watch it again.
     Rewatch,
 }
@@ -58,9 +56,9 @@ impl Reloader {
         cache_dir: Option<PathBuf>,
         source: PolicySource,
         config: Vec<(String, String)>,
-        events: tokio_mpsc::UnboundedSender<Event>,
+        inbox: inbox::Sender,
     ) -> Reloader {
-        let (requests, inbox) = mpsc::channel();
+        let (requests, queue) = mpsc::channel();
         let reloader = Reloader { requests };
         let watch = match &source {
             PolicySource::File(path) => Some(Watch::start(path, reloader.clone())),
@@ -74,7 +72,7 @@ impl Reloader {
                     Err(e) => {
                         let reason = format!("cannot set up the WebAssembly engine: {e:#}");
                         let source = source.to_string();
-                        let _ = events.send(Event::PolicyFailed {
+                        let _ = inbox.send(Message::PolicyFailed {
                             role,
                             source,
                             reason,
@@ -87,13 +85,13 @@ impl Reloader {
                     compiler,
                     source,
                     config,
-                    events,
+                    inbox,
                     current: None,
                     refused: None,
                     watch,
                 };
                 loader.load_source(true);
-                loader.serve(inbox)
+                loader.serve(queue)
             })
             .expect("spawn the reload thread");
         reloader
@@ -105,8 +103,8 @@ impl Reloader {
         let _ = self.requests.send(Request::Source { deliberate: true });
     }
 
-    /// Loads `bytes` as the new policy; answers with its identity or why it
-    /// was refused.
+    /// Loads `bytes` as the new policy; answers with its identity once it
+    /// decides, or why it was refused.
     pub async fn push(&self, bytes: Vec<u8>) -> Result<String, String> {
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -128,7 +126,7 @@ struct Loader {
     compiler: Compiler,
     source: PolicySource,
     config: Vec<(String, String)>,
-    events: tokio_mpsc::UnboundedSender<Event>,
+    inbox: inbox::Sender,
     /// The sha256 of the policy deciding now.
     current: Option<String>,
     /// What was refused last (the sha256 of its bytes, or why the file could
@@ -139,16 +137,16 @@ struct Loader {
 }
 
 impl Loader {
-    fn serve(&mut self, inbox: mpsc::Receiver<Request>) {
+    fn serve(&mut self, queue: mpsc::Receiver<Request>) {
         loop {
             // While the watched directory is gone, look for it now and then.
             let request = match self.watch.as_ref().filter(|w| w.lost()) {
-                Some(_) => match inbox.recv_timeout(REWATCH_EVERY) {
+                Some(_) => match queue.recv_timeout(REWATCH_EVERY) {
                     Ok(request) => request,
                     Err(mpsc::RecvTimeoutError::Timeout) => Request::Rewatch,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 },
-                None => match inbox.recv() {
+                None => match queue.recv() {
                     Ok(request) => request,
                     Err(_) => return,
                 },
@@ -156,11 +154,11 @@ impl Loader {
             match request {
                 Request::Source { mut deliberate } => {
                     // Let a burst of file events settle into one reload.
-                    while let Ok(next) = inbox.recv_timeout(SETTLE) {
+                    while let Ok(next) = queue.recv_timeout(SETTLE) {
                         match next {
                             Request::Source { deliberate: d } => deliberate |= d,
                             Request::Bytes { bytes, reply } => {
-                                let _ = reply.send(self.load("PUT /policy", &bytes, true));
+                                self.load("PUT /policy", &bytes, true, Some(reply));
                             }
                             Request::Rewatch => {
                                 self.rewatch();
@@ -170,7 +168,7 @@ impl Loader {
                     self.load_source(deliberate);
                 }
                 Request::Bytes { bytes, reply } => {
-                    let _ = reply.send(self.load("PUT /policy", &bytes, true));
+                    self.load("PUT /policy", &bytes, true, Some(reply));
                 }
                 Request::Rewatch => {
                     if self.rewatch() {
@@ -192,9 +190,7 @@ impl Loader {
     fn load_source(&mut self, deliberate: bool) {
         let label = self.source.to_string();
         match self.source.read() {
-            Ok(bytes) => {
-                let _ = self.load(&label, &bytes, deliberate);
-            }
+            Ok(bytes) => self.load(&label, &bytes, deliberate, None),
             Err(e) => {
                 let key = format!("unreadable: {e}");
                 if deliberate || self.refused.as_deref() != Some(&key) {
@@ -206,23 +202,31 @@ impl Loader {
     }
 
     /// Compiles, checks, instantiates and `init`s; hands the result to the
-    /// controller. Returns the identity, or why it was refused.
-    fn load(&mut self, label: &str, bytes: &[u8], deliberate: bool) -> Result<String, String> {
+    /// controller to swap in. `swapped` hears when it decides, or why not.
+    fn load(&mut self, label: &str, bytes: &[u8], deliberate: bool, swapped: Option<Swapped>) {
+        let answer = |swapped: Option<Swapped>, result: Result<String, String>| {
+            if let Some(swapped) = swapped {
+                let _ = swapped.send(result);
+            }
+        };
         let sha256 = sha256_hex(bytes);
         if self.current.as_deref() == Some(&sha256) {
             tracing::debug!(policy = label, "the same policy again: nothing to do");
             self.refused = None;
-            return Ok(format!(
-                "{label} (sha256 {}) is already live",
-                &sha256[..12]
-            ));
+            return answer(
+                swapped,
+                Ok(format!(
+                    "{label} (sha256 {}) is already live",
+                    &sha256[..12]
+                )),
+            );
         }
         if !deliberate && self.refused.as_deref() == Some(&sha256) {
             tracing::debug!(
                 policy = label,
                 "refused before, and unchanged: not loaded again until it changes or a reload is asked for"
             );
-            return Err("refused before, and unchanged".into());
+            return answer(swapped, Err("refused before, and unchanged".into()));
         }
         let loaded = self
             .compiler
@@ -234,25 +238,26 @@ impl Loader {
             });
         match loaded {
             Ok((compiled, instance)) => {
-                let identity = compiled.identity().to_string();
                 self.current = Some(sha256);
                 self.refused = None;
-                let _ =
-                    self.events
-                        .send(Event::PolicyLoaded(self.role, Arc::new(compiled), instance));
-                Ok(identity)
+                let _ = self.inbox.send(Message::PolicyLoaded {
+                    role: self.role,
+                    compiled: Arc::new(compiled),
+                    instance,
+                    swapped,
+                });
             }
             Err(reason) => {
                 let reason = bounded(reason, 2 * MAX_ERROR);
                 self.refused = Some(sha256);
                 self.refuse(label, reason.clone());
-                Err(reason)
+                answer(swapped, Err(reason));
             }
         }
     }
 
     fn refuse(&self, label: &str, reason: String) {
-        let _ = self.events.send(Event::PolicyFailed {
+        let _ = self.inbox.send(Message::PolicyFailed {
             role: self.role,
             source: label.to_string(),
             reason: bounded(reason, 2 * MAX_ERROR),

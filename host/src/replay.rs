@@ -14,13 +14,12 @@
 use std::io::Read;
 use std::path::Path;
 
+use lameduck_core::record::{Event, describe_decision};
+use lameduck_runtime::{Compiler, PolicyError};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::picture;
-use crate::policy::{Compiler, PolicyError};
-use crate::signals;
-use crate::timeline::{decision_json, describe_decision, describe_signal, snapshot_from_json};
 
 /// Replays the timeline in `input` (a file, or `-` for stdin) against
 /// `config`'s policy; prints one line per call, and writes the picture of
@@ -47,15 +46,12 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
     read.map_err(|e| format!("{name}: {e}"))?;
     let status: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
     // `/status` as a whole, or only its timeline.
-    let entries = status
-        .get("timeline")
-        .unwrap_or(&status)
-        .as_array()
-        .ok_or_else(|| format!("{name}: not the JSON of /status (no `timeline` list)"))?;
+    let entries = picture::entries_of(&status).map_err(|e| format!("{name}: {e}"))?;
     // The picture is of what was recorded: it needs no policy.
     if let Some(svg) = svg {
-        let picture = picture::from_status(&status).map_err(|e| format!("{name}: {e}"))?;
-        std::fs::write(svg, picture).map_err(|e| format!("{}: {e}", svg.display()))?;
+        let frame = picture::Frame::from_config(&status["status"]["config"]);
+        let drawn = picture::render(&entries, frame);
+        std::fs::write(svg, drawn).map_err(|e| format!("{}: {e}", svg.display()))?;
         println!("the picture of {name}: {}", svg.display());
     }
 
@@ -72,34 +68,33 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
     println!("replaying {name} against {}", compiled.identity());
 
     let (mut asked, mut differ) = (0, 0);
-    for (i, entry) in entries.iter().enumerate() {
-        let event = entry["event"].as_str().unwrap_or_default();
-        let Some(snapshot) = entry["data"].get("snapshot") else {
-            continue;
-        };
-        let at = |e: String| format!("{name}: timeline[{i}].data.snapshot: {e}");
-        let snapshot = snapshot_from_json(snapshot).map_err(at)?;
-        let when = entry["drain_ms"]
-            .as_u64()
+    for entry in &entries {
+        let when = entry
+            .drain_ms
             .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
-        let recorded = entry["message"].as_str().unwrap_or_default();
-        let (replayed, same) = match event {
-            "signal" => {
-                let signal = entry["data"]["signal"].as_str().unwrap_or_default();
-                let Some(signal) = signals::parse(signal).and_then(signals::from_number) else {
-                    continue;
+        let recorded = entry.event.describe();
+        let (replayed, same) = match &entry.event {
+            Event::Signal {
+                signal,
+                action,
+                drain_goes_on,
+                snapshot,
+                call,
+            } => ask(policy.on_signal(*signal, snapshot).map(|answer| {
+                let event = Event::Signal {
+                    signal: *signal,
+                    action: answer,
+                    drain_goes_on: *drain_goes_on,
+                    snapshot: snapshot.clone(),
+                    call: call.clone(),
                 };
-                ask(policy.on_signal(signal, &snapshot).map(|action| {
-                    let text = describe_signal(signal, &action);
-                    // "; the drain goes on" may follow.
-                    let same = recorded.starts_with(&text);
-                    (text, same)
-                }))
-            }
-            "decision" => ask(policy.decide(&snapshot).map(|d| {
-                let same = decision_json(&d) == entry["data"]["decision"];
-                (describe_decision(&d), same)
+                (event.describe(), answer == *action)
             })),
+            Event::Decision {
+                snapshot, decision, ..
+            } => ask(policy
+                .decide(snapshot)
+                .map(|d| (describe_decision(&d), d == *decision))),
             _ => continue,
         };
         asked += 1;
@@ -107,7 +102,8 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
             differ += 1;
         }
         let mark = if same { ' ' } else { '*' };
-        println!("{mark} {when:>9}  {event:<8} recorded: {recorded}");
+        let kind = entry.event.kind();
+        println!("{mark} {when:>9}  {kind:<8} recorded: {recorded}");
         println!("{mark} {:>9}  {:<8} replayed: {replayed}", "", "");
     }
     println!("{asked} call(s) replayed; {differ} answer(s) differ (marked *)");

@@ -5,14 +5,19 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use lameduck_core::Mode;
+use lameduck_core::record::Event;
+use lameduck_runtime::Policy;
+use tokio::sync::oneshot;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::controller::{self, App, Controller, Event, Role};
+use crate::controller::{self, App, Controller};
 use crate::decider::Decider;
-use crate::policy::{Mode, Policy};
-use crate::probes::{Agent, Probes};
+use crate::inbox::{self, Message, Role};
+use crate::log::Log;
+use crate::picture::Frame;
+use crate::probes::{Agent, Get, Own, Probes};
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use crate::supervisor::{self, Exit, Reaper};
@@ -36,7 +41,10 @@ pub fn run(config: Config, argv: Vec<OsString>) -> i32 {
             return e.status();
         }
     };
-    let started = format!("started {} as pid {app}", argv[0].to_string_lossy());
+    let started = Event::Started {
+        pid: Some(app),
+        program: Some(argv[0].to_string_lossy().into_owned()),
+    };
     agent(
         config,
         App::Child(app),
@@ -67,7 +75,10 @@ pub fn sidecar(config: Config) -> i32 {
     };
     supervisor::block_signals();
     let reaper = Arc::new(Reaper::default());
-    let started = "started beside the app, as a sidecar".to_string();
+    let started = Event::Started {
+        pid: None,
+        program: None,
+    };
     agent(
         config,
         App::Beside,
@@ -96,30 +107,31 @@ fn agent(
     app: App,
     reaper: Arc<Reaper>,
     admin_listener: Option<std::net::TcpListener>,
-    started: String,
+    started: Event,
     app_exit: Option<oneshot::Receiver<Exit>>,
 ) -> i32 {
-    let (events, inbox) = mpsc::unbounded_channel();
-    let signals = events.clone();
+    let (sender, inbox) = inbox::channel();
+    let signals = sender.clone();
     supervisor::start_signal_thread(reaper.clone(), move |signal| {
-        signals.send(Event::Signal(signal)).is_ok()
+        signals.send(Message::Signal(signal)).is_ok()
     });
-    let shared = Arc::new(Shared::new(config.summary(), config.shadow.is_some()));
+    let log = Log::new(config.log_format);
+    let shared = Arc::new(Shared::new(config.summary(), config.shadow.is_some(), log));
     let pid = match app {
         App::Child(pid) => Some(pid),
         App::Beside => None,
     };
-    shared
-        .timeline
-        .record(None, "started", started, serde_json::json!({ "pid": pid }));
+    shared.timeline.record(None, started);
+    let own = Own::default();
     let agent_itself = Agent {
         admin_port: admin_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port()),
         node_ip: config.node_ip,
+        own: own.clone(),
     };
-    let probes = Probes::new(&config.probes, reaper, pid, agent_itself);
+    let probes = Probes::new(&config.probes, reaper, pid, &agent_itself);
     // The policy compiles beside the app; early signals wait for it.
     let reloader = Reloader::start(
         Role::Live,
@@ -127,7 +139,7 @@ fn agent(
         config.cache_dir.clone(),
         config.policy.clone(),
         config.policy_config.clone(),
-        events.clone(),
+        sender.clone(),
     );
     // A shadow, if any, loads on its own thread, in its own engine.
     let shadow = config.shadow.clone().map(|source| {
@@ -137,21 +149,29 @@ fn agent(
             config.cache_dir.clone(),
             source,
             config.policy_config.clone(),
-            events.clone(),
+            sender.clone(),
         )
     });
     if let Some(listener) = admin_listener {
         let address = listener.local_addr().expect("a bound listener");
         shared.timeline.record(
             None,
-            "admin",
-            format!("admin server listening on {address}"),
-            serde_json::json!({ "address": address.to_string() }),
+            Event::Admin {
+                address: address.to_string(),
+            },
         );
         let admin = Admin {
             shared: shared.clone(),
-            events: events.clone(),
-            readiness_url: config.readiness_url.clone(),
+            inbox: sender.clone(),
+            readiness: config
+                .readiness_url
+                .as_ref()
+                .map(|url| Get::new(url, own.clone())),
+            own: own.clone(),
+            frame: Frame {
+                budget_ms: Some(config.drain_budget().as_millis() as u64),
+                grace_period_ms: Some(config.grace_period.as_millis() as u64),
+            },
             push: config
                 .push_token()
                 .map(|token| (token.to_string(), reloader.clone())),
@@ -166,8 +186,9 @@ fn agent(
     let settings = controller::settings(&config, mode, &probes, true);
     let decider = Decider::start(
         Policy::fallback_only(config.policy_config.clone()),
+        config.shadow.is_some(),
         config.patience(),
-        events.clone(),
+        sender.clone(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -176,10 +197,10 @@ fn agent(
     let answering = shared.clone();
     let exit = runtime.block_on(async move {
         if let Some(app_exit) = app_exit {
-            let events = events.clone();
+            let sender = sender.clone();
             tokio::spawn(async move {
                 if let Ok(exit) = app_exit.await {
-                    let _ = events.send(Event::AppExited(exit));
+                    let _ = sender.send(Message::AppExited(exit));
                 }
             });
         }
@@ -193,7 +214,7 @@ fn agent(
                 Some(_) => [Some(reloader), shadow].into_iter().flatten().collect(),
                 None => Vec::new(),
             },
-            events,
+            sender,
         );
         controller.run(inbox).await
     });

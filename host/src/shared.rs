@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
+use crate::log::Log;
 use crate::metrics::{Metrics, Phase};
-use crate::policy::Identity;
 use crate::timeline::Timeline;
+use lameduck_runtime::Identity;
 
 /// The state shared between the controller and the admin server.
 pub struct Shared {
@@ -61,12 +62,13 @@ pub struct Refused {
 }
 
 impl Shared {
-    /// `shadow`: whether a shadow policy is configured.
-    pub fn new(config: serde_json::Value, shadow: bool) -> Self {
+    /// `shadow`: whether a shadow policy is configured; the timeline's
+    /// entries are logged to `log`.
+    pub fn new(config: serde_json::Value, shadow: bool, log: Log) -> Self {
         Shared {
             ready: AtomicBool::new(true),
             prestops: AtomicUsize::new(0),
-            timeline: Timeline::default(),
+            timeline: Timeline::new(log),
             metrics: Metrics::default(),
             status: Mutex::new(Status {
                 phase: Phase::Serving,

@@ -1,6 +1,6 @@
 //! Signal numbers and the contract's signal names.
 
-use crate::policy::Signal;
+use lameduck_core::Signal;
 
 const TABLE: [(Signal, libc::c_int, &str); 22] = [
     (Signal::Hup, libc::SIGHUP, "HUP"),

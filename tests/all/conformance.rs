@@ -11,12 +11,13 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lameduck::builtin;
-use lameduck::policy::{
-    Child, Compiled, Compiler, Decision, HttpResponse, Instance, Limits, Mode, PolicyError,
-    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
+use lameduck_core::agent::Settings;
+use lameduck_core::{
+    Child, Decision, HttpResponse, Mode, ProbeValue, SentSignal, Signal, SignalAction, Silences,
+    Snapshot, Trigger,
 };
-use lameduck_sdk::agent::Settings;
+use lameduck_runtime::builtin;
+use lameduck_runtime::{Compiled, Compiler, Instance, Limits, PolicyError};
 use lameduck_sdk::harness::{Decider, Harness, Step, Traffic};
 
 use crate::util::root;
@@ -492,7 +493,7 @@ fn on_signal_answers_as_rust() {
     let mut expected = rust.instantiate(&[]).unwrap();
     for (language, policy) in ports {
         let mut instance = policy.instantiate(&[]).unwrap();
-        for signal in lameduck::signals::all() {
+        for signal in lameduck_core::Signal::ALL {
             assert_eq!(
                 instance.on_signal(signal, &snapshot).unwrap(),
                 expected.on_signal(signal, &snapshot).unwrap(),

@@ -363,7 +363,7 @@ fn huge_init_errors_on_repeated_swaps() {
     let _serial = one_at_a_time();
     let dir = scratch("fault-init-error");
     let path = dir.join("policy.wasm");
-    std::fs::write(&path, lameduck::builtin::get("drain").unwrap()).unwrap();
+    std::fs::write(&path, lameduck_runtime::builtin::get("drain").unwrap()).unwrap();
     let (mut agent, app) = start(
         "fault-init-error-app",
         &[
@@ -589,7 +589,7 @@ fn term_while_a_large_policy_compiles() {
     let outcome = term_and_hold("TERM while compiling", &mut agent, &app, grace);
     assert_eq!(outcome.status, 128 + libc::SIGKILL);
     assert!(
-        messages(&agent, "signal")
+        messages(&agent, "held")
             .iter()
             .any(|m| m == "TERM: held until the policy is loaded"),
         "the TERM came while the policy loaded: {:?}",
@@ -829,7 +829,7 @@ fn the_watch_survives_its_directory_being_recreated() {
     let policies = dir.join("policies");
     std::fs::create_dir(&policies).unwrap();
     let path = policies.join("policy.wasm");
-    std::fs::write(&path, lameduck::builtin::get("drain").unwrap()).unwrap();
+    std::fs::write(&path, lameduck_runtime::builtin::get("drain").unwrap()).unwrap();
     let (mut agent, app) = start(
         "fault-watch-app",
         &["--policy", path.to_str().unwrap(), "--grace-period", "4s"],
@@ -839,11 +839,11 @@ fn the_watch_survives_its_directory_being_recreated() {
     std::fs::remove_dir_all(&policies).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     std::fs::create_dir(&policies).unwrap();
-    let jobs = lameduck::builtin::get("jobs").unwrap();
+    let jobs = lameduck_runtime::builtin::get("jobs").unwrap();
     let tmp = policies.join("next.tmp");
     std::fs::write(&tmp, jobs).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    let sha = lameduck::policy::sha256_hex(jobs);
+    let sha = lameduck_runtime::sha256_hex(jobs);
     agent.wait_until("the new policy", 20 * SECOND, |events| {
         events
             .iter()

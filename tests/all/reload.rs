@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lameduck::builtin;
-use lameduck::policy::sha256_hex;
+use lameduck_runtime::builtin;
+use lameduck_runtime::sha256_hex;
 
 use crate::supervision::as_strs;
 use crate::util::{Agent, App, component, get_body, scratch, variant};

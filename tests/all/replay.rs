@@ -75,7 +75,7 @@ fn a_broken_recording_is_refused_with_the_field_at_fault() {
     let status = dir.join("status.json");
     std::fs::write(
         &status,
-        r#"{"timeline": [{"event": "decision", "data": {"snapshot": {
+        r#"{"timeline": [{"at_ms": 5, "event": "decision", "data": {"snapshot": {
             "trigger": "TERM", "elapsed_ms": 0, "remaining_ms": 1000, "child": "running",
             "signals_sent": [], "ready": false,
             "probes": [{"name": "connections", "unchanged_ms": 0, "value": {"http": {"status": 200}}}]
@@ -85,7 +85,7 @@ fn a_broken_recording_is_refused_with_the_field_at_fault() {
     let (code, out, err) = replay(&[], &status);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("timeline[0].data.snapshot: `probes[0].value.http.body` is missing or wrong"),
+        err.contains("timeline[0].data.snapshot.probes[0].value.http: missing field `body`"),
         "{err}"
     );
 

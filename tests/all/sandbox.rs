@@ -3,10 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use lameduck::builtin;
-use lameduck::policy::{
-    Child, Compiler, Decision, Limits, LoadError, MAX_ERROR, MAX_REASON, Mode, Next, Origin,
-    Policy, PolicyError, Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot, Trigger,
+use lameduck_core::{
+    Child, Decision, Mode, Next, Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot,
+    Trigger,
+};
+use lameduck_runtime::builtin;
+use lameduck_runtime::{
+    Compiler, Limits, LoadError, MAX_ERROR, MAX_REASON, Origin, Policy, PolicyError,
 };
 use lameduck_sdk::harness::connections as conns;
 

@@ -1,7 +1,7 @@
 //! The snapshot the `decide` benchmark and the `policy_cost` example time
 //! calls on, included by both (`#[path]`), so their numbers compare.
 
-use lameduck::policy::{
+use lameduck_core::{
     Child, Connections, Evidence, FileState, HttpResponse, Mode, Probe, ProbeValue, Signal,
     Silences, Snapshot, Trigger,
 };

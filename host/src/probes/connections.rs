@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use netlink_packet_sock_diag::inet::StateFlags;
 
 use super::app_ports::AppPorts;
-use super::exclusions::{Agent, Exclude, Exclusions, Reason, own};
+use super::exclusions::{Agent, Exclude, Exclusions, Own, Reason};
 use super::silences::SilenceLog;
 use super::sockets::{DumpError, Family, SockDiag, Socket, state};
 use super::traffic::{Evidence, Excluded, Traffic};
-use super::{Sample, millis, proc_net_tcp, snmp};
-use crate::policy::ProbeValue;
+use super::{Sample, proc_net_tcp, snmp};
+use lameduck_core::ProbeValue;
+use lameduck_core::millis;
 
 /// Two readings of one connection's last arrival this close are the same
 /// arrival: more than the kernel's tick (at most 10 ms) plus a dump.
@@ -49,6 +50,7 @@ pub enum ConnectionsError {
 pub struct ConnectionsProbe {
     ports: AppPorts,
     exclusions: Exclusions,
+    own: Own,
     source: Source,
     sockets: Vec<Socket>,
     /// What each server-side socket of the previous sample looked like.
@@ -112,10 +114,11 @@ impl ConnectionsProbe {
     /// Watches `ports`, or, if empty, whatever the app's process group
     /// listens on, leaving out what `exclude` and `agent` say is not the
     /// app's traffic.
-    pub fn new(ports: Vec<u16>, app_pgid: Option<i32>, exclude: &Exclude, agent: Agent) -> Self {
+    pub fn new(ports: Vec<u16>, app_pgid: Option<i32>, exclude: &Exclude, agent: &Agent) -> Self {
         ConnectionsProbe {
             ports: AppPorts::new(ports, app_pgid),
             exclusions: Exclusions::new(exclude, agent),
+            own: agent.own.clone(),
             source: Source::SockDiag(None),
             sockets: Vec::new(),
             seen: HashMap::new(),
@@ -155,8 +158,8 @@ impl ConnectionsProbe {
         // socket seen (and taken off, if excluded) next time, never the
         // other way round.
         let passive_opens = snmp::passive_opens().ok();
-        let admin_accepts = self.exclusions.admin_port().map_or(0, own::admin_accepts);
-        own::client_ports(&mut self.own_ports);
+        let admin_accepts = self.own.admin_accepts();
+        self.own.client_ports(&mut self.own_ports);
         self.listening.clear();
         self.listening.extend(
             self.sockets

@@ -6,7 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -105,7 +105,7 @@ pub struct Exclude {
 }
 
 /// What the probes must know about the agent itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Agent {
     /// The admin server's port: the kubelet's probes of `/readyz` and
     /// `/prestop`, and scrapes of `/metrics`, are not the app's traffic.
@@ -114,6 +114,8 @@ pub struct Agent {
     /// `status.hostIP`): the kubelet's probes come from it. NodePort traffic
     /// SNAT'd to the node's IP comes from it too, and is excluded with them.
     pub node_ip: Option<IpAddr>,
+    /// The agent's own connections.
+    pub own: Own,
 }
 
 /// Why a connection is not the app's traffic.
@@ -137,7 +139,7 @@ pub(super) struct Exclusions {
 }
 
 impl Exclusions {
-    pub fn new(exclude: &Exclude, agent: Agent) -> Self {
+    pub fn new(exclude: &Exclude, agent: &Agent) -> Self {
         let mut peers = exclude.peers.clone();
         peers.extend(agent.node_ip.map(Cidr::host));
         Exclusions {
@@ -184,57 +186,64 @@ impl Exclusions {
     }
 }
 
-/// The agent's own connections, known to the process as a whole: every
-/// `http` probe (the admin server's readiness check too) and the admin
-/// server make them, and `connections` probes must leave them out.
-pub(super) mod own {
-    use super::*;
+/// The agent's own connections, which `connections` probes must leave out:
+/// those of its `http` probes (the admin server's readiness check among
+/// them) and those the admin server accepts. One value per agent, handed to
+/// whoever makes such connections and to the probes that read them.
+#[derive(Clone, Default)]
+pub struct Own {
+    inner: Arc<Mutex<OwnInner>>,
+}
 
+#[derive(Default)]
+struct OwnInner {
+    client_ports: VecDeque<(u16, Instant)>,
+    admin_accepts: u64,
+}
+
+impl Own {
     /// Longer than TIME_WAIT, so a probe's closed connection is still
     /// recognised while the kernel keeps it.
     const KEEP: Duration = Duration::from_secs(120);
     /// Bounds the list whatever the probing rate.
     const MAX: usize = 4096;
 
-    static CLIENT_PORTS: Mutex<VecDeque<(u16, Instant)>> = Mutex::new(VecDeque::new());
-    static ADMIN_ACCEPTS: Mutex<Vec<(u16, u64)>> = Mutex::new(Vec::new());
+    fn lock(&self) -> std::sync::MutexGuard<'_, OwnInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// Notes the local port of a client socket the agent is about to
     /// connect from (bound first, so it is known before the peer accepts).
-    pub fn register_client_port(port: u16) {
-        let mut ports = CLIENT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-        if ports.len() == MAX {
-            ports.pop_front();
+    pub fn register_client_port(&self, port: u16) {
+        let mut own = self.lock();
+        if own.client_ports.len() == Self::MAX {
+            own.client_ports.pop_front();
         }
-        ports.push_back((port, Instant::now()));
+        own.client_ports.push_back((port, Instant::now()));
     }
 
     /// The client ports registered recently, into `out`.
-    pub fn client_ports(out: &mut HashSet<u16>) {
+    pub fn client_ports(&self, out: &mut HashSet<u16>) {
         out.clear();
-        let mut ports = CLIENT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-        while ports.front().is_some_and(|(_, at)| at.elapsed() > KEEP) {
-            ports.pop_front();
+        let mut own = self.lock();
+        while own
+            .client_ports
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > Self::KEEP)
+        {
+            own.client_ports.pop_front();
         }
-        out.extend(ports.iter().map(|(port, _)| *port));
+        out.extend(own.client_ports.iter().map(|(port, _)| *port));
     }
 
-    /// Counts a connection the admin server listening on `port` accepted.
-    pub fn note_admin_accept(port: u16) {
-        let mut counts = ADMIN_ACCEPTS.lock().unwrap_or_else(|e| e.into_inner());
-        match counts.iter_mut().find(|(p, _)| *p == port) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((port, 1)),
-        }
+    /// Counts a connection the admin server accepted.
+    pub fn note_admin_accept(&self) {
+        self.lock().admin_accepts += 1;
     }
 
-    /// Connections the admin server on `port` has accepted so far.
-    pub fn admin_accepts(port: u16) -> u64 {
-        let counts = ADMIN_ACCEPTS.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .iter()
-            .find(|(p, _)| *p == port)
-            .map_or(0, |(_, n)| *n)
+    /// Connections the admin server has accepted so far.
+    pub fn admin_accepts(&self) -> u64 {
+        self.lock().admin_accepts
     }
 }
 
@@ -271,9 +280,10 @@ mod tests {
                 peers: vec!["10.0.0.0/8".parse().unwrap()],
                 ports: vec![9090],
             },
-            Agent {
+            &Agent {
                 admin_port: Some(9911),
                 node_ip: Some("192.168.1.5".parse().unwrap()),
+                own: Own::default(),
             },
         );
         let own = HashSet::from([40000]);
@@ -315,12 +325,12 @@ mod tests {
 
     #[test]
     fn own_client_ports_are_remembered() {
-        own::register_client_port(1);
+        let own = Own::default();
+        own.register_client_port(1);
         let mut ports = HashSet::new();
-        own::client_ports(&mut ports);
+        own.clone().client_ports(&mut ports);
         assert!(ports.contains(&1));
-        let before = own::admin_accepts(2);
-        own::note_admin_accept(2);
-        assert_eq!(own::admin_accepts(2), before + 1);
+        own.note_admin_accept();
+        assert_eq!(own.admin_accepts(), 1);
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::Sample;
-use crate::policy::ProbeValue;
 use crate::supervisor::{self, Exit, Reaper};
+use lameduck_core::ProbeValue;
 
 pub struct ExecProbe {
     command: Vec<String>,

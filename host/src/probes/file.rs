@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{MAX_BODY, Sample};
-use crate::policy::{FileState, ProbeValue};
+use lameduck_core::{FileState, ProbeValue};
 
 pub struct FileProbe {
     path: PathBuf,

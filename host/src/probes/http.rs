@@ -1,84 +1,136 @@
-//! `http`: GET a local URL; status and the first 4 KiB of the body.
-//!
-//! A plain HTTP/1.0 request, so the answer is never chunked and ends when the
-//! server closes: a few lines instead of an HTTP client in the agent.
+//! `http`: GET a local URL; the status and the first 4 KiB of the body.
+//! The GET itself ([`Get`]) is shared with the admin server's readiness
+//! check: a connection from a port registered as the agent's own, so that
+//! `connections` probes leave it out.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::{Request, Uri};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::exclusions::own;
+use super::exclusions::Own;
 use super::{MAX_BODY, Sample};
-use crate::policy::{HttpResponse, ProbeValue};
+use lameduck_core::{HttpResponse, ProbeValue};
 
-/// Headers beyond this are not read.
-const MAX_HEAD: usize = 16 * 1024;
-
-pub struct HttpProbe {
+/// A GET of one URL, from the agent.
+#[derive(Clone)]
+pub struct Get {
     url: String,
     target: Result<Target, String>,
+    own: Own,
 }
 
-#[derive(Debug)]
-pub(super) struct Target {
+#[derive(Debug, Clone)]
+struct Target {
+    uri: Uri,
+    /// `host:port`, to connect to.
     authority: String,
-    path: String,
 }
 
-impl HttpProbe {
-    pub fn new(url: &str) -> Self {
-        HttpProbe {
+impl Get {
+    pub fn new(url: &str, own: Own) -> Self {
+        Get {
             url: url.to_string(),
             target: parse_url(url),
+            own,
         }
     }
 
-    async fn get(&self, target: &Target) -> std::io::Result<(u16, String)> {
-        let mut stream = connect(&target.authority).await?;
-        let request = format!(
-            "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
-            target.path,
-            target.authority,
-            super::USER_AGENT
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream
-            .take((MAX_HEAD + MAX_BODY) as u64)
-            .read_to_end(&mut response)
-            .await?;
-        parse_response(&response).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response")
-        })
+    /// The status and at most `max_body` bytes of the body.
+    pub async fn fetch(&self, max_body: usize) -> Result<(u16, Bytes), String> {
+        let target = self.target.as_ref().map_err(Clone::clone)?;
+        self.get(target, max_body)
+            .await
+            .map_err(|e| format!("GET {}: {e}", self.url))
+    }
+
+    /// One GET, bounded by `timeout`, as a probe's value.
+    pub async fn once(&self, timeout: std::time::Duration) -> ProbeValue {
+        let get = async {
+            match self.fetch(MAX_BODY).await {
+                Ok((status, body)) => ProbeValue::Http(HttpResponse {
+                    status,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                }),
+                Err(e) => ProbeValue::Failed(e),
+            }
+        };
+        tokio::time::timeout(timeout, get)
+            .await
+            .unwrap_or_else(|_| ProbeValue::Failed(format!("no answer within {timeout:?}")))
+    }
+
+    async fn get(&self, target: &Target, max_body: usize) -> Result<(u16, Bytes), String> {
+        let stream = connect(&target.authority, &self.own)
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Drives the connection until the answer is read, and no longer.
+        let connection = tokio::spawn(connection);
+        // The origin form (`/path?query`), as a client to a server, not a proxy.
+        let path = target.uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = Request::get(path)
+            .header(hyper::header::HOST, &target.authority)
+            .header(hyper::header::USER_AGENT, super::USER_AGENT)
+            .header(hyper::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut kept = Vec::new();
+            while kept.len() < max_body {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            let room = max_body - kept.len();
+                            kept.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => break,
+                }
+            }
+            Ok((status, Bytes::from(kept)))
+        }
+        .await;
+        connection.abort();
+        result
     }
 }
 
+/// The `http` probe.
+pub struct HttpProbe {
+    get: Get,
+}
+
 impl HttpProbe {
-    /// One GET, bounded by `timeout`.
-    pub async fn get_once(mut self, timeout: std::time::Duration) -> ProbeValue {
-        tokio::time::timeout(timeout, self.sample())
-            .await
-            .unwrap_or_else(|_| ProbeValue::Failed(format!("no answer within {timeout:?}")))
+    pub fn new(url: &str, own: Own) -> Self {
+        HttpProbe {
+            get: Get::new(url, own),
+        }
     }
 }
 
 impl Sample for HttpProbe {
     async fn sample(&mut self) -> ProbeValue {
-        let target = match &self.target {
-            Ok(target) => target,
-            Err(e) => return ProbeValue::Failed(e.clone()),
-        };
-        match self.get(target).await {
-            Ok((status, body)) => ProbeValue::Http(HttpResponse { status, body }),
-            Err(e) => ProbeValue::Failed(format!("GET {}: {e}", self.url)),
-        }
+        // The caller bounds the time.
+        self.get.once(std::time::Duration::MAX).await
     }
 }
 
 /// Connects from a port bound first and registered as the agent's own, so
 /// `connections` probes leave the connection out from its very first sample.
-async fn connect(authority: &str) -> std::io::Result<TcpStream> {
+async fn connect(authority: &str, own: &Own) -> std::io::Result<TcpStream> {
     let mut last = None;
     for address in tokio::net::lookup_host(authority).await? {
         let socket = if address.is_ipv4() {
@@ -94,7 +146,7 @@ async fn connect(authority: &str) -> std::io::Result<TcpStream> {
             0,
         );
         socket.bind(any)?;
-        own::register_client_port(socket.local_addr()?.port());
+        own.register_client_port(socket.local_addr()?.port());
         match socket.connect(address).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
@@ -108,43 +160,26 @@ async fn connect(authority: &str) -> std::io::Result<TcpStream> {
     }))
 }
 
-/// `http://host:port/path` → `host:port` and `/path`.
-pub(super) fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}`: only http:// URLs can be probed"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(format!("`{url}`: no host"));
+/// `http://host[:port]/path?query`: what to ask and whom.
+fn parse_url(url: &str) -> Result<Target, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("`{url}`: only http:// URLs can be probed"));
     }
-    let has_port = match authority.rfind(']') {
-        Some(end) => authority[end..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let authority = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok(Target {
-        authority,
-        path: path.to_string(),
-    })
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`{url}`: no host"))?;
+    let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+    Ok(Target { uri, authority })
 }
 
-fn parse_response(response: &[u8]) -> Option<(u16, String)> {
-    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status_line = std::str::from_utf8(&response[..head_end])
-        .ok()?
-        .lines()
-        .next()?;
-    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
-    let body = &response[head_end + 4..];
-    let body = &body[..body.len().min(MAX_BODY)];
-    Some((status, String::from_utf8_lossy(body).into_owned()))
+/// The host and port an `http://` URL reaches, if it is one.
+pub fn host_port(url: &str) -> Result<(String, u16), String> {
+    let target = parse_url(url)?;
+    let host = target.uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), target.uri.port_u16().unwrap_or(80)))
 }
 
 #[cfg(test)]
@@ -154,16 +189,21 @@ mod tests {
     #[test]
     fn urls() {
         let t = parse_url("http://127.0.0.1:8080/idle?x=1").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
-            ("127.0.0.1:8080", "/idle?x=1")
-        );
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.uri.path_and_query().unwrap(), "/idle?x=1");
         let t = parse_url("http://[::1]:9000").unwrap();
-        assert_eq!((t.authority.as_str(), t.path.as_str()), ("[::1]:9000", "/"));
+        assert_eq!(t.authority, "[::1]:9000");
         assert_eq!(
             parse_url("http://localhost/x").unwrap().authority,
             "localhost:80"
         );
+        assert_eq!(
+            host_port("http://[::1]:9000/").unwrap(),
+            ("::1".into(), 9000)
+        );
+        for bad in ["https://x/", "x/y", "http:///path", "http://a b/"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
         assert!(
             parse_url("https://x/")
                 .unwrap_err()
@@ -171,8 +211,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_connection_is_registered_as_the_agents_own() {
+    fn serve_once(answer: &'static [u8]) -> (String, std::thread::JoinHandle<u16>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
@@ -184,28 +223,52 @@ mod tests {
             while head.read_line(&mut line).unwrap() > 2 {
                 line.clear();
             }
-            stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
+            stream.write_all(answer).unwrap();
             peer.port()
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        (url, server)
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let value =
-            runtime.block_on(HttpProbe::new(&url).get_once(std::time::Duration::from_secs(5)));
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_connection_is_registered_as_the_agents_own() {
+        let (url, server) = serve_once(b"HTTP/1.0 200 OK\r\n\r\nok");
+        let own = Own::default();
+        let value = block_on(Get::new(&url, own.clone()).once(std::time::Duration::from_secs(5)));
         assert!(
-            matches!(value, ProbeValue::Http(HttpResponse { status: 200, .. })),
+            matches!(&value, ProbeValue::Http(HttpResponse { status: 200, body }) if body == "ok"),
             "{value:?}"
         );
         let mut ports = std::collections::HashSet::new();
-        own::client_ports(&mut ports);
+        own.client_ports(&mut ports);
         assert!(ports.contains(&server.join().unwrap()));
     }
 
     #[test]
-    fn responses() {
-        let r = b"HTTP/1.1 503 Service Unavailable\r\nX: y\r\n\r\nbusy: 2 jobs";
-        assert_eq!(parse_response(r), Some((503, "busy: 2 jobs".into())));
-        assert_eq!(parse_response(b"garbage"), None);
+    fn a_chunked_body_is_read_and_cut_at_the_limit() {
+        let (url, server) = serve_once(
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nbusy:\r\n8\r\n 2 jobs!\r\n0\r\n\r\n",
+        );
+        let get = Get::new(&url, Own::default());
+        let (status, body) = block_on(get.fetch(9)).unwrap();
+        assert_eq!((status, &body[..]), (503, &b"busy: 2 j"[..]));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn garbage_is_a_failure() {
+        let (url, server) = serve_once(b"garbage\r\n\r\n");
+        let value =
+            block_on(Get::new(&url, Own::default()).once(std::time::Duration::from_secs(5)));
+        assert!(matches!(value, ProbeValue::Failed(_)), "{value:?}");
+        server.join().unwrap();
     }
 }

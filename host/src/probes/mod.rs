@@ -20,12 +20,12 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use crate::config::{ProbeKind, ProbeSpec};
-use crate::policy::ProbeValue;
 use crate::supervisor::Reaper;
+use lameduck_core::ProbeValue;
 
 pub use connections::{ConnectionsError, ConnectionsProbe};
-pub use exclusions::{Agent, Cidr, Exclude};
-pub use http::HttpProbe;
+pub use exclusions::{Agent, Cidr, Exclude, Own};
+pub use http::{Get, HttpProbe};
 pub use traffic::{Evidence, Excluded, Silences, Traffic};
 
 /// How much of a body or file a probe keeps.
@@ -67,7 +67,7 @@ struct Slot {
 }
 
 /// The configured probes, in configuration order. What they read is kept by
-/// the agent (`lameduck_sdk::agent`), with how long each value has held.
+/// the agent (`lameduck_core::agent`), with how long each value has held.
 pub struct Probes {
     slots: Vec<Slot>,
 }
@@ -81,7 +81,7 @@ impl Probes {
         specs: &[ProbeSpec],
         reaper: Arc<Reaper>,
         app_pgid: Option<i32>,
-        agent: Agent,
+        agent: &Agent,
     ) -> Self {
         let slots = specs
             .iter()
@@ -92,7 +92,9 @@ impl Probes {
                     ProbeKind::Connections { ports, exclude } => Kind::Connections(Box::new(
                         ConnectionsProbe::new(ports.clone(), app_pgid, exclude, agent),
                     )),
-                    ProbeKind::Http { url } => Kind::Http(http::HttpProbe::new(url)),
+                    ProbeKind::Http { url } => {
+                        Kind::Http(http::HttpProbe::new(url, agent.own.clone()))
+                    }
                     ProbeKind::File { path } => Kind::File(file::FileProbe::new(path.clone())),
                     ProbeKind::Exec { command } => {
                         Kind::Exec(exec::ExecProbe::new(command.clone(), reaper.clone()))
@@ -145,16 +147,5 @@ impl Probes {
 
 /// Checks that `url` can be probed (`http://host[:port]/path`).
 pub fn check_url(url: &str) -> Result<(), String> {
-    http::parse_url(url).map(|_| ())
-}
-
-/// Milliseconds, saturating at the contract's `u32`.
-pub fn millis(duration: Duration) -> u32 {
-    duration.as_millis().min(u32::MAX as u128) as u32
-}
-
-/// Counts a connection the admin server listening on `port` accepted, so
-/// `connections` probes take it off the namespace's accepts.
-pub fn note_admin_accept(port: u16) {
-    exclusions::own::note_admin_accept(port);
+    http::host_port(url).map(|_| ())
 }

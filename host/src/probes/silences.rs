@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::millis;
+use lameduck_core::millis;
 
 /// Watching time each histogram covers before it is replaced: the
 /// statistics span the last 5 to 10 minutes of serving.

@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 pub use super::silences::Silences;
-use crate::policy::{self, Connections};
+use lameduck_core as policy;
+use lameduck_core::Connections;
 
 /// Where a reading came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

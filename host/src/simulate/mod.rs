@@ -16,14 +16,15 @@ mod world;
 
 use std::path::Path;
 
-use lameduck_sdk::agent::Settings;
+use lameduck_core::agent::Settings;
+use lameduck_core::millis;
+use lameduck_core::record::Entry;
+use lameduck_core::{Decision, Mode, ProbeValue, Signal, SignalAction, Snapshot};
+use lameduck_runtime::{Compiler, Policy};
 use lameduck_sdk::harness::{Decider, Harness};
 
 use crate::config::{Config, ProbeKind};
-use crate::picture::{self, Frame, Row};
-use crate::policy::{Compiler, Decision, Mode, Policy, ProbeValue, Signal, SignalAction, Snapshot};
-use crate::probes::millis;
-use crate::timeline;
+use crate::picture::{self, Frame};
 
 use scenario::{Scenario, Trigger};
 use world::{Stop, World};
@@ -66,7 +67,7 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
         mode: Mode::Entrypoint,
         ..Settings::new(budget)
     };
-    let mut h = Harness::with_settings(policy, settings);
+    let mut h = Harness::with_settings(Rehearsed(policy), settings);
     h.advance(millis(scenario.serving.0));
     let stops_on: Vec<Signal> = scenario
         .drain
@@ -77,7 +78,7 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
         .collect();
     let stopping = |signal: &Signal| stops_on.contains(signal);
     let mut stop: Option<Stop> = None;
-    let mut read = |t: u32, h: &mut Harness<Policy>, stop: &mut Option<Stop>| {
+    let mut read = |t: u32, h: &mut Harness<Rehearsed>, stop: &mut Option<Stop>| {
         let t = i64::from(t);
         if stop.is_none()
             && let Some(first) = h.app_signals().iter().find(|s| stopping(&s.signal))
@@ -124,13 +125,11 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
     };
     print_figures(&scenario, &identity, &world, &outcome, grace);
     if let Some(path) = svg {
-        let entries = entries(&h);
-        let rows: Vec<Row<'_>> = entries.iter().filter_map(Row::from_json).collect();
         let frame = Frame {
             budget_ms: Some(budget.into()),
             grace_period_ms: Some(grace.into()),
         };
-        std::fs::write(path, picture::render(&rows, frame))
+        std::fs::write(path, picture::render(&entries(&h), frame))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         println!("picture   {}", path.display());
     }
@@ -156,44 +155,40 @@ fn load(config: &Config) -> Result<Policy, String> {
 }
 
 /// As in the agent: the policy answers, or the fallback for it.
-impl Decider for Policy {
+struct Rehearsed(Policy);
+
+impl Decider for Rehearsed {
     fn on_signal(&mut self, signal: Signal, snapshot: &Snapshot) -> SignalAction {
-        Policy::on_signal(self, signal, snapshot).value
+        self.0.on_signal(signal, snapshot).value
     }
 
     fn decide(&mut self, snapshot: &Snapshot) -> Decision {
-        Policy::decide(self, snapshot).value
+        self.0.decide(snapshot).value
     }
 }
 
 /// The agent's records as timeline entries (as `/status` shows them), on
 /// the virtual clock.
-fn entries(h: &Harness<Policy>) -> Vec<serde_json::Value> {
+fn entries(h: &Harness<Rehearsed>) -> Vec<Entry> {
     h.records()
         .iter()
-        .map(|(at, record)| {
-            let (event, message, data) = timeline::entry(&record.event);
-            serde_json::json!({
-                "at_ms": at,
-                "drain_ms": record.drain_ms,
-                "event": event,
-                "message": message,
-                "data": data,
-            })
+        .map(|(at, record)| Entry {
+            at_ms: *at,
+            drain_ms: record.drain_ms,
+            event: record.event.clone(),
         })
         .collect()
 }
 
-fn print_timeline(h: &Harness<Policy>) {
+fn print_timeline(h: &Harness<Rehearsed>) {
     for entry in entries(h) {
-        let when = entry["drain_ms"]
-            .as_u64()
+        let when = entry
+            .drain_ms
             .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
-        let (event, message) = (&entry["event"], &entry["message"]);
         println!(
             "{when:>9}  {:<9} {}",
-            event.as_str().unwrap_or_default(),
-            message.as_str().unwrap_or_default()
+            entry.event.kind(),
+            entry.event.describe()
         );
     }
 }

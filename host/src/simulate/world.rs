@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::policy::{Connections, Evidence, FileState, HttpResponse, ProbeValue, Silences};
+use lameduck_core::{Connections, Evidence, FileState, HttpResponse, ProbeValue, Silences};
 
 use super::scenario::{OnTerm, Point, Scenario};
 

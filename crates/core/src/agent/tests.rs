@@ -172,7 +172,12 @@ fn signals_wait_for_the_policy_but_the_clock_starts_on_arrival() {
         0,
     );
     let effects = agent.handle(100, Input::Signal(Signal::Term));
-    assert!(matches!(events(&effects)[..], [Event::Held(Signal::Term)]));
+    assert!(matches!(
+        events(&effects)[..],
+        [Event::Held {
+            signal: Signal::Term
+        }]
+    ));
     assert_eq!(agent.next_tick(), Some(2_100));
     // The policy comes in at 1.5 s: the TERM is asked about then.
     let effects = agent.handle(1_500, Input::PolicyLoaded);
@@ -237,7 +242,7 @@ fn a_third_int_kills_at_once_without_asking() {
         effects[0],
         Effect::Record(Record {
             drain_ms: None,
-            event: Event::ThirdInterrupt
+            event: Event::Interrupted
         })
     );
     assert!(has(&effects, &Effect::KillApp));

@@ -3,7 +3,7 @@
 //! WIT, so most conversions are a field-by-field copy, written once for both
 //! versions by `shared!`; only what differs is written per version.
 
-use lameduck_sdk as sdk;
+use lameduck_core as contract;
 
 use super::bindings::{v0_1, v0_2};
 
@@ -25,35 +25,35 @@ macro_rules! shared {
     ($name:ident, $version:ident) => {
         pub mod $name {
             use super::super::bindings::$version::lameduck::policy::types as w;
-            use lameduck_sdk as sdk;
+            use lameduck_core as contract;
 
-            pub fn signal(s: sdk::Signal) -> w::Signal {
-                use {sdk::Signal as From, w::Signal as To};
+            pub fn signal(s: contract::Signal) -> w::Signal {
+                use {contract::Signal as From, w::Signal as To};
                 each_signal!(s, From => To)
             }
 
-            pub fn from_signal(s: w::Signal) -> sdk::Signal {
-                use {sdk::Signal as To, w::Signal as From};
+            pub fn from_signal(s: w::Signal) -> contract::Signal {
+                use {contract::Signal as To, w::Signal as From};
                 each_signal!(s, From => To)
             }
 
-            pub fn trigger(t: sdk::Trigger) -> w::Trigger {
+            pub fn trigger(t: contract::Trigger) -> w::Trigger {
                 match t {
-                    sdk::Trigger::None => w::Trigger::None,
-                    sdk::Trigger::Signal(s) => w::Trigger::Signal(signal(s)),
-                    sdk::Trigger::Prestop => w::Trigger::Prestop,
+                    contract::Trigger::None => w::Trigger::None,
+                    contract::Trigger::Signal(s) => w::Trigger::Signal(signal(s)),
+                    contract::Trigger::Prestop => w::Trigger::Prestop,
                 }
             }
 
-            pub fn child(c: sdk::Child) -> w::Child {
+            pub fn child(c: contract::Child) -> w::Child {
                 match c {
-                    sdk::Child::Running => w::Child::Running,
-                    sdk::Child::Exited(code) => w::Child::Exited(code),
-                    sdk::Child::Killed(n) => w::Child::Killed(n),
+                    contract::Child::Running => w::Child::Running,
+                    contract::Child::Exited(code) => w::Child::Exited(code),
+                    contract::Child::Killed(n) => w::Child::Killed(n),
                 }
             }
 
-            pub fn sent(s: &[sdk::SentSignal]) -> Vec<w::SentSignal> {
+            pub fn sent(s: &[contract::SentSignal]) -> Vec<w::SentSignal> {
                 s.iter()
                     .map(|s| w::SentSignal {
                         signal: signal(s.signal),
@@ -64,49 +64,49 @@ macro_rules! shared {
 
             /// A probe, with the version's own reading of `connections`.
             pub fn probe(
-                p: &sdk::Probe,
-                connections: impl Fn(&sdk::Connections) -> w::Connections,
+                p: &contract::Probe,
+                connections: impl Fn(&contract::Connections) -> w::Connections,
             ) -> w::Probe {
                 w::Probe {
                     name: p.name.clone(),
                     value: match &p.value {
-                        sdk::ProbeValue::Connections(c) => {
+                        contract::ProbeValue::Connections(c) => {
                             w::ProbeValue::Connections(connections(c))
                         }
-                        sdk::ProbeValue::Http(r) => w::ProbeValue::Http(w::HttpResponse {
+                        contract::ProbeValue::Http(r) => w::ProbeValue::Http(w::HttpResponse {
                             status: r.status,
                             body: r.body.clone(),
                         }),
-                        sdk::ProbeValue::File(f) => w::ProbeValue::File(w::FileState {
+                        contract::ProbeValue::File(f) => w::ProbeValue::File(w::FileState {
                             exists: f.exists,
                             contents: f.contents.clone(),
                         }),
-                        sdk::ProbeValue::Exec(code) => w::ProbeValue::Exec(*code),
-                        sdk::ProbeValue::Failed(why) => w::ProbeValue::Failed(why.clone()),
+                        contract::ProbeValue::Exec(code) => w::ProbeValue::Exec(*code),
+                        contract::ProbeValue::Failed(why) => w::ProbeValue::Failed(why.clone()),
                     },
                     unchanged_ms: p.unchanged_ms,
                 }
             }
 
-            pub fn decision(d: w::Decision) -> sdk::Decision {
-                sdk::Decision {
+            pub fn decision(d: w::Decision) -> contract::Decision {
+                contract::Decision {
                     ready: d.ready,
                     signal: d.signal.map(from_signal),
                     next: match d.next {
-                        w::Next::Recheck(ms) => sdk::Next::Recheck(ms),
-                        w::Next::WaitForExit => sdk::Next::WaitForExit,
-                        w::Next::Exit => sdk::Next::Exit,
+                        w::Next::Recheck(ms) => contract::Next::Recheck(ms),
+                        w::Next::WaitForExit => contract::Next::WaitForExit,
+                        w::Next::Exit => contract::Next::Exit,
                     },
                     reason: d.reason,
                 }
             }
 
-            pub fn signal_action(a: w::SignalAction) -> sdk::SignalAction {
+            pub fn signal_action(a: w::SignalAction) -> contract::SignalAction {
                 match a {
-                    w::SignalAction::Forward => sdk::SignalAction::Forward,
-                    w::SignalAction::Rewrite(s) => sdk::SignalAction::Rewrite(from_signal(s)),
-                    w::SignalAction::Ignore => sdk::SignalAction::Ignore,
-                    w::SignalAction::Drain => sdk::SignalAction::Drain,
+                    w::SignalAction::Forward => contract::SignalAction::Forward,
+                    w::SignalAction::Rewrite(s) => contract::SignalAction::Rewrite(from_signal(s)),
+                    w::SignalAction::Ignore => contract::SignalAction::Ignore,
+                    w::SignalAction::Drain => contract::SignalAction::Drain,
                 }
             }
         }
@@ -117,12 +117,12 @@ shared!(current, v0_2);
 shared!(first, v0_1);
 
 /// A snapshot for a component built against 0.2.0: as it is.
-pub fn snapshot_v0_2(s: &sdk::Snapshot) -> v0_2::lameduck::policy::types::Snapshot {
+pub fn snapshot_v0_2(s: &contract::Snapshot) -> v0_2::lameduck::policy::types::Snapshot {
     use v0_2::lameduck::policy::types as w;
-    let connections = |c: &sdk::Connections| w::Connections {
+    let connections = |c: &contract::Connections| w::Connections {
         evidence: match c.evidence {
-            sdk::Evidence::SockDiag => w::Evidence::SockDiag,
-            sdk::Evidence::ProcNetTcp => w::Evidence::ProcNetTcp,
+            contract::Evidence::SockDiag => w::Evidence::SockDiag,
+            contract::Evidence::ProcNetTcp => w::Evidence::ProcNetTcp,
         },
         open: c.open,
         in_flight: c.in_flight,
@@ -152,8 +152,8 @@ pub fn snapshot_v0_2(s: &sdk::Snapshot) -> v0_2::lameduck::policy::types::Snapsh
             .map(|p| current::probe(p, connections))
             .collect(),
         mode: match s.mode {
-            sdk::Mode::Entrypoint => w::Mode::Entrypoint,
-            sdk::Mode::Sidecar => w::Mode::Sidecar,
+            contract::Mode::Entrypoint => w::Mode::Entrypoint,
+            contract::Mode::Sidecar => w::Mode::Sidecar,
         },
     }
 }
@@ -161,9 +161,9 @@ pub fn snapshot_v0_2(s: &sdk::Snapshot) -> v0_2::lameduck::policy::types::Snapsh
 /// A snapshot for a component built against 0.1.0, adapted (see the header
 /// of `wit/v0.1/policy.wit`): it looked for connections, and is shown
 /// requests, which is what it meant.
-pub fn snapshot_v0_1(s: &sdk::Snapshot) -> v0_1::lameduck::policy::types::Snapshot {
+pub fn snapshot_v0_1(s: &contract::Snapshot) -> v0_1::lameduck::policy::types::Snapshot {
     use v0_1::lameduck::policy::types as w;
-    let connections = |c: &sdk::Connections| w::Connections {
+    let connections = |c: &contract::Connections| w::Connections {
         established: c.in_flight,
         accepted: c.accepted,
         since_last_accept_ms: c.since_last_request_ms,

@@ -233,11 +233,13 @@ impl Instance {
         store.limiter(|state| &mut state.memory);
         // Runs on the thread executing the policy, at every tick.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if crate::cpu::thread_time() >= ctx.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(1)
-            })
+            Ok(
+                if cpu_time::ThreadTime::now().as_duration() >= ctx.data().deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Continue(1)
+                },
+            )
         });
         // Instantiating and `init` have a budget of their own: once per
         // instance, off the drain's path.
@@ -333,7 +335,7 @@ fn arm<T>(
     limits: Limits,
     call: impl FnOnce(&mut Store<State>) -> wasmtime::Result<T>,
 ) -> Result<T, PolicyError> {
-    store.data_mut().deadline = crate::cpu::thread_time() + cpu;
+    store.data_mut().deadline = cpu_time::ThreadTime::now().as_duration() + cpu;
     store.set_epoch_deadline(1);
     let _busy = ticker.busy();
     call(store).map_err(|e| classify(&e, cpu, limits))

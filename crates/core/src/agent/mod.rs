@@ -8,13 +8,14 @@
 //!
 //! Three drivers perform its effects: the agent itself (tokio, real probes,
 //! a wasm policy on its own thread), `lameduck simulate` (a modelled world on
-//! a virtual clock) and this crate's [`harness`](crate::harness) (a native
+//! a virtual clock) and the SDK's harness (a native
 //! policy on a virtual clock). They share these rules instead of copying them.
 //!
 //! Time is milliseconds since the driver started, given with every input.
 
 use std::collections::VecDeque;
 
+pub use crate::record::{Call, Event};
 use crate::{
     Child, Decision, Mode, Next, Probe, ProbeValue, SentSignal, Signal, SignalAction, Snapshot,
     Trigger,
@@ -93,16 +94,6 @@ pub enum Input {
     AppExited(Child),
 }
 
-/// How a policy call went, as the driver saw it: passed through to the
-/// timeline.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Call {
-    /// How long it took, in µs.
-    pub took_us: u64,
-    /// Why the fallback answered instead of the policy, if it did.
-    pub fallback: Option<String>,
-}
-
 /// Which probes to sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sample {
@@ -143,50 +134,6 @@ pub struct Record {
     /// Since the drain began, during a drain.
     pub drain_ms: Option<u32>,
     pub event: Event,
-}
-
-/// What the agent did, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A signal waits for the policy to load.
-    Held(Signal),
-    /// The reload signal arrived.
-    Reload(Signal),
-    /// `on-signal` answered (or the agent knew without asking).
-    Signal {
-        signal: Signal,
-        action: SignalAction,
-        /// A drain was already under way: it goes on.
-        drain_goes_on: bool,
-        snapshot: Snapshot,
-        call: Call,
-    },
-    /// A third INT: the app is killed at once.
-    ThirdInterrupt,
-    /// A `preStop` hook called.
-    PreStop,
-    /// The drain began.
-    DrainBegan { trigger: Trigger, budget_ms: u32 },
-    /// `decide` answered, and the answer was applied.
-    Decision {
-        snapshot: Snapshot,
-        decision: Decision,
-        call: Call,
-    },
-    /// An answer that came after the deadline: not applied.
-    Late { decision: Decision },
-    /// A signal was sent to the app (in sidecar mode: the hook was released).
-    Sent { signal: Signal, why: String },
-    /// The policy asked for something this mode cannot do.
-    Refused { signal: Signal, why: String },
-    /// The agent's deadline.
-    Deadline { kill_pause_ms: Option<u32> },
-    /// The app's process group was killed.
-    Killed { why: String },
-    /// The app exited.
-    Exited(Child),
-    /// A sidecar exits.
-    Stopping { why: String },
 }
 
 /// The shutdown's owner. See the module docs.
@@ -400,7 +347,7 @@ impl Agent {
     fn signal(&mut self, now: Millis, signal: Signal) {
         if Some(signal) == self.settings.reload_signal {
             self.effects.push(Effect::Reload);
-            self.record(now, Event::Reload(signal));
+            self.record(now, Event::Reload { signal });
             return;
         }
         // The kubelet's clock starts when its TERM arrives, whatever the
@@ -414,7 +361,7 @@ impl Agent {
         if signal == Signal::Int {
             self.interrupts += 1;
             if self.interrupts >= 3 {
-                self.record(now, Event::ThirdInterrupt);
+                self.record(now, Event::Interrupted);
                 return self.kill_app(now, "a third INT");
             }
         }
@@ -423,7 +370,7 @@ impl Agent {
             self.held.push((signal, now));
             self.hold_until
                 .get_or_insert(now + u64::from(self.settings.hold_max_ms));
-            self.record(now, Event::Held(signal));
+            self.record(now, Event::Held { signal });
             return;
         }
         self.queue.push_back((signal, now));
@@ -456,7 +403,7 @@ impl Agent {
     fn prestop(&mut self, now: Millis) {
         self.arm_deadline(now);
         if self.drain.is_none() {
-            self.record(now, Event::PreStop);
+            self.record(now, Event::Prestop);
             self.begin(now, Trigger::Prestop, now);
         }
         if let Some(why) = &self.released {
@@ -637,7 +584,12 @@ impl Agent {
             Child::Exited(code) => format!("the app exited with code {code}"),
             Child::Killed(signal) => format!("the app was killed by signal {signal}"),
         };
-        self.record(now, Event::Exited(child));
+        self.record(
+            now,
+            Event::Exited {
+                status: child.status(),
+            },
+        );
         self.release_prestop(now, how);
         self.done = true;
     }

@@ -20,16 +20,25 @@ const PRECOMPILED: &str = "drain";
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.parent().expect("host/ is inside the workspace");
+    let root = manifest
+        .ancestors()
+        .nth(2)
+        .expect("crates/runtime/ is inside the workspace");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = root.join("target").join("policies");
 
     // Only what the built-in policies are made of: the other-language ports
     // under policies/ have build outputs of their own that must not trigger this.
     let policy_dirs = POLICIES.map(|p| format!("policies/{p}"));
-    let watched = ["wit", "guest-sdk", "host/engine", "Cargo.lock"]
-        .into_iter()
-        .chain(policy_dirs.iter().map(String::as_str));
+    let watched = [
+        "wit",
+        "guest-sdk",
+        "crates/core",
+        "crates/engine",
+        "Cargo.lock",
+    ]
+    .into_iter()
+    .chain(policy_dirs.iter().map(String::as_str));
     for path in watched {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }

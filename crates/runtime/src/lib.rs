@@ -5,6 +5,7 @@
 //! It knows nothing about signals, processes or HTTP: snapshots in, decisions
 //! out.
 
+pub mod builtin;
 mod cache;
 mod compile;
 mod convert;
@@ -24,19 +25,16 @@ pub use instance::Instance;
 /// The world's bindings, one module per version the agent loads.
 mod bindings {
     pub mod v0_2 {
-        wasmtime::component::bindgen!({ path: "../wit", world: "drain-policy" });
+        wasmtime::component::bindgen!({ path: "../../wit", world: "drain-policy" });
     }
     pub mod v0_1 {
-        wasmtime::component::bindgen!({ path: "../wit/v0.1", world: "drain-policy" });
+        wasmtime::component::bindgen!({ path: "../../wit/v0.1", world: "drain-policy" });
     }
 }
 
-/// The agent's own types are the SDK's: the same WIT, converted at the wasm
-/// boundary for each version of the world.
-pub use lameduck_sdk::{
-    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
-    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
-};
+// The agent's own types are the contract's: the same WIT, converted at the
+// wasm boundary for each version of the world.
+use lameduck_core::{Decision, Level, Signal, SignalAction, Snapshot};
 
 /// The package and version of the world this agent implements.
 pub const WORLD: &str = "lameduck:policy@0.2.0";
@@ -248,6 +246,13 @@ impl Policy {
             failure,
             took: start.elapsed(),
         }
+    }
+
+    /// Makes a fresh instance now if the last call failed, so that the next
+    /// call does not wait for it. A failure here is met again, and answered
+    /// by the fallback, at that call.
+    pub fn prepare(&mut self) {
+        let _ = self.ready_instance();
     }
 
     fn ready_instance(&mut self) -> Result<&mut Instance, PolicyError> {
