@@ -29,7 +29,7 @@ pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
         Err(e) => return reject(&e),
     };
     line("size", &format!("{} bytes", bytes.len()));
-    let compiler = match Compiler::new(config.limits, config.cache_dir.clone()) {
+    let compiler = match Compiler::new(config.limits(), config.cache_dir.clone()) {
         Ok(compiler) => compiler,
         Err(e) => return reject(&format!("{e:#}")),
     };

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use lameduck::config::{self, Config, LogFormat, Overrides};
+use lameduck::config::{self, Config};
+use lameduck::log::LogFormat;
 
 /// A shutdown agent for Kubernetes pods: runs your app, and drains it when
 /// the pod stops, as a WebAssembly policy decides.
@@ -172,86 +173,18 @@ fn inject(args: InjectArgs) -> i32 {
     }
 }
 
-/// Every setting is a flag, an environment variable and a config key;
-/// flags win over the environment, which wins over the file.
-#[derive(Args)]
-struct Settings {
-    /// A YAML config file.
-    #[arg(long, env = "LAMEDUCK_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The policy: a component file, or builtin:drain|delay|jobs [config: policy.file].
-    #[arg(long, env = "LAMEDUCK_POLICY", value_name = "FILE")]
-    policy: Option<String>,
-    /// A shadow policy: asked every question the live one is, its answers
-    /// recorded, compared and counted, never obeyed [config: policy.shadow].
-    #[arg(
-        long = "shadow-policy",
-        env = "LAMEDUCK_SHADOW_POLICY",
-        value_name = "FILE"
-    )]
-    shadow: Option<String>,
-    /// A policy setting, key=value; repeatable [config: policy.config].
-    #[arg(long = "policy-config", env = "LAMEDUCK_POLICY_CONFIG", value_name = "KEY=VALUE",
-          value_delimiter = ',', value_parser = config::parse_pair)]
-    policy_config: Vec<(String, String)>,
-    /// A signal that reloads the policy file instead of being forwarded, e.g. HUP [config: policy.reload_signal].
-    #[arg(long, env = "LAMEDUCK_RELOAD_SIGNAL", value_name = "SIGNAL")]
-    reload_signal: Option<String>,
-    /// Accept new policies by PUT /policy (needs LAMEDUCK_ADMIN_TOKEN or admin.token) [config: admin.policy_push].
-    #[arg(long, env = "LAMEDUCK_POLICY_PUSH", value_name = "BOOL")]
-    policy_push: Option<bool>,
-    /// Make /prestop require the bearer token too (LAMEDUCK_ADMIN_TOKEN or admin.token) [config: admin.prestop_auth].
-    #[arg(long, env = "LAMEDUCK_PRESTOP_AUTH", value_name = "BOOL")]
-    prestop_auth: Option<bool>,
-    /// The pod's terminationGracePeriodSeconds, e.g. 30s [config: grace_period].
-    #[arg(long, env = "LAMEDUCK_GRACE_PERIOD", value_name = "DURATION", value_parser = config::parse_duration)]
-    grace_period: Option<Duration>,
-    /// Time kept between the agent's deadline and the kubelet's SIGKILL [config: safety_margin].
-    #[arg(long, env = "LAMEDUCK_SAFETY_MARGIN", value_name = "DURATION", value_parser = config::parse_duration)]
-    safety_margin: Option<Duration>,
-    /// The admin server's address, or `off` [config: admin.listen].
-    #[arg(long, env = "LAMEDUCK_ADMIN", value_name = "ADDR|off")]
-    admin: Option<String>,
-    /// The app's own readiness URL; /readyz also requires it to answer 2xx [config: admin.readiness_url].
-    #[arg(long, env = "LAMEDUCK_READINESS_URL", value_name = "URL")]
-    readiness_url: Option<String>,
-    /// The node's IP, from the downward API's status.hostIP: connections from it (the
-    /// kubelet's probes, and NodePort traffic SNAT'd to it) are not the app's traffic.
-    #[arg(long, env = "LAMEDUCK_NODE_IP", value_name = "IP")]
-    node_ip: Option<std::net::IpAddr>,
-    /// Log line format [config: log_format].
-    #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormat>,
-    /// Where compiled policies are cached, or `off` [config: cache_dir].
-    #[arg(long, env = "LAMEDUCK_CACHE_DIR", value_name = "DIR|off")]
-    cache_dir: Option<String>,
-}
+/// Every setting is a flag, an environment variable and a config key (but
+/// the admin token, never a flag); flags win over the environment, which
+/// wins over the file. Declared once each, in `lameduck::config`.
+type Settings = config::Args;
 
-impl Settings {
-    fn load(&self) -> Config {
-        let overrides = Overrides {
-            grace_period: self.grace_period,
-            safety_margin: self.safety_margin,
-            policy: self.policy.clone(),
-            shadow: self.shadow.clone(),
-            policy_config: self.policy_config.clone(),
-            reload_signal: self.reload_signal.clone(),
-            policy_push: self.policy_push,
-            prestop_auth: self.prestop_auth,
-            // A secret: from the environment or the file, never a flag (ps shows flags).
-            admin_token: std::env::var("LAMEDUCK_ADMIN_TOKEN").ok(),
-            admin: self.admin.clone(),
-            node_ip: self.node_ip,
-            readiness_url: self.readiness_url.clone(),
-            log_format: self.log_format,
-            cache_dir: self.cache_dir.as_ref().map(PathBuf::from),
-        };
-        match Config::load(self.config.as_deref(), &overrides) {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("lameduck: {e}");
-                std::process::exit(2);
-            }
+/// The configuration, or exit 2 with what is wrong and where.
+fn load(settings: &Settings) -> Config {
+    match settings.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lameduck: {e}");
+            std::process::exit(2);
         }
     }
 }
@@ -291,18 +224,18 @@ fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run { settings, command } => {
-            let config = settings.load();
+            let config = load(&settings);
             init_logging(config.log_format);
             lameduck::run::run(config, command)
         }
         Command::Sidecar { settings } => {
-            let config = settings.load();
+            let config = load(&settings);
             init_logging(config.log_format);
             lameduck::run::sidecar(config)
         }
         Command::Check { settings } => {
             die_on_closed_pipe();
-            let config = settings.load();
+            let config = load(&settings);
             init_logging(config.log_format);
             lameduck::check::check(&config, settings.config.as_deref())
         }
@@ -312,7 +245,7 @@ fn main() {
             status,
         } => {
             die_on_closed_pipe();
-            let config = settings.load();
+            let config = load(&settings);
             init_logging(config.log_format);
             lameduck::replay::replay(&config, &status, svg.as_deref())
         }
@@ -326,7 +259,7 @@ fn main() {
             scenario,
         } => {
             die_on_closed_pipe();
-            let config = settings.load();
+            let config = load(&settings);
             init_logging(config.log_format);
             lameduck::simulate::simulate(&config, &scenario, svg.as_deref())
         }

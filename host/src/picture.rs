@@ -33,10 +33,18 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// From the configuration as `/status` shows it (`status.config`).
+    /// From the configuration as `/status` shows it (`status.config`):
+    /// durations as written (`30s`), or in ms as agents before 0.3 showed
+    /// them.
     pub fn from_config(config: &Value) -> Frame {
-        let grace = config["grace_period_ms"].as_u64();
-        let margin = config["safety_margin_ms"].as_u64();
+        let ms = |key: &str| {
+            config[key]
+                .as_str()
+                .and_then(lameduck_core::parse_duration_ms)
+                .map(u64::from)
+                .or_else(|| config[format!("{key}_ms")].as_u64())
+        };
+        let (grace, margin) = (ms("grace_period"), ms("safety_margin"));
         Frame {
             budget_ms: grace.zip(margin).map(|(g, m)| g.saturating_sub(m)),
             grace_period_ms: grace,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::config::PolicySource;
 use crate::inbox::{self, Message, Role, Swapped};
+use crate::source::PolicySource;
 use lameduck_runtime::{
     Compiled, Compiler, Instance, Limits, MAX_ERROR, PolicyError, bounded, sha256_hex,
 };

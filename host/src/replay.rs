@@ -58,7 +58,7 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
     let source = config.policy.to_string();
     let bytes = config.policy.read()?;
     let compiler =
-        Compiler::new(config.limits, config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
+        Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
     let compiled = compiler
         .compile(&source, &bytes)
         .map_err(|e| format!("{source}: {e}"))?;

@@ -116,7 +116,11 @@ fn agent(
         signals.send(Message::Signal(signal)).is_ok()
     });
     let log = Log::new(config.log_format);
-    let shared = Arc::new(Shared::new(config.summary(), config.shadow.is_some(), log));
+    let shared = Arc::new(Shared::new(
+        serde_json::to_value(&config).expect("the config serializes"),
+        config.shadow.is_some(),
+        log,
+    ));
     let pid = match app {
         App::Child(pid) => Some(pid),
         App::Beside => None,
@@ -135,7 +139,7 @@ fn agent(
     // The policy compiles beside the app; early signals wait for it.
     let reloader = Reloader::start(
         Role::Live,
-        config.limits,
+        config.limits(),
         config.cache_dir.clone(),
         config.policy.clone(),
         config.policy_config.clone(),
@@ -145,7 +149,7 @@ fn agent(
     let shadow = config.shadow.clone().map(|source| {
         Reloader::start(
             Role::Shadow,
-            config.limits,
+            config.limits(),
             config.cache_dir.clone(),
             source,
             config.policy_config.clone(),

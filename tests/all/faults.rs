@@ -702,15 +702,15 @@ fn bad_configs_are_refused_at_start() {
         ),
         (
             "policy:\n  cpu_budget: 0ms\n",
-            ":2:3: policy.cpu_budget: must be more than 0ms",
+            ":2:15: policy.cpu_budget: must be more than 0ms",
         ),
         (
             "policy:\n  memory_limit: 0\n",
-            ":2:3: policy.memory_limit: `0` is out of range",
+            ":2:17: policy.memory_limit: `0` is out of range",
         ),
         (
             "policy:\n  memory_limit: 99999999999GiB\n",
-            ":2:3: policy.memory_limit: `99999999999GiB` is too large",
+            ":2:17: policy.memory_limit: `99999999999GiB` is out of range",
         ),
         (
             "policy:\n  reload_signal: TERM\n",
@@ -722,7 +722,7 @@ fn bad_configs_are_refused_at_start() {
         ),
         (
             "policy:\n  config:\n    quiet: 1s\n    quiet: 2s\n",
-            ":3:5: policy.config: `quiet` is given twice",
+            ":3:5: policy.config: duplicate entry with key \"quiet\"",
         ),
         (
             "admin:\n  listen: 0.0.0.0:9911\n  readiness_url: http://localhost:9911/readyz\n",
@@ -759,7 +759,7 @@ fn bad_configs_are_refused_at_start() {
         ),
         (
             vec!["--reload-signal", "INT"],
-            "--reload-signal: `INT` cannot be the reload signal",
+            "--reload-signal: policy.reload_signal: `INT` cannot be the reload signal",
         ),
     ] {
         let (status, stderr) = refused(&args);

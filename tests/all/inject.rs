@@ -258,7 +258,7 @@ fn a_config_file_is_the_start_of_each_configmap_with_its_comments() {
     );
 
     // A config with the admin server off is refused before anything is read.
-    std::fs::write(&config, "admin:\n  enabled: false\n").unwrap();
+    std::fs::write(&config, "admin:\n  listen: \"off\"\n").unwrap();
     let (code, out, err) = inject(&["--config", config.to_str().unwrap()], &web);
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     assert!(err.contains("the admin server is off"), "{err}");

@@ -17,9 +17,27 @@ pub fn parse_duration_ms(text: &str) -> Option<u32> {
     (ms.is_finite() && ms <= u32::MAX as f64).then_some(ms.round() as u32)
 }
 
+/// A duration as an operator writes it: `30s`, `250ms`.
+pub fn show_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) && ms > 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_show_as_written() {
+        use std::time::Duration;
+        assert_eq!(show_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(show_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(show_duration(Duration::ZERO), "0ms");
+    }
 
     #[test]
     fn durations() {

@@ -20,7 +20,7 @@ pub mod record;
 mod signal;
 mod snapshot;
 
-pub use duration::parse_duration_ms;
+pub use duration::{parse_duration_ms, show_duration};
 
 /// The bindings generated from `wit/` by wit-bindgen: the contract's types
 /// for everyone, and the guest's side of the world for policies (the SDK's

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use yaml_edit::{Document, Mapping};
 
-use crate::config::{Config, Overrides};
+use crate::config::Config;
 
 /// What a new config starts with.
 const HEADER: &str = "\
@@ -28,8 +28,10 @@ impl BaseConfig {
     /// Reads and checks `path`; its admin server must be on, since the
     /// kubelet's hook and probe call it.
     pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let loaded = Config::load(Some(path), &Overrides::default()).map_err(|e| e.to_string())?;
+        let text = crate::files::read_text(path, crate::config::MAX_CONFIG_BYTES)?;
+        // As `run` reads it in the pod: the file alone, no flags, and
+        // nothing from this machine's environment.
+        let loaded = Config::load_with(Some(path), |_| None, &[]).map_err(|e| e.to_string())?;
         if loaded.admin.is_none() {
             return Err(format!(
                 "{}: the admin server is off, but the kubelet's preStop hook and readiness \

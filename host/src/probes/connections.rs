@@ -38,6 +38,17 @@ const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
 const LONGEST_HELD: Duration = Duration::from_secs(5);
 
+/// `connections: { ports: [8080], exclude: { peers: [...], ports: [...] } }`;
+/// no ports: the app's own listening ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub exclude: Exclude,
+}
+
 /// Why a `connections` reading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionsError {

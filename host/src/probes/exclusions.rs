@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// An address block, `10.0.0.0/8` or `fd00::/8`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,12 @@ impl fmt::Display for Cidr {
     }
 }
 
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -96,11 +102,14 @@ impl<'de> Deserialize<'de> for Cidr {
 
 /// What the operator excludes on a `connections` probe
 /// (`exclude: { peers: [CIDR…], ports: [port…] }`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Exclude {
     /// Connections from these peers (e.g. a scraper's subnet).
+    #[serde(default)]
     pub peers: Vec<Cidr>,
     /// Connections to these local ports (e.g. the app's metrics port).
+    #[serde(default)]
     pub ports: Vec<u16>,
 }
 

@@ -2,9 +2,42 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize, Serializer};
+
 use super::Sample;
 use crate::supervisor::{self, Exit, Reaper};
 use lameduck_core::ProbeValue;
+
+/// `exec: { command: [/bin/sh, -c, "test ! -s /tmp/queue"] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(deserialize_with = "not_empty")]
+    pub command: Vec<String>,
+}
+
+/// The program only: its arguments may hold secrets, and `/status` is read
+/// by whoever reaches the admin port.
+impl Serialize for Spec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            program: &'a str,
+        }
+        Shown {
+            program: &self.command[0],
+        }
+        .serialize(s)
+    }
+}
+
+fn not_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let command = Vec::<String>::deserialize(d)?;
+    if command.is_empty() {
+        return Err(serde::de::Error::custom("the command is empty"));
+    }
+    Ok(command)
+}
 
 pub struct ExecProbe {
     command: Vec<String>,

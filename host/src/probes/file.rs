@@ -3,8 +3,17 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::{MAX_BODY, Sample};
 use lameduck_core::{FileState, ProbeValue};
+
+/// `file: { path: /tmp/app-idle }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub path: PathBuf,
+}
 
 pub struct FileProbe {
     path: PathBuf,

@@ -14,6 +14,20 @@ use super::exclusions::Own;
 use super::{MAX_BODY, Sample};
 use lameduck_core::{HttpResponse, ProbeValue};
 
+/// `http: { url: http://127.0.0.1:8080/idle }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(deserialize_with = "url")]
+    pub url: String,
+}
+
+fn url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let url = <String as serde::Deserialize>::deserialize(d)?;
+    host_port(&url).map_err(serde::de::Error::custom)?;
+    Ok(url)
+}
+
 /// A GET of one URL, from the agent.
 #[derive(Clone)]
 pub struct Get {

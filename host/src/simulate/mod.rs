@@ -23,8 +23,9 @@ use lameduck_core::{Decision, Mode, ProbeValue, Signal, SignalAction, Snapshot};
 use lameduck_runtime::{Compiler, Policy};
 use lameduck_sdk::harness::{Decider, Harness};
 
-use crate::config::{Config, ProbeKind};
+use crate::config::Config;
 use crate::picture::{self, Frame};
+use crate::probes::Spec;
 
 use scenario::{Scenario, Trigger};
 use world::{Stop, World};
@@ -54,7 +55,7 @@ struct Outcome {
 }
 
 fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), String> {
-    let scenario = Scenario::load(scenario_path).map_err(|e| e.to_string())?;
+    let scenario = Scenario::load(scenario_path)?;
     let policy = load(config)?;
     let identity = policy.identity().map(|i| i.to_string()).unwrap_or_default();
     let mut world = World::new(&scenario);
@@ -91,7 +92,7 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
         }
         for probe in &config.probes {
             let value = match probe.kind {
-                ProbeKind::Connections { .. } => world.connections(t, *stop),
+                Spec::Connections(_) => world.connections(t, *stop),
                 _ => world.track(&probe.name, t).unwrap_or_else(|| {
                     ProbeValue::Failed("the scenario gives it no values".into())
                 }),
@@ -142,7 +143,7 @@ fn load(config: &Config) -> Result<Policy, String> {
     let source = config.policy.to_string();
     let bytes = config.policy.read()?;
     let compiler =
-        Compiler::new(config.limits, config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
+        Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
     let compiled = compiler
         .compile(&source, &bytes)
         .map_err(|e| format!("{source}: {e}"))?;

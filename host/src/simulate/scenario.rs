@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{self, ConfigError, Dur};
+use crate::files;
+use crate::yaml::{Dur, from_yaml};
 
 /// What `lameduck simulate` plays. Times in the drain are counted from the
 /// moment it began (the TERM, or the `preStop` hook).
@@ -148,17 +149,18 @@ pub struct Point {
     pub failed: Option<String>,
 }
 
+/// The largest scenario file taken.
+const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
 impl Scenario {
     /// Reads and checks a scenario file; errors name the file, line, column
     /// and field.
-    pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
-        let bytes = config::read_regular(path, config::MAX_CONFIG_BYTES).map_err(ConfigError)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| ConfigError(format!("{}: not UTF-8 text: {e}", path.display())))?;
-        let scenario: Scenario = config::from_yaml(path, &text)?;
+    pub fn load(path: &Path) -> Result<Scenario, String> {
+        let text = files::read_text(path, MAX_SCENARIO_BYTES)?;
+        let scenario: Scenario = from_yaml(path, &text)?;
         scenario
             .check()
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(scenario)
     }
 
