@@ -8,7 +8,7 @@
 //!   with `admin.prestop_auth`, only for the bearer token;
 //! * `GET /metrics` — Prometheus (OpenMetrics) text;
 //! * `GET /status` — JSON: policy, phase, config summary, timeline;
-//! * `GET /timeline.svg` — the timeline as a picture (see [`crate::picture`]);
+//! * `GET /timeline.svg` — the timeline as a picture (see [`lameduck_picture`]);
 //! * `PUT /policy` — a new policy component, when turned on: needs the
 //!   bearer token; validated like any reload, answered 200 or 422.
 
@@ -26,10 +26,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::inbox::{self, Message};
-use crate::picture::{self, Frame};
 use crate::probes::{Get, Own};
 use crate::reload::Reloader;
 use crate::shared::{Shared, Status};
+use lameduck_picture::{self as picture, Frame};
 
 /// The server's view of the agent.
 pub struct Admin {

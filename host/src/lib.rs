@@ -1,30 +1,32 @@
-//! lameduck: a shutdown agent for Kubernetes pods.
+//! lameduck: a shutdown agent for Kubernetes pods — the agent itself, and
+//! the commands of the `lameduck` binary around it.
 //!
 //! Data flows one way: events (signals, `/prestop`, the app's exit, timers)
-//! reach the [`controller`], which samples the [`probes`], builds a snapshot,
-//! asks the [`policy`], and applies the decision through the [`supervisor`];
-//! the [`timeline`] records each step.
+//! reach the controller (through its inbox), which samples the [`probes`],
+//! builds a snapshot, asks the policy (on the decider's thread, through
+//! `lameduck-runtime`), and applies the decision through the supervisor;
+//! the timeline records each step as a typed record (`lameduck-core`).
+//! The rules of the drain are `lameduck_core::agent`; this crate performs
+//! them.
 
-pub mod admin;
+mod admin;
 pub mod check;
 pub mod config;
-pub mod controller;
-pub mod decider;
-pub mod files;
-pub mod inbox;
+mod controller;
+mod decider;
+mod files;
+mod inbox;
 pub mod inject;
 pub mod log;
-pub mod metrics;
-pub mod picture;
+mod metrics;
 pub mod probes;
-pub mod question;
-pub mod reload;
+mod question;
+mod reload;
 pub mod replay;
 pub mod run;
-pub mod shared;
-pub mod signals;
+mod shared;
+mod signals;
 pub mod simulate;
-pub mod source;
-pub mod supervisor;
-pub mod timeline;
-pub mod yaml;
+mod source;
+mod supervisor;
+mod timeline;

@@ -125,20 +125,13 @@ fn level(event: &Event) -> Level {
 
 /// What a decision does and says, without the figures in its reason.
 fn gist(reason: &str, decision: &lameduck_core::Decision) -> String {
-    let mut gist = String::with_capacity(reason.len());
-    for c in reason.chars() {
-        match c {
-            '0'..='9' if gist.ends_with('#') => {}
-            '0'..='9' => gist.push('#'),
-            c => gist.push(c),
-        }
-    }
     let next = match decision.next {
         lameduck_core::Next::Recheck(_) => "recheck",
         lameduck_core::Next::WaitForExit => "wait",
         lameduck_core::Next::Exit => "exit",
     };
-    format!("{gist} {:?} {:?} {next}", decision.ready, decision.signal)
+    let reason = lameduck_core::record::gist(reason, usize::MAX);
+    format!("{reason} {:?} {:?} {next}", decision.ready, decision.signal)
 }
 
 /// One JSON line: the entry's record, stamped like the agent's other JSON

@@ -94,9 +94,9 @@ struct InjectArgs {
     file: PathBuf,
     /// Where lameduck runs in the pod.
     #[arg(long, value_enum, default_value = "entrypoint")]
-    mode: lameduck::inject::Mode,
+    mode: lameduck_inject::Mode,
     /// The lameduck image.
-    #[arg(long, value_name = "IMAGE", default_value_t = lameduck::inject::default_image())]
+    #[arg(long, value_name = "IMAGE", default_value_t = lameduck_inject::default_image())]
     image: String,
     /// The grace period of pods that do not set terminationGracePeriodSeconds
     /// (a pod's own is kept) [default: the config's grace_period, 30s].
@@ -112,17 +112,17 @@ struct InjectArgs {
     /// Entrypoint mode: the command of a container whose manifest has none (the
     /// image's ENTRYPOINT, and its CMD unless the container has args), as a
     /// list or as words: --command 'web=[/docker-entrypoint.sh, nginx, -g, "daemon off;"]'.
-    #[arg(long, value_name = "NAME=CMD", value_parser = lameduck::inject::parse_command)]
+    #[arg(long, value_name = "NAME=CMD", value_parser = lameduck_inject::parse_command)]
     command: Vec<(String, Vec<String>)>,
 }
 
 impl InjectArgs {
-    fn options(self) -> Result<lameduck::inject::Options, String> {
+    fn options(self) -> Result<lameduck_inject::Options, String> {
         let config = match &self.config {
-            Some(path) => lameduck::inject::BaseConfig::read(path)?,
-            None => lameduck::inject::BaseConfig::default(),
+            Some(path) => lameduck::inject::base_config(path)?,
+            None => lameduck_inject::BaseConfig::default(),
         };
-        Ok(lameduck::inject::Options {
+        Ok(lameduck_inject::Options {
             mode: self.mode,
             image: self.image,
             grace_period: self.grace_period,
@@ -147,7 +147,7 @@ fn inject(args: InjectArgs) -> i32 {
     };
     let result = text.map_err(|e| format!("{name}: {e}")).and_then(|text| {
         let options = args.options()?;
-        lameduck::inject::inject(&name, &text, &options).map_err(|e| e.to_string())
+        lameduck_inject::inject(&name, &text, &options).map_err(|e| e.to_string())
     });
     match result {
         Ok(injected) => {

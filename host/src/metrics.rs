@@ -171,24 +171,8 @@ impl Metrics {
 
 /// A reason as a label of bounded cardinality and length: numbers become
 /// `N`, and the label is at most [`MAX_LABEL`] bytes.
-pub(crate) fn reason_label(reason: &str) -> String {
-    let mut label = String::with_capacity(reason.len().min(MAX_LABEL));
-    let mut in_number = false;
-    for c in reason.chars() {
-        if label.len() + c.len_utf8() > MAX_LABEL {
-            break;
-        }
-        if c.is_ascii_digit() {
-            if !in_number {
-                label.push('N');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            label.push(c);
-        }
-    }
-    label
+fn reason_label(reason: &str) -> String {
+    lameduck_core::record::gist(reason, MAX_LABEL)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! sooner does not change what happened next, so read the first difference
 //! as the moment the two policies part ways.
 //!
-//! With `--svg FILE`, the recorded drain is also drawn (see [`crate::picture`]).
+//! With `--svg FILE`, the recorded drain is also drawn (see [`lameduck_picture`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -19,7 +19,7 @@ use lameduck_runtime::{Compiler, PolicyError};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::picture;
+use lameduck_picture as picture;
 
 /// Replays the timeline in `input` (a file, or `-` for stdin) against
 /// `config`'s policy; prints one line per call, and writes the picture of

@@ -16,11 +16,11 @@ use crate::controller::{self, App, Controller};
 use crate::decider::Decider;
 use crate::inbox::{self, Message, Role};
 use crate::log::Log;
-use crate::picture::Frame;
 use crate::probes::{Agent, Get, Own, Probes};
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use crate::supervisor::{self, Exit, Reaper};
+use lameduck_picture::Frame;
 
 /// Runs `argv` under the agent; returns the status to exit with.
 pub fn run(config: Config, argv: Vec<OsString>) -> i32 {

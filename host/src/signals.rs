@@ -27,11 +27,6 @@ const TABLE: [(Signal, libc::c_int, &str); 22] = [
     (Signal::Pwr, libc::SIGPWR, "PWR"),
 ];
 
-/// Every signal of the contract.
-pub fn all() -> impl Iterator<Item = Signal> {
-    TABLE.iter().map(|(s, _, _)| *s)
-}
-
 /// The signal's number on this system.
 pub fn number(signal: Signal) -> libc::c_int {
     TABLE

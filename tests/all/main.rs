@@ -1,6 +1,7 @@
 //! End-to-end tests, one module per capability.
 
 mod admin;
+mod architecture;
 mod conformance;
 mod drain;
 mod faults;

@@ -3,11 +3,11 @@
 //! value the policy sees (`failed`), never an error of the agent.
 
 mod app_ports;
-pub mod connections;
+pub(crate) mod connections;
 mod exclusions;
 mod exec;
 mod file;
-pub mod http;
+pub(crate) mod http;
 mod proc_net_tcp;
 mod silences;
 mod snmp;

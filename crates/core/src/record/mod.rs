@@ -14,7 +14,7 @@ mod legacy;
 mod wire;
 mod words;
 
-pub use words::{describe_answer, describe_decision};
+pub use words::{describe_answer, describe_decision, gist};
 
 use serde::{Deserialize, Serialize};
 

@@ -354,3 +354,13 @@ fn a_kind_this_reader_does_not_know_is_left_out_and_bad_data_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn a_gist_has_no_figures_and_a_bound() {
+    assert_eq!(
+        gist("last new connection 117 ms ago, waiting for 1000 ms", 100),
+        "last new connection N ms ago, waiting for N ms"
+    );
+    assert_eq!(gist("quiet for 1259 ms", 9), "quiet for");
+    assert_eq!(gist("é".repeat(10).as_str(), 5), "éé");
+}

@@ -187,6 +187,29 @@ impl Child {
     }
 }
 
+/// A reason without its figures, so that reasons that say the same thing
+/// compare equal: each number becomes `N` ("last request N ms ago"); at most
+/// `max` bytes.
+pub fn gist(reason: &str, max: usize) -> String {
+    let mut gist = String::with_capacity(reason.len().min(max));
+    let mut in_number = false;
+    for c in reason.chars() {
+        if gist.len() + c.len_utf8() > max {
+            break;
+        }
+        if c.is_ascii_digit() {
+            if !in_number {
+                gist.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            gist.push(c);
+        }
+    }
+    gist
+}
+
 /// The first characters of a digest, enough to tell it apart.
 fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)

@@ -610,7 +610,8 @@ fn readiness_url(probe: &Handler, container: &ContainerSpec) -> Option<String> {
     let path = get.path.as_deref().unwrap_or("/");
     let slash = if path.starts_with('/') { "" } else { "/" };
     let url = format!("http://127.0.0.1:{port}{slash}{path}");
-    crate::probes::check_url(&url).ok().map(|()| url)
+    let uri: http::Uri = url.parse().ok()?;
+    uri.host().is_some().then_some(url)
 }
 
 /// The pod's grace period (the kubelet's clock wins), or the one to give it.

@@ -50,7 +50,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        crate::config::parse_duration(&text)
+        lameduck_core::parse_duration_ms(&text)
+            .map(|ms| Duration::from_millis(ms.into()))
+            .ok_or_else(|| format!("`{text}` is not a duration (examples: 250ms, 30s, 2m)"))
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }

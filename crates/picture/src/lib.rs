@@ -16,11 +16,9 @@
 
 use std::fmt::Write;
 
-use lameduck_core::record::{Entry, Event};
+use lameduck_core::record::{Entry, Event, gist};
 use lameduck_core::{Decision, Next, ProbeValue, Snapshot};
 use serde_json::Value;
-
-use crate::metrics::reason_label;
 
 /// What the picture knows beside the timeline, from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -720,9 +718,9 @@ fn draw_decisions(svg: &mut Svg, story: &Story<'_>, scale: &Scale) {
     let mut shelf = Shelf::new(REASON_ROWS);
     let mut i = 0;
     while i < story.decisions.len() {
-        let key = reason_label(story.decisions[i].reason);
+        let key = gist(story.decisions[i].reason, usize::MAX);
         let mut j = i + 1;
-        while j < story.decisions.len() && reason_label(story.decisions[j].reason) == key {
+        while j < story.decisions.len() && gist(story.decisions[j].reason, usize::MAX) == key {
             j += 1;
         }
         let run = &story.decisions[i..j];

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::files;
 use crate::yaml::{Dur, from_yaml};
 
 /// What `lameduck simulate` plays. Times in the drain are counted from the
@@ -149,15 +148,11 @@ pub struct Point {
     pub failed: Option<String>,
 }
 
-/// The largest scenario file taken.
-const MAX_SCENARIO_BYTES: u64 = 1 << 20;
-
 impl Scenario {
     /// Reads and checks a scenario file; errors name the file, line, column
     /// and field.
-    pub fn load(path: &Path) -> Result<Scenario, String> {
-        let text = files::read_text(path, MAX_SCENARIO_BYTES)?;
-        let scenario: Scenario = from_yaml(path, &text)?;
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = from_yaml(path, text)?;
         scenario
             .check()
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -181,8 +176,7 @@ impl Scenario {
             return Err("traffic.duration: `min` is longer than `max`".into());
         }
         for name in &self.drain.app.stops_on {
-            crate::signals::parse(name)
-                .and_then(crate::signals::from_number)
+            lameduck_core::Signal::from_name(name)
                 .ok_or_else(|| format!("drain.app.stops_on: `{name}` is not a signal name"))?;
         }
         if self.serving.0 > Duration::from_secs(24 * 3600) {

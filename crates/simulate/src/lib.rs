@@ -13,28 +13,40 @@
 
 mod scenario;
 mod world;
+mod yaml;
 
 use std::path::Path;
+use std::time::Duration;
 
 use lameduck_core::agent::Settings;
 use lameduck_core::millis;
 use lameduck_core::record::Entry;
 use lameduck_core::{Decision, Mode, ProbeValue, Signal, SignalAction, Snapshot};
-use lameduck_runtime::{Compiler, Policy};
+use lameduck_runtime::Policy;
 use lameduck_sdk::harness::{Decider, Harness};
 
-use crate::config::Config;
-use crate::picture::{self, Frame};
-use crate::probes::Spec;
+use lameduck_picture::{self as picture, Frame};
 
 use scenario::{Scenario, Trigger};
 use world::{Stop, World};
 
-/// Runs `scenario_path` against `config`'s policy, prints the timeline and
-/// the figures, and writes the picture to `svg` if given. Returns 0, or 2
-/// with the file and field at fault.
-pub fn simulate(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> i32 {
-    match run(config, scenario_path, svg) {
+/// What a rehearsal takes of the agent's configuration.
+pub struct Setup {
+    /// The policy, loaded, with the native fallback answering for it when
+    /// it fails, as in the agent.
+    pub policy: Policy,
+    /// The probes, in order: their names, and whether each reads
+    /// connections (the scenario's traffic) or the scenario's tracks.
+    pub probes: Vec<(String, bool)>,
+    pub grace_period: Duration,
+    pub safety_margin: Duration,
+}
+
+/// Runs the scenario (its file's name and text) against the setup's
+/// policy, prints the timeline and the figures, and writes the picture to
+/// `svg` if given. Returns 0, or 2 with the file and field at fault.
+pub fn simulate(setup: Setup, scenario: (&Path, &str), svg: Option<&Path>) -> i32 {
+    match run(setup, scenario, svg) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("lameduck simulate: {e}");
@@ -54,17 +66,17 @@ struct Outcome {
     stop: Option<Stop>,
 }
 
-fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), String> {
-    let scenario = Scenario::load(scenario_path)?;
-    let policy = load(config)?;
+fn run(setup: Setup, (path, text): (&Path, &str), svg: Option<&Path>) -> Result<(), String> {
+    let scenario = Scenario::parse(path, text)?;
+    let policy = setup.policy;
     let identity = policy.identity().map(|i| i.to_string()).unwrap_or_default();
     let mut world = World::new(&scenario);
 
-    let budget = millis(config.drain_budget());
-    let grace = millis(config.grace_period);
+    let budget = millis(setup.grace_period.saturating_sub(setup.safety_margin));
+    let grace = millis(setup.grace_period);
     let settings = Settings {
-        kill_pause_ms: millis(config.safety_margin / 2),
-        probes: config.probes.iter().map(|p| p.name.clone()).collect(),
+        kill_pause_ms: millis(setup.safety_margin / 2),
+        probes: setup.probes.iter().map(|(name, _)| name.clone()).collect(),
         mode: Mode::Entrypoint,
         ..Settings::new(budget)
     };
@@ -75,7 +87,7 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
         .app
         .stops_on
         .iter()
-        .filter_map(|name| crate::signals::parse(name).and_then(crate::signals::from_number))
+        .filter_map(|name| Signal::from_name(name))
         .collect();
     let stopping = |signal: &Signal| stops_on.contains(signal);
     let mut stop: Option<Stop> = None;
@@ -90,14 +102,14 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
                 h.child_exits_at(exits.clamp(0, u32::MAX as i64) as u32, 0);
             }
         }
-        for probe in &config.probes {
-            let value = match probe.kind {
-                Spec::Connections(_) => world.connections(t, *stop),
-                _ => world.track(&probe.name, t).unwrap_or_else(|| {
+        for (name, connections) in &setup.probes {
+            let value = match connections {
+                true => world.connections(t, *stop),
+                false => world.track(name, t).unwrap_or_else(|| {
                     ProbeValue::Failed("the scenario gives it no values".into())
                 }),
             };
-            h.set_probe(&probe.name, value);
+            h.set_probe(name, value);
         }
     };
     read(0, &mut h, &mut stop);
@@ -135,24 +147,6 @@ fn run(config: &Config, scenario_path: &Path, svg: Option<&Path>) -> Result<(), 
         println!("picture   {}", path.display());
     }
     Ok(())
-}
-
-/// The configured policy, compiled and `init`-ed, with the native fallback
-/// answering for it when it fails, as in the agent.
-fn load(config: &Config) -> Result<Policy, String> {
-    let source = config.policy.to_string();
-    let bytes = config.policy.read()?;
-    let compiler =
-        Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
-    let compiled = compiler
-        .compile(&source, &bytes)
-        .map_err(|e| format!("{source}: {e}"))?;
-    let instance = compiled
-        .instantiate(&config.policy_config)
-        .map_err(|e| format!("{source}: {e}"))?;
-    let mut policy = Policy::fallback_only(config.policy_config.clone());
-    policy.swap(compiled.into(), instance);
-    Ok(policy)
 }
 
 /// As in the agent: the policy answers, or the fallback for it.

@@ -1,13 +1,10 @@
 //! The lameduck config inject puts in the ConfigMap: the `--config` file,
 //! its comments kept, or a new one; with `grace_period` set to the pod's.
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use yaml_edit::{Document, Mapping};
-
-use crate::config::Config;
 
 /// What a new config starts with.
 const HEADER: &str = "\
@@ -15,56 +12,61 @@ const HEADER: &str = "\
 # terminationGracePeriodSeconds: change them together.
 ";
 
-/// The config inject starts from: a file's, or the defaults.
+/// The config inject starts from: a file's text (its comments kept), or
+/// nothing; and what the agent reads in it, which the caller loaded and
+/// checked as `lameduck run` would.
 #[derive(Debug, Default)]
 pub struct BaseConfig {
     /// The file's text; `None` for a new config.
     text: Option<String>,
-    /// The same, loaded as `lameduck run` would load it.
-    loaded: Config,
+    facts: Facts,
+}
+
+/// What inject needs to know of a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The port the kubelet's hook and probes call.
+    pub admin_port: u16,
+    /// The grace period when neither the pod nor `--grace-period` gives one.
+    pub grace_period: Duration,
+    pub safety_margin: Duration,
+    /// Whether the file gives the app's readiness URL.
+    pub readiness_url: bool,
+}
+
+impl Default for Facts {
+    /// The agent's defaults.
+    fn default() -> Self {
+        Facts {
+            admin_port: 9911,
+            grace_period: Duration::from_secs(30),
+            safety_margin: Duration::from_secs(2),
+            readiness_url: false,
+        }
+    }
 }
 
 impl BaseConfig {
-    /// Reads and checks `path`; its admin server must be on, since the
-    /// kubelet's hook and probe call it.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = crate::files::read_text(path, crate::config::MAX_CONFIG_BYTES)?;
-        // As `run` reads it in the pod: the file alone, no flags, and
-        // nothing from this machine's environment.
-        let loaded = Config::load_with(Some(path), |_| None, &[]).map_err(|e| e.to_string())?;
-        if loaded.admin.is_none() {
-            return Err(format!(
-                "{}: the admin server is off, but the kubelet's preStop hook and readiness \
-                 probe call it",
-                path.display()
-            ));
-        }
-        // The hook would have to carry the token, in the manifest, in clear.
-        if loaded.prestop_token().is_some() {
-            return Err(format!(
-                "{}: admin.prestop_auth is on, and inject writes no token into a preStop hook: \
-                 add its httpHeaders yourself, or turn it off",
-                path.display()
-            ));
-        }
-        Ok(BaseConfig {
+    /// A config file's `text`, with what the agent reads in it.
+    pub fn new(text: String, facts: Facts) -> Self {
+        BaseConfig {
             text: Some(text),
-            loaded,
-        })
+            facts,
+        }
     }
 
     /// The port the hook and the probes call.
     pub fn admin_port(&self) -> u16 {
-        self.loaded.admin.map_or(9911, |a| a.port())
+        self.facts.admin_port
     }
 
     /// The grace period when neither the pod nor `--grace-period` gives one.
     pub fn grace_period(&self) -> Duration {
-        self.loaded.grace_period
+        self.facts.grace_period
     }
 
     pub fn safety_margin(&self) -> Duration {
-        self.loaded.safety_margin
+        self.facts.safety_margin
     }
 
     /// The config for a pod: `grace_period` is the pod's, and the app's
@@ -89,7 +91,7 @@ impl BaseConfig {
         if string_at(&config, "grace_period").as_deref() != Some(grace.as_str()) {
             config.set("grace_period", grace.as_str());
         }
-        if let Some(url) = readiness_url.filter(|_| self.loaded.readiness_url.is_none()) {
+        if let Some(url) = readiness_url.filter(|_| !self.facts.readiness_url) {
             if config.get_mapping("admin").is_none() {
                 config.set("admin", Mapping::new());
             }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use yaml_edit::YamlFile;
 
-pub use config::BaseConfig;
+pub use config::{BaseConfig, Facts};
 use plan::{CommandChange, Decision};
 
 /// Where lameduck runs in the pod.

@@ -1,0 +1,71 @@
+//! `lameduck inject`: the config a pod's lameduck will read, loaded and
+//! checked as `lameduck run` loads it, for [`lameduck_inject`] to start
+//! from.
+
+use std::path::Path;
+
+use lameduck_inject::{BaseConfig, Facts};
+
+use crate::config::{Config, MAX_CONFIG_BYTES};
+use crate::files;
+
+/// Reads and checks the config at `path` as `run` will in the pod: the file
+/// alone (no flags, nothing from this machine's environment). Its admin
+/// server must be on, since the kubelet's hook and probe call it, and
+/// `/prestop` must not need a token, which inject would have to write into
+/// the manifest in clear.
+pub fn base_config(path: &Path) -> Result<BaseConfig, String> {
+    let text = files::read_text(path, MAX_CONFIG_BYTES)?;
+    let loaded = Config::load_with(Some(path), |_| None, &[]).map_err(|e| e.to_string())?;
+    let Some(admin) = loaded.admin else {
+        return Err(format!(
+            "{}: the admin server is off, but the kubelet's preStop hook and readiness probe \
+             call it",
+            path.display()
+        ));
+    };
+    if loaded.prestop_token().is_some() {
+        return Err(format!(
+            "{}: admin.prestop_auth is on, and inject writes no token into a preStop hook: add \
+             its httpHeaders yourself, or turn it off",
+            path.display()
+        ));
+    }
+    let facts = Facts {
+        admin_port: admin.port(),
+        grace_period: loaded.grace_period,
+        safety_margin: loaded.safety_margin,
+        readiness_url: loaded.readiness_url.is_some(),
+    };
+    Ok(BaseConfig::new(text, facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_inject_cannot_carry_is_refused() {
+        let dir = std::env::temp_dir().join(format!("lameduck-inject-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lameduck.yaml");
+        std::fs::write(&path, "admin:\n  prestop_auth: true\n  token: t\n").unwrap();
+        let e = base_config(&path).unwrap_err();
+        assert!(
+            e.contains("inject writes no token into a preStop hook"),
+            "{e}"
+        );
+        std::fs::write(&path, "admin:\n  listen: \"off\"\n").unwrap();
+        let e = base_config(&path).unwrap_err();
+        assert!(e.contains("the admin server is off"), "{e}");
+        std::fs::write(
+            &path,
+            "grace_period: 40s\nadmin: { listen: 127.0.0.1:9000 }\n",
+        )
+        .unwrap();
+        let base = base_config(&path).unwrap();
+        assert_eq!(base.admin_port(), 9000);
+        assert_eq!(base.grace_period(), std::time::Duration::from_secs(40));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
