@@ -329,6 +329,11 @@ pub fn connections(in_flight: u32, since_last_request_ms: Option<u32>) -> ProbeV
         since_last_accept_ms: since_last_request_ms,
         silences: NOTHING_LEARNED,
         excluded: 0,
+        streaming: 0,
+        unsure: 0,
+        long_lived: 0,
+        long_lived_oldest_ms: None,
+        multiplexed: false,
     })
 }
 
@@ -356,6 +361,10 @@ pub fn first_signal(steps: &[Step], signal: Signal) -> Option<&Step> {
 #[derive(Debug, Clone, Default)]
 pub struct Traffic {
     requests: Vec<(i64, i64)>,
+    /// Answers streaming (their requests are among `requests`).
+    streams: Vec<(i64, i64)>,
+    /// Long-lived connections (WebSockets, event streams): open from, until.
+    long_lived: Vec<(i64, i64)>,
     /// Connections held open by a keep-alive pool, and until when.
     pool: Option<(u32, i64)>,
     silences: Option<Silences>,
@@ -405,6 +414,22 @@ impl Traffic {
         self
     }
 
+    /// A request arriving at `from` whose answer streams until `to`: in
+    /// flight, and streaming, all along.
+    pub fn stream(mut self, from: i64, to: i64) -> Self {
+        self.requests.push((from, to));
+        self.streams.push((from, to));
+        self
+    }
+
+    /// A long-lived connection (a WebSocket, an event stream), open from
+    /// `from` until `until` (when the app closes it, at its signal, or the
+    /// client does).
+    pub fn long_lived(mut self, from: i64, until: i64) -> Self {
+        self.long_lived.push((from, until));
+        self
+    }
+
     /// Requests travel over `size` pooled keep-alive connections, open from
     /// before the first request until `until`.
     pub fn pool(mut self, size: u32, until: i64) -> Self {
@@ -449,9 +474,17 @@ impl Traffic {
                 (in_flight, arrived.count() as u32, since_last_request_ms)
             }
         };
+        let streaming = self.streams.iter().filter(|(a, b)| *a <= t && t < *b);
+        let streaming = streaming.count() as u32;
+        let lived: Vec<i64> = self
+            .long_lived
+            .iter()
+            .filter(|(a, b)| *a <= t && t < *b)
+            .map(|(a, _)| *a)
+            .collect();
         ProbeValue::Connections(Connections {
             evidence: Evidence::SockDiag,
-            open,
+            open: open + lived.len() as u32,
             in_flight,
             idle: open - in_flight.min(open),
             accepted,
@@ -459,6 +492,11 @@ impl Traffic {
             since_last_accept_ms,
             silences: self.silences.unwrap_or(NOTHING_LEARNED),
             excluded: 0,
+            streaming,
+            unsure: 0,
+            long_lived: lived.len() as u32,
+            long_lived_oldest_ms: lived.iter().min().map(|a| ms_since(t, *a)),
+            multiplexed: false,
         })
     }
 }

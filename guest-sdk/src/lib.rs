@@ -37,8 +37,8 @@ pub use lameduck_core::parse_duration_ms;
 pub use lameduck_core::bindings;
 
 pub use lameduck_core::{
-    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
-    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Metrics, Mode, Next,
+    Probe, ProbeValue, SentSignal, Series, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 
 /// A drain policy: decides, from a [`Snapshot`], what the agent does next.

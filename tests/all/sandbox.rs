@@ -354,7 +354,7 @@ fn the_wrong_world_is_named() {
     assert!(matches!(err, LoadError::Version { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("lameduck:policy@0.3.0") && text.contains("newer"),
+        text.contains("lameduck:policy@0.4.0") && text.contains("newer"),
         "{text}"
     );
 }

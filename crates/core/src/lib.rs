@@ -38,8 +38,8 @@ pub mod bindings {
 }
 
 pub use bindings::lameduck::policy::types::{
-    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Mode, Next, Probe,
-    ProbeValue, SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Level, Metrics, Mode, Next,
+    Probe, ProbeValue, SentSignal, Series, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 
 /// Milliseconds, saturating at the contract's `u32`.

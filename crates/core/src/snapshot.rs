@@ -1,6 +1,6 @@
 //! Typed look-ups into a snapshot.
 
-use crate::{Child, Connections, ProbeValue, Signal, Snapshot, Trigger};
+use crate::{Child, Connections, Metrics, ProbeValue, Signal, Snapshot, Trigger};
 
 impl Snapshot {
     /// Whether a drain is under way.
@@ -21,6 +21,15 @@ impl Snapshot {
     pub fn connections(&self, name: &str) -> Option<&Connections> {
         match self.probe(name) {
             Some(ProbeValue::Connections(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The reading of the `metrics` probe called `name`, if it is one and it
+    /// was sampled.
+    pub fn metrics(&self, name: &str) -> Option<&Metrics> {
+        match self.probe(name) {
+            Some(ProbeValue::Metrics(m)) => Some(m),
             _ => None,
         }
     }
@@ -46,14 +55,15 @@ impl Snapshot {
 
 impl ProbeValue {
     /// A probe's verdict read as "the app is idle": an HTTP 2xx, an existing
-    /// file, an exec that exited 0, no request in flight. A failed probe is
-    /// never idle.
+    /// file, an exec that exited 0, no request in flight, metrics that sum
+    /// to zero. A failed probe is never idle.
     pub fn is_idle(&self) -> bool {
         match self {
             ProbeValue::Connections(c) => c.in_flight == 0,
             ProbeValue::Http(r) => (200..300).contains(&r.status),
             ProbeValue::File(f) => f.exists,
             ProbeValue::Exec(code) => *code == 0,
+            ProbeValue::Metrics(m) => m.sum == 0.0,
             ProbeValue::Failed(_) => false,
         }
     }

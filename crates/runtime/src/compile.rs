@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::cache::Cache;
 use super::instance::{self, Instance, Pre, State, Ticker};
 use super::instrument;
@@ -48,7 +48,8 @@ impl Compiler {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         instance::forbid_waiting(&mut linker)?;
-        // Each version imports its own `host` interface: both are linked.
+        // Each version imports its own `host` interface: all are linked.
+        v0_3::DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         v0_2::DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         v0_1::DrainPolicy::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         Ok(Compiler {
@@ -89,6 +90,8 @@ impl Compiler {
             .map_err(|e| LoadError::Mismatch(format!("{e:#}")))?;
         let mismatch = |e: wasmtime::Error| LoadError::Mismatch(format!("{e:#}"));
         let pre = if world == WORLD {
+            Pre::V0_3(v0_3::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
+        } else if world == OLDER_WORLDS[0] {
             Pre::V0_2(v0_2::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
         } else {
             Pre::V0_1(v0_1::DrainPolicyPre::new(instance_pre).map_err(mismatch)?)
@@ -361,20 +364,24 @@ mod tests {
         assert!(!compatible("0.2.0", "0.1.0"));
         assert!(!compatible("", "0.1.0"));
         assert!(compatible("1.2.0", "1.0.0"));
-        assert!(is_newer("0.3.0"));
-        assert!(!is_newer("0.1.9"));
+        assert!(is_newer("0.4.0"));
+        assert!(!is_newer("0.2.9"));
         let import = |v: &str| vec![format!("lameduck:policy/host@{v}")];
         let exports = EXPORTS.map(String::from);
-        assert_eq!(check_names(&import("0.2.1"), &exports).unwrap(), WORLD);
+        assert_eq!(check_names(&import("0.3.1"), &exports).unwrap(), WORLD);
         assert_eq!(
-            check_names(&import("0.1.0"), &exports).unwrap(),
+            check_names(&import("0.2.0"), &exports).unwrap(),
             OLDER_WORLDS[0]
         );
-        let newer = check_names(&import("0.3.0"), &exports).unwrap_err();
+        assert_eq!(
+            check_names(&import("0.1.0"), &exports).unwrap(),
+            OLDER_WORLDS[1]
+        );
+        let newer = check_names(&import("0.4.0"), &exports).unwrap_err();
         assert_eq!(
             newer.to_string(),
-            "built against lameduck:policy@0.3.0, a newer version than this agent's \
-             lameduck:policy@0.2.0 (it also loads lameduck:policy@0.1.0)"
+            "built against lameduck:policy@0.4.0, a newer version than this agent's \
+             lameduck:policy@0.3.0 (it also loads lameduck:policy@0.2.0, lameduck:policy@0.1.0)"
         );
     }
 

@@ -1,11 +1,11 @@
-//! At the wasm boundary: the agent's types (the SDK's) to each version of
-//! the world's bindings, and back. Every version is generated from its own
-//! WIT, so most conversions are a field-by-field copy, written once for both
-//! versions by `shared!`; only what differs is written per version.
+//! At the wasm boundary: the agent's types (the contract's) to each version
+//! of the world's bindings, and back. Every version is generated from its
+//! own WIT, so most conversions are a field-by-field copy, written once for
+//! every version by `shared!`; only what differs is written per version.
 
 use lameduck_core as contract;
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 
 /// A signal of one enum to the same signal of another.
 macro_rules! each_signal {
@@ -62,10 +62,12 @@ macro_rules! shared {
                     .collect()
             }
 
-            /// A probe, with the version's own reading of `connections`.
+            /// A probe, with the version's own reading of `connections` and
+            /// of `metrics` (`None`: the version cannot show it).
             pub fn probe(
                 p: &contract::Probe,
                 connections: impl Fn(&contract::Connections) -> w::Connections,
+                metrics: impl Fn(&contract::Metrics) -> Option<w::ProbeValue>,
             ) -> w::Probe {
                 w::Probe {
                     name: p.name.clone(),
@@ -73,6 +75,9 @@ macro_rules! shared {
                         contract::ProbeValue::Connections(c) => {
                             w::ProbeValue::Connections(connections(c))
                         }
+                        contract::ProbeValue::Metrics(m) => metrics(m).unwrap_or_else(|| {
+                            w::ProbeValue::Failed(super::NO_METRICS.into())
+                        }),
                         contract::ProbeValue::Http(r) => w::ProbeValue::Http(w::HttpResponse {
                             status: r.status,
                             body: r.body.clone(),
@@ -113,10 +118,76 @@ macro_rules! shared {
     };
 }
 
-shared!(current, v0_2);
+shared!(current, v0_3);
+shared!(second, v0_2);
 shared!(first, v0_1);
 
-/// A snapshot for a component built against 0.2.0: as it is.
+/// What a version without the `metrics` probe reads for one.
+const NO_METRICS: &str = "a metrics probe needs a policy built against lameduck:policy@0.3.0";
+
+/// A snapshot for a component built against 0.3.0: as it is.
+pub fn snapshot_v0_3(s: &contract::Snapshot) -> v0_3::lameduck::policy::types::Snapshot {
+    use v0_3::lameduck::policy::types as w;
+    let connections = |c: &contract::Connections| w::Connections {
+        evidence: match c.evidence {
+            contract::Evidence::SockDiag => w::Evidence::SockDiag,
+            contract::Evidence::ProcNetTcp => w::Evidence::ProcNetTcp,
+        },
+        open: c.open,
+        in_flight: c.in_flight,
+        streaming: c.streaming,
+        unsure: c.unsure,
+        idle: c.idle,
+        accepted: c.accepted,
+        since_last_request_ms: c.since_last_request_ms,
+        since_last_accept_ms: c.since_last_accept_ms,
+        silences: w::Silences {
+            watched_ms: c.silences.watched_ms,
+            count: c.silences.count,
+            p50_ms: c.silences.p50_ms,
+            p99_ms: c.silences.p99_ms,
+            max_ms: c.silences.max_ms,
+        },
+        excluded: c.excluded,
+        long_lived: c.long_lived,
+        long_lived_oldest_ms: c.long_lived_oldest_ms,
+        multiplexed: c.multiplexed,
+    };
+    let metrics = |m: &contract::Metrics| {
+        Some(w::ProbeValue::Metrics(w::Metrics {
+            sum: m.sum,
+            series: m
+                .series
+                .iter()
+                .map(|s| w::Series {
+                    labels: s.labels.clone(),
+                    value: s.value,
+                })
+                .collect(),
+        }))
+    };
+    w::Snapshot {
+        trigger: current::trigger(s.trigger),
+        elapsed_ms: s.elapsed_ms,
+        remaining_ms: s.remaining_ms,
+        child: current::child(s.child),
+        signals_sent: current::sent(&s.signals_sent),
+        ready: s.ready,
+        probes: s
+            .probes
+            .iter()
+            .map(|p| current::probe(p, connections, metrics))
+            .collect(),
+        mode: match s.mode {
+            contract::Mode::Entrypoint => w::Mode::Entrypoint,
+            contract::Mode::Sidecar => w::Mode::Sidecar,
+        },
+    }
+}
+
+/// A snapshot for a component built against 0.2.0, adapted (see the header
+/// of `wit/v0.2/policy.wit`): long-lived connections count as in flight,
+/// and a `metrics` probe reads `failed`.
 pub fn snapshot_v0_2(s: &contract::Snapshot) -> v0_2::lameduck::policy::types::Snapshot {
     use v0_2::lameduck::policy::types as w;
     let connections = |c: &contract::Connections| w::Connections {
@@ -125,7 +196,7 @@ pub fn snapshot_v0_2(s: &contract::Snapshot) -> v0_2::lameduck::policy::types::S
             contract::Evidence::ProcNetTcp => w::Evidence::ProcNetTcp,
         },
         open: c.open,
-        in_flight: c.in_flight,
+        in_flight: c.in_flight + c.long_lived,
         idle: c.idle,
         accepted: c.accepted,
         since_last_request_ms: c.since_last_request_ms,
@@ -140,16 +211,16 @@ pub fn snapshot_v0_2(s: &contract::Snapshot) -> v0_2::lameduck::policy::types::S
         excluded: c.excluded,
     };
     w::Snapshot {
-        trigger: current::trigger(s.trigger),
+        trigger: second::trigger(s.trigger),
         elapsed_ms: s.elapsed_ms,
         remaining_ms: s.remaining_ms,
-        child: current::child(s.child),
-        signals_sent: current::sent(&s.signals_sent),
+        child: second::child(s.child),
+        signals_sent: second::sent(&s.signals_sent),
         ready: s.ready,
         probes: s
             .probes
             .iter()
-            .map(|p| current::probe(p, connections))
+            .map(|p| second::probe(p, connections, |_| None))
             .collect(),
         mode: match s.mode {
             contract::Mode::Entrypoint => w::Mode::Entrypoint,
@@ -164,7 +235,7 @@ pub fn snapshot_v0_2(s: &contract::Snapshot) -> v0_2::lameduck::policy::types::S
 pub fn snapshot_v0_1(s: &contract::Snapshot) -> v0_1::lameduck::policy::types::Snapshot {
     use v0_1::lameduck::policy::types as w;
     let connections = |c: &contract::Connections| w::Connections {
-        established: c.in_flight,
+        established: c.in_flight + c.long_lived,
         accepted: c.accepted,
         since_last_accept_ms: c.since_last_request_ms,
         typical_gap_ms: c.silences.p99_ms,
@@ -179,7 +250,7 @@ pub fn snapshot_v0_1(s: &contract::Snapshot) -> v0_1::lameduck::policy::types::S
         probes: s
             .probes
             .iter()
-            .map(|p| first::probe(p, connections))
+            .map(|p| first::probe(p, connections, |_| None))
             .collect(),
     }
 }

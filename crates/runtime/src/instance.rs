@@ -10,7 +10,7 @@ use wasmtime::{Engine, EngineWeak, ResourceLimiter, Store, Trap, UpdateDeadline}
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::convert;
 use super::output::{GuestOutput, Lines};
 use super::{
@@ -71,18 +71,21 @@ macro_rules! host {
     };
 }
 
+host!(v0_3);
 host!(v0_2);
 host!(v0_1);
 
 /// A component checked against one of the versions of the world.
 #[derive(Clone)]
 pub enum Pre {
+    V0_3(v0_3::DrainPolicyPre<State>),
     V0_2(v0_2::DrainPolicyPre<State>),
     V0_1(v0_1::DrainPolicyPre<State>),
 }
 
 /// An instance's exports, by version.
 enum Bindings {
+    V0_3(v0_3::DrainPolicy),
     V0_2(v0_2::DrainPolicy),
     V0_1(v0_1::DrainPolicy),
 }
@@ -226,6 +229,7 @@ impl Instance {
             lines,
         };
         let engine = match pre {
+            Pre::V0_3(pre) => pre.engine(),
             Pre::V0_2(pre) => pre.engine(),
             Pre::V0_1(pre) => pre.engine(),
         };
@@ -249,6 +253,7 @@ impl Instance {
             limits.init,
             limits,
             |store| match pre {
+                Pre::V0_3(pre) => pre.instantiate(store).map(Bindings::V0_3),
                 Pre::V0_2(pre) => pre.instantiate(store).map(Bindings::V0_2),
                 Pre::V0_1(pre) => pre.instantiate(store).map(Bindings::V0_1),
             },
@@ -266,6 +271,7 @@ impl Instance {
             limits.init,
             limits,
             |store| match bindings {
+                Bindings::V0_3(p) => p.call_init(store, config),
                 Bindings::V0_2(p) => p.call_init(store, config),
                 Bindings::V0_1(p) => p.call_init(store, config),
             },
@@ -277,9 +283,12 @@ impl Instance {
     /// The next step of the drain.
     pub fn decide(&mut self, snapshot: &Snapshot) -> Result<Decision, PolicyError> {
         let mut decision = self.guarded(|store, policy| match policy {
+            Bindings::V0_3(p) => p
+                .call_decide(store, &convert::snapshot_v0_3(snapshot))
+                .map(convert::current::decision),
             Bindings::V0_2(p) => p
                 .call_decide(store, &convert::snapshot_v0_2(snapshot))
-                .map(convert::current::decision),
+                .map(convert::second::decision),
             Bindings::V0_1(p) => p
                 .call_decide(store, &convert::snapshot_v0_1(snapshot))
                 .map(convert::first::decision),
@@ -295,13 +304,20 @@ impl Instance {
         snapshot: &Snapshot,
     ) -> Result<SignalAction, PolicyError> {
         self.guarded(|store, policy| match policy {
-            Bindings::V0_2(p) => p
+            Bindings::V0_3(p) => p
                 .call_on_signal(
                     store,
                     convert::current::signal(signal),
-                    &convert::snapshot_v0_2(snapshot),
+                    &convert::snapshot_v0_3(snapshot),
                 )
                 .map(convert::current::signal_action),
+            Bindings::V0_2(p) => p
+                .call_on_signal(
+                    store,
+                    convert::second::signal(signal),
+                    &convert::snapshot_v0_2(snapshot),
+                )
+                .map(convert::second::signal_action),
             Bindings::V0_1(p) => p
                 .call_on_signal(
                     store,

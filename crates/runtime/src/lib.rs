@@ -24,8 +24,11 @@ pub use instance::Instance;
 
 /// The world's bindings, one module per version the agent loads.
 mod bindings {
-    pub mod v0_2 {
+    pub mod v0_3 {
         wasmtime::component::bindgen!({ path: "../../wit", world: "drain-policy" });
+    }
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({ path: "../../wit/v0.2", world: "drain-policy" });
     }
     pub mod v0_1 {
         wasmtime::component::bindgen!({ path: "../../wit/v0.1", world: "drain-policy" });
@@ -37,10 +40,10 @@ mod bindings {
 use lameduck_core::{Decision, Level, Signal, SignalAction, Snapshot};
 
 /// The package and version of the world this agent implements.
-pub const WORLD: &str = "lameduck:policy@0.2.0";
+pub const WORLD: &str = "lameduck:policy@0.3.0";
 
 /// The older versions it still loads, adapting what it shows them.
-pub const OLDER_WORLDS: [&str; 1] = ["lameduck:policy@0.1.0"];
+pub const OLDER_WORLDS: [&str; 2] = ["lameduck:policy@0.2.0", "lameduck:policy@0.1.0"];
 
 /// The budgets every policy call runs within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -136,6 +136,11 @@ impl World {
             since_last_accept_ms,
             silences: self.learned,
             excluded: 0,
+            streaming: 0,
+            unsure: 0,
+            long_lived: 0,
+            long_lived_oldest_ms: None,
+            multiplexed: false,
         })
     }
 

@@ -39,6 +39,11 @@ pub fn snapshot() -> Snapshot {
                         max_ms: Some(150),
                     },
                     excluded: 1,
+                    streaming: 1,
+                    unsure: 0,
+                    long_lived: 0,
+                    long_lived_oldest_ms: None,
+                    multiplexed: false,
                 }),
             ),
             probe(

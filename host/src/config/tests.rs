@@ -190,6 +190,7 @@ fn a_full_file() {
         Spec::Connections(crate::probes::connections::Spec {
             ports: vec![8080, 8443],
             exclude: Exclude::default(),
+            long_lived: None,
         })
     );
     assert_eq!(c.admin, Some("127.0.0.1:9000".parse().unwrap()));
@@ -207,6 +208,7 @@ fn connections_exclusions() {
                 peers: vec!["10.0.0.0/8".parse().unwrap(), "fd00::7".parse().unwrap()],
                 ports: vec![9090],
             },
+            long_lived: None,
         })
     );
     let e = load("probes:\n  - name: web\n    connections:\n      exclude: { peers: [10.0.0.0/8, 10.1/16] }\n")

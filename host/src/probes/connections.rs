@@ -34,12 +34,14 @@ const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 /// progress: as long as any request was seen to wait for its answer,
 /// `LONGEST_UNKNOWN` before any was, never more than `LONGEST_HELD` (a
 /// long-lived stream would otherwise have every quick exchange hold the
-/// drain until its deadline).
+/// drain until its deadline). `LONGEST_HELD` is also how long a connection
+/// where calls are multiplexed stays in flight after it received data: an
+/// answer on it does not say every call on it is answered.
 const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
 const LONGEST_HELD: Duration = Duration::from_secs(5);
 
-/// `connections: { ports: [8080], exclude: { peers: [...], ports: [...] } }`;
-/// no ports: the app's own listening ports.
+/// `connections: { ports: [8080], exclude: { peers: [...], ports: [...] },
+/// long_lived: 10s }`; no ports: the app's own listening ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -47,7 +49,32 @@ pub struct Spec {
     pub ports: Vec<u16>,
     #[serde(default)]
     pub exclude: Exclude,
+    /// How old a connection that streams must be to count as long-lived
+    /// (a WebSocket, an event stream) rather than an answer in flight.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "long_lived",
+        serialize_with = "show_long_lived"
+    )]
+    pub long_lived: Option<Duration>,
 }
+
+fn long_lived<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    lameduck_core::parse_duration_ms(&text)
+        .map(|ms| Some(Duration::from_millis(ms.into())))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not a duration (examples: 10s, 1m)"))
+        })
+}
+
+fn show_long_lived<S: serde::Serializer>(age: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&lameduck_core::show_duration(age.unwrap_or(LONG_LIVED)))
+}
+
+/// The age from which a connection that streams is long-lived, by default.
+pub const LONG_LIVED: Duration = Duration::from_secs(10);
 
 /// Why a `connections` reading failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +89,11 @@ pub struct ConnectionsProbe {
     ports: AppPorts,
     exclusions: Exclusions,
     own: Own,
+    /// From what age a connection that streams is long-lived.
+    long_lived: Duration,
+    /// The app's ports on which calls were seen to overlap on one
+    /// connection (HTTP/2, gRPC).
+    multiplexed: HashSet<u16>,
     source: Source,
     sockets: Vec<Socket>,
     /// What each server-side socket of the previous sample looked like.
@@ -97,6 +129,33 @@ struct Seen {
     state: u8,
     /// The latest arrival seen on it.
     recv_at: Option<Instant>,
+    /// The latest data seen going out of it.
+    sent_at: Option<Instant>,
+    /// When it was first seen.
+    first_seen: Instant,
+    /// At how many looks data was seen going out since its last request:
+    /// two or more make a stream.
+    sends: u8,
+    /// Whether it owed an answer at that look: data came in after the
+    /// last data went out.
+    owed: bool,
+}
+
+/// What an open connection is, at one look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Owes an answer, as its clocks and queues show.
+    InFlight,
+    /// Sending an answer that streams.
+    Streaming,
+    /// In flight as far as the agent can tell, safe first: a young stream
+    /// that paused, an exchange within one kernel tick, a connection that
+    /// multiplexes calls and received data lately.
+    Unsure,
+    /// Old and streaming: a WebSocket, an event stream, a watch.
+    LongLived,
+    /// Owes nothing.
+    Idle,
 }
 
 struct Previous {
@@ -111,6 +170,10 @@ struct Previous {
 struct Tally {
     open: u32,
     in_flight: u32,
+    streaming: u32,
+    unsure: u32,
+    long_lived: u32,
+    long_lived_oldest: Option<Duration>,
     new: u32,
     new_admin: u32,
     new_other_excluded: u32,
@@ -130,6 +193,8 @@ impl ConnectionsProbe {
             ports: AppPorts::new(ports, app_pgid),
             exclusions: Exclusions::new(exclude, agent),
             own: agent.own.clone(),
+            long_lived: LONG_LIVED,
+            multiplexed: HashSet::new(),
             source: Source::SockDiag(None),
             sockets: Vec::new(),
             seen: HashMap::new(),
@@ -146,6 +211,12 @@ impl ConnectionsProbe {
             own_ports: HashSet::new(),
             app_ports: Vec::new(),
         }
+    }
+
+    /// Counts a connection that streams as long-lived from `age` on.
+    pub fn long_lived_from(mut self, age: Duration) -> Self {
+        self.long_lived = age;
+        self
     }
 
     /// Reads `/proc/net/tcp` from now on, as where netlink is refused (for
@@ -236,7 +307,12 @@ impl ConnectionsProbe {
             evidence,
             open: tally.open,
             in_flight: tally.in_flight,
-            idle: tally.open - tally.in_flight,
+            streaming: tally.streaming,
+            unsure: tally.unsure,
+            idle: tally.open - tally.in_flight - tally.long_lived,
+            long_lived: tally.long_lived,
+            long_lived_oldest_ms: tally.long_lived_oldest.map(millis),
+            multiplexed: self.app_ports.iter().any(|p| self.multiplexed.contains(p)),
             accepted,
             since_last_request_ms: since(self.last_request),
             since_last_accept_ms: since(self.last_accept),
@@ -296,22 +372,10 @@ impl ConnectionsProbe {
             let before = self.seen.get(&s.key).copied();
             let new = since.is_some() && before.is_none();
             let open = matches!(s.state, state::ESTABLISHED | state::CLOSE_WAIT);
-            let read_at = s
-                .activity
-                .and_then(|a| at.checked_sub(Duration::from_millis(a.last_data_recv_ms.into())));
+            let look = Look::at(s, before, at);
+            let (read_at, recv_at) = (look.read_at, look.seen.recv_at);
             let previous_arrival = before.and_then(|b| b.recv_at);
-            // The same arrival read again keeps the moment first read.
-            let recv_at = match (previous_arrival, read_at) {
-                (Some(then), Some(now)) if now <= then + SAME_ARRIVAL => Some(then),
-                (_, now) => now,
-            };
-            self.next.insert(
-                s.key,
-                Seen {
-                    state: s.state,
-                    recv_at,
-                },
-            );
+            self.next.insert(s.key, look.seen);
             let reason = self
                 .exclusions
                 .reason(s.local, s.remote, on_app_port, &self.own_ports);
@@ -339,10 +403,38 @@ impl ConnectionsProbe {
                 tally.open += 1;
                 let owes = owes(s);
                 let waited = read_at.map(|t| at.saturating_duration_since(t));
-                if owes == Owes::Yes {
+                if owes == Owes::Yes && look.seen.sends < 2 {
                     self.longest_wait = self.longest_wait.max(waited);
                 }
-                tally.in_flight += u32::from(in_flight(owes, waited, self.longest_wait));
+                if look.overlapped {
+                    self.multiplexed.insert(port);
+                }
+                let multiplexed = self.multiplexed.contains(&port);
+                let class = look.class(
+                    owes,
+                    waited,
+                    self.longest_wait,
+                    multiplexed,
+                    self.long_lived,
+                );
+                match class {
+                    Class::InFlight => tally.in_flight += 1,
+                    Class::Streaming => {
+                        (tally.in_flight, tally.streaming) =
+                            (tally.in_flight + 1, tally.streaming + 1)
+                    }
+                    Class::Unsure => {
+                        (tally.in_flight, tally.unsure) = (tally.in_flight + 1, tally.unsure + 1)
+                    }
+                    Class::LongLived => {
+                        tally.long_lived += 1;
+                        tally.long_lived_oldest = tally.long_lived_oldest.max(Some(look.age));
+                        // What a long-lived connection receives (a ping, a
+                        // message) is not a request the drain waits for.
+                        continue;
+                    }
+                    Class::Idle => {}
+                }
                 match recv_at {
                     Some(t) => {
                         // The time since the last request errs short.
@@ -377,6 +469,98 @@ impl ConnectionsProbe {
         }
         std::mem::swap(&mut self.seen, &mut self.next);
         tally
+    }
+}
+
+/// One look at a connection, against what it looked like the time before.
+struct Look {
+    /// What it looks like now.
+    seen: Seen,
+    /// When data last came in, as read now.
+    read_at: Option<Instant>,
+    /// Whether data went out since the previous look.
+    sending: bool,
+    /// Whether data came in again while an answer was owed, with nothing
+    /// sent between: calls overlap on this connection.
+    overlapped: bool,
+    age: Duration,
+}
+
+impl Look {
+    fn at(s: &Socket, before: Option<Seen>, at: Instant) -> Look {
+        let ago = |ms: u32| at.checked_sub(Duration::from_millis(ms.into()));
+        let activity = s.activity;
+        let read_at = activity.and_then(|a| ago(a.last_data_recv_ms));
+        let sent_read = activity
+            .filter(|a| a.bytes_acked > 0 || a.notsent_bytes > 0)
+            .and_then(|a| ago(a.last_data_sent_ms));
+        // The same moment read again keeps the moment first read (the
+        // kernel's clocks tick in 1-10 ms).
+        let same = |then: Option<Instant>, now: Option<Instant>| match (then, now) {
+            (Some(then), Some(now)) if now <= then + SAME_ARRIVAL => Some(then),
+            (_, now) => now,
+        };
+        let recv_at = same(before.and_then(|b| b.recv_at), read_at);
+        let sent_at = same(before.and_then(|b| b.sent_at), sent_read);
+        let received = activity.is_some_and(|a| a.bytes_received > 0)
+            && before.is_none_or(|b| recv_at > b.recv_at);
+        let sending = sent_at.is_some() && before.is_none_or(|b| sent_at > b.sent_at);
+        let mut sends = match before {
+            Some(b) if !received => b.sends,
+            _ => 0,
+        };
+        if sending && sent_at > recv_at {
+            sends = sends.saturating_add(1);
+        }
+        let owed = recv_at.is_some() && recv_at > sent_at;
+        let overlapped = before.is_some_and(|b| b.owed) && received && !sending;
+        let first_seen = before.map_or(at, |b| b.first_seen);
+        Look {
+            seen: Seen {
+                state: s.state,
+                recv_at,
+                sent_at,
+                first_seen,
+                sends,
+                owed,
+            },
+            read_at,
+            sending,
+            overlapped,
+            age: at.saturating_duration_since(first_seen),
+        }
+    }
+
+    /// What the connection is: see [`Class`]. A connection that went on
+    /// sending after its request, at two looks or more, streams; a stream
+    /// is long-lived once older than `long_lived`, in flight before, and
+    /// `unsure` while it pauses (a paused stream cannot be told from an
+    /// answer that ended).
+    fn class(
+        &self,
+        owes: Owes,
+        waited: Option<Duration>,
+        longest: Option<Duration>,
+        multiplexed: bool,
+        long_lived: Duration,
+    ) -> Class {
+        let stream = self.seen.sends >= 2;
+        if stream && self.age >= long_lived {
+            return Class::LongLived;
+        }
+        if stream {
+            return if self.sending {
+                Class::Streaming
+            } else {
+                Class::Unsure
+            };
+        }
+        match owes {
+            Owes::Yes => Class::InFlight,
+            Owes::Maybe if in_flight(owes, waited, longest) => Class::Unsure,
+            _ if multiplexed && waited.is_some_and(|w| w <= LONGEST_HELD) => Class::Unsure,
+            _ => Class::Idle,
+        }
     }
 }
 

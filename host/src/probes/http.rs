@@ -22,7 +22,7 @@ pub struct Spec {
     pub url: String,
 }
 
-fn url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(super) fn url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let url = <String as serde::Deserialize>::deserialize(d)?;
     host_port(&url).map_err(serde::de::Error::custom)?;
     Ok(url)

@@ -8,6 +8,7 @@ mod exclusions;
 mod exec;
 mod file;
 pub(crate) mod http;
+mod metrics;
 mod proc_net_tcp;
 mod silences;
 mod snmp;
@@ -47,6 +48,7 @@ enum Kind {
     Http(http::HttpProbe),
     File(file::FileProbe),
     Exec(exec::ExecProbe),
+    Metrics(metrics::MetricsProbe),
 }
 
 /// A configured probe: its name, its timeout, and what it observes.
@@ -67,11 +69,12 @@ pub enum Spec {
     Http(http::Spec),
     File(file::Spec),
     Exec(exec::Spec),
+    Metrics(metrics::Spec),
 }
 
 impl Spec {
     /// The kinds, by name.
-    const KINDS: &str = "connections, http, file, exec";
+    const KINDS: &str = "connections, http, file, exec, metrics";
 
     /// The spec of the kind called `kind`, from its YAML.
     fn read(kind: &str, yaml: serde_yaml::Value) -> Result<Spec, String> {
@@ -89,6 +92,7 @@ impl Spec {
             "http" => Spec::Http(read(yaml)?),
             "file" => Spec::File(read(yaml)?),
             "exec" => Spec::Exec(read(yaml)?),
+            "metrics" => Spec::Metrics(read(yaml)?),
             other => {
                 return Err(format!(
                     "`{other}` is not a kind of probe (there are: {})",
@@ -102,16 +106,17 @@ impl Spec {
     /// The probe, ready to sample.
     fn start(&self, reaper: &Arc<Reaper>, app_pgid: Option<i32>, agent: &Agent) -> Kind {
         match self {
-            Spec::Connections(spec) => Kind::Connections(Box::new(ConnectionsProbe::new(
-                spec.ports.clone(),
-                app_pgid,
-                &spec.exclude,
-                agent,
-            ))),
+            Spec::Connections(spec) => Kind::Connections(Box::new(
+                ConnectionsProbe::new(spec.ports.clone(), app_pgid, &spec.exclude, agent)
+                    .long_lived_from(spec.long_lived.unwrap_or(connections::LONG_LIVED)),
+            )),
             Spec::Http(spec) => Kind::Http(HttpProbe::new(&spec.url, agent.own.clone())),
             Spec::File(spec) => Kind::File(file::FileProbe::new(spec.path.clone())),
             Spec::Exec(spec) => {
                 Kind::Exec(exec::ExecProbe::new(spec.command.clone(), reaper.clone()))
+            }
+            Spec::Metrics(spec) => {
+                Kind::Metrics(metrics::MetricsProbe::new(spec, agent.own.clone()))
             }
         }
     }
@@ -215,6 +220,7 @@ impl Kind {
             Kind::Http(p) => p.sample().await,
             Kind::File(p) => p.sample().await,
             Kind::Exec(p) => p.sample().await,
+            Kind::Metrics(p) => p.sample().await,
         }
     }
 }

@@ -27,12 +27,26 @@ pub struct Traffic {
     /// Connections established to the app's ports (ESTABLISHED, or
     /// CLOSE_WAIT: the client is done sending but the app still holds it).
     pub open: u32,
-    /// Of `open`, those with a request awaiting its response: data received
-    /// after the last data sent, received data the app has not read yet, or
-    /// response bytes not yet sent or not yet acknowledged.
+    /// Of `open`, those with a request whose answer is not done: data
+    /// received after the last data sent, received data the app has not
+    /// read yet, response bytes not yet sent or not yet acknowledged, an
+    /// answer still streaming, or one the clocks cannot tell done.
     pub in_flight: u32,
+    /// Of `in_flight`, those sending an answer that streams.
+    pub streaming: u32,
+    /// Of `in_flight`, those counted because the clocks cannot tell their
+    /// answers done (a paused young stream, an exchange within one kernel
+    /// tick, a connection that multiplexes calls and received data lately).
+    pub unsure: u32,
     /// Of `open`, those that owe nothing: idle keep-alive connections.
     pub idle: u32,
+    /// Of `open`, those that stream and are older than the long-lived age:
+    /// WebSockets, event streams, watches.
+    pub long_lived: u32,
+    /// The age of the oldest of those.
+    pub long_lived_oldest_ms: Option<u32>,
+    /// Whether calls were seen to overlap on one connection of the app's.
+    pub multiplexed: bool,
     /// Connections accepted on the app's ports since the previous sample,
     /// counted from the namespace's `PassiveOpens` (so one that opened and
     /// closed between two samples counts), less accepts known to be
@@ -86,7 +100,12 @@ impl Traffic {
             },
             open: self.open,
             in_flight: self.in_flight,
+            streaming: self.streaming,
+            unsure: self.unsure,
             idle: self.idle,
+            long_lived: self.long_lived,
+            long_lived_oldest_ms: self.long_lived_oldest_ms,
+            multiplexed: self.multiplexed,
             accepted: self.accepted,
             since_last_request_ms: self.since_last_request_ms,
             since_last_accept_ms: self.since_last_accept_ms,

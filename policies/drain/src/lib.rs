@@ -16,8 +16,22 @@
 //! as a fixed `preStop: sleep` would: never less safe than the sleep it
 //! replaces.
 //!
+//! A request is in flight until its answer is done: answers that stream,
+//! and those the sockets cannot tell done (calls multiplexed on HTTP/2
+//! connections), hold the signal like any other. Where the app counts its
+//! own work in progress (a gauge on its metrics endpoint, read by a
+//! `metrics` probe named by `in-flight-metric`), that count stands in for
+//! what the sockets cannot tell, and the larger of it and what the sockets
+//! do see is in flight. Long-lived connections (WebSockets, event streams)
+//! never finish by themselves: they are waited for `long-lived-wait` after
+//! the rest is quiet, then the app is signalled, which closes them.
+//!
 //! Config:
 //! * `probe` — the `connections` probe to read (default `connections`);
+//! * `in-flight-metric` — a `metrics` probe counting the app's work in
+//!   progress (default none);
+//! * `long-lived-wait` — how long long-lived connections are waited for
+//!   once the rest is quiet (default `3s`);
 //! * `quiet` — the shortest quiet period (default `150ms`: longer than the
 //!   100 ms scheduler period a CPU-throttled balancer can stall for);
 //! * `quiet-max` — the longest, whatever was learned (default `5s`);
@@ -39,6 +53,8 @@ const SILENCES_NEEDED: u32 = 50;
 #[derive(Debug, Clone)]
 pub struct Drain {
     probe: String,
+    in_flight_metric: Option<String>,
+    long_lived_wait_ms: u32,
     quiet_ms: u32,
     quiet_max_ms: u32,
     min_drain_ms: u32,
@@ -52,6 +68,9 @@ impl Policy for Drain {
     fn init(config: &mut Config) -> Result<Self, String> {
         let drain = Drain {
             probe: config.string("probe", "connections"),
+            in_flight_metric: Some(config.string("in-flight-metric", ""))
+                .filter(|name| !name.is_empty()),
+            long_lived_wait_ms: config.duration_ms("long-lived-wait", 3_000)?,
             quiet_ms: config.duration_ms("quiet", 150)?,
             quiet_max_ms: config.duration_ms("quiet-max", 5_000)?,
             min_drain_ms: config.duration_ms("min-drain", 5_000)?,
@@ -104,9 +123,15 @@ impl Policy for Drain {
             .since_last_request_ms
             .map_or(s.elapsed_ms, |since| since.min(s.elapsed_ms));
         let floor = if learned { 0 } else { self.min_drain_ms };
+        let (in_flight, of_which) = self.in_flight(s, c);
+        // Long-lived connections are waited for a while once all is quiet.
+        let long_lived_quiet = quiet.saturating_add(self.long_lived_wait_ms);
         // Look again when the wait could be over, and no later than `recheck`.
-        let (over_in, waiting) = if c.in_flight > 0 {
-            (recheck, format!("{} request(s) in flight", c.in_flight))
+        let (over_in, waiting) = if in_flight > 0 {
+            (
+                recheck,
+                format!("{in_flight} request(s) in flight{of_which}"),
+            )
         } else if silent < quiet {
             (
                 quiet - silent,
@@ -119,9 +144,22 @@ impl Policy for Drain {
                     "quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
                 ),
             )
+        } else if c.long_lived > 0 && silent < long_lived_quiet {
+            (
+                long_lived_quiet - silent,
+                format!(
+                    "quiet for {silent} ms; {} long-lived connection(s) waited for up to {} ms more",
+                    c.long_lived,
+                    long_lived_quiet - silent
+                ),
+            )
         } else {
+            let long_lived = match c.long_lived {
+                0 => String::new(),
+                n => format!("; {n} long-lived connection(s) left for the app to close"),
+            };
             return self.stop(format!(
-                "no request for {silent} ms (quiet period {quiet} ms{}) and none in flight",
+                "no request for {silent} ms (quiet period {quiet} ms{}) and none in flight{long_lived}",
                 if learned { "" } else { ", at least min-drain" }
             ));
         };
@@ -130,6 +168,39 @@ impl Policy for Drain {
 }
 
 impl Drain {
+    /// The requests in flight, and what they are made of, in words. With
+    /// the app's own count, it stands in for what the sockets cannot tell
+    /// (`unsure`); the larger of it and what they see wins.
+    fn in_flight(&self, s: &Snapshot, c: &Connections) -> (u32, String) {
+        let seen = c.in_flight - c.unsure.min(c.in_flight);
+        let counted = self
+            .in_flight_metric
+            .as_deref()
+            .and_then(|name| s.metrics(name))
+            .map(|m| m.sum.max(0.0).ceil().min(f64::from(u32::MAX)) as u32);
+        let detail = |n: u32, what: &str| (n > 0).then(|| format!("{n} {what}"));
+        match counted {
+            Some(count) => {
+                let parts = [
+                    detail(c.streaming, "streaming"),
+                    Some(format!("the app counts {count}")),
+                ];
+                let parts: Vec<String> = parts.into_iter().flatten().collect();
+                (seen.max(count), format!(" ({})", parts.join(", ")))
+            }
+            None => {
+                let parts = [detail(c.streaming, "streaming"), detail(c.unsure, "unsure")];
+                let parts: Vec<String> = parts.into_iter().flatten().collect();
+                let of_which = if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", parts.join(", "))
+                };
+                (c.in_flight, of_which)
+            }
+        }
+    }
+
     /// The quiet period, and whether it rests on enough learned silences:
     /// twice their 99th percentile, within bounds. With nothing learned at
     /// all, the shortest: `min-drain` stands in for the evidence then.

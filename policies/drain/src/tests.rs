@@ -178,3 +178,81 @@ fn a_custom_stop_signal_and_inverted_bounds() {
         .unwrap();
     assert!(err.contains("quiet-max"), "{err}");
 }
+
+#[test]
+fn a_streamed_answer_holds_the_signal_until_it_ends() {
+    // Requests stop at 2 s; one answer streams from 1.9 s until 5 s.
+    let streamed = behind_an_ingress(2_000).stream(1_900, 5_000);
+    let (steps, _) = drain(&[], 28_000, streamed);
+    let term = term_at(&steps);
+    assert!((5_000..=5_100).contains(&term), "{term}");
+    let waiting = &steps[steps.len() / 2].decision.reason;
+    assert!(waiting.contains("streaming"), "{waiting}");
+}
+
+/// A connection whose answers the sockets cannot tell done, from 1.9 s
+/// until `until`: the app's gauge says its call ends at 3 s.
+fn multiplexed(config: &[(&str, &str)], gauge: bool, until: i64) -> u32 {
+    let mut traffic = behind_an_ingress(2_000);
+    let mut h = Harness::<Drain>::new(config).unwrap().budget(28_000);
+    let unsure = |t: i64, mut value: ProbeValue| {
+        if let ProbeValue::Connections(c) = &mut value
+            && (1_900..until).contains(&t)
+        {
+            c.in_flight += 1;
+            c.unsure += 1;
+            c.open += 1;
+        }
+        value
+    };
+    let count = |t: i64| {
+        ProbeValue::Metrics(Metrics {
+            sum: if (1_900..3_000).contains(&t) {
+                1.0
+            } else {
+                0.0
+            },
+            series: Vec::new(),
+        })
+    };
+    h.set_probe("connections", unsure(-1, traffic.sample(-1)));
+    h.signal(Signal::Term);
+    let steps = h.run(30_000, |t, h| {
+        h.set_probe("connections", unsure(t as i64, traffic.sample(t as i64)));
+        if gauge {
+            h.set_probe("gauge", count(t as i64));
+        }
+    });
+    term_at(&steps)
+}
+
+#[test]
+fn what_the_sockets_cannot_tell_holds_the_signal_and_the_apps_count_tells_it() {
+    // The sockets alone: held while unsure (here until 7 s).
+    let alone = multiplexed(&[], false, 7_000);
+    assert!((7_000..=7_100).contains(&alone), "{alone}");
+    // The app's count: its call ended at 3 s.
+    let counted = multiplexed(&[("in-flight-metric", "gauge")], true, 7_000);
+    assert!((3_000..=3_100).contains(&counted), "{counted}");
+    // A count that is missing (the probe failed) is no evidence: the
+    // sockets decide.
+    let missing = multiplexed(&[("in-flight-metric", "gauge")], false, 7_000);
+    assert_eq!(missing, alone);
+}
+
+#[test]
+fn long_lived_connections_are_waited_for_a_bounded_time() {
+    // Two WebSockets open for hours; requests stop at 2 s.
+    let websockets = behind_an_ingress(2_000)
+        .long_lived(-3_600_000, 60_000)
+        .long_lived(-60_000, 60_000);
+    let (steps, _) = drain(&[("long-lived-wait", "2s")], 28_000, websockets);
+    let term = term_at(&steps);
+    // Quiet from 2.14 s (150 ms after the last request), then 2 s more.
+    assert!((4_100..=4_300).contains(&term), "{term}");
+    let reason = &first_signal(&steps, Signal::Term).unwrap().decision.reason;
+    assert!(
+        reason.contains("2 long-lived connection(s) left for the app to close"),
+        "{reason}"
+    );
+}

@@ -2,8 +2,8 @@ use serde_json::json;
 
 use super::*;
 use crate::{
-    Child, Connections, Evidence, FileState, HttpResponse, Mode, Next, Probe, ProbeValue,
-    SentSignal, Silences,
+    Child, Connections, Evidence, FileState, HttpResponse, Metrics, Mode, Next, Probe, ProbeValue,
+    SentSignal, Series, Silences,
 };
 
 fn snapshot() -> Snapshot {
@@ -23,6 +23,11 @@ fn snapshot() -> Snapshot {
             max_ms: None,
         },
         excluded: 1,
+        streaming: 1,
+        unsure: 0,
+        long_lived: 2,
+        long_lived_oldest_ms: Some(61_000),
+        multiplexed: true,
     };
     let probe = |name: &str, value| Probe {
         name: name.into(),
@@ -56,6 +61,16 @@ fn snapshot() -> Snapshot {
                 }),
             ),
             probe("exec", ProbeValue::Exec(-3)),
+            probe(
+                "gauge",
+                ProbeValue::Metrics(Metrics {
+                    sum: 2.5,
+                    series: vec![Series {
+                        labels: vec![("method".into(), "Watch".into())],
+                        value: 2.5,
+                    }],
+                }),
+            ),
             probe("broken", ProbeValue::Failed("no answer".into())),
         ],
         mode: Mode::Sidecar,

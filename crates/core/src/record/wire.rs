@@ -11,8 +11,8 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
-    Child, Connections, Decision, Evidence, FileState, HttpResponse, Mode, Next, Probe, ProbeValue,
-    SentSignal, Signal, SignalAction, Silences, Snapshot, Trigger,
+    Child, Connections, Decision, Evidence, FileState, HttpResponse, Metrics, Mode, Next, Probe,
+    ProbeValue, SentSignal, Series, Signal, SignalAction, Silences, Snapshot, Trigger,
 };
 
 /// Makes the mirror `$def` the serde implementation of `$type`.
@@ -38,6 +38,8 @@ via! {
     ProbeValue => ProbeValueDef,
     HttpResponse => HttpResponseDef,
     FileState => FileStateDef,
+    Metrics => MetricsDef,
+    Series => SeriesDef,
     Silences => SilencesDef,
     Decision => DecisionDef,
     Next => NextDef,
@@ -88,7 +90,22 @@ enum ProbeValueDef {
     Http(HttpResponse),
     File(FileState),
     Exec(i32),
+    Metrics(Metrics),
     Failed(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Metrics")]
+struct MetricsDef {
+    sum: f64,
+    series: Vec<Series>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Series")]
+struct SeriesDef {
+    labels: Vec<(String, String)>,
+    value: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,12 +138,23 @@ struct ConnectionsDef {
     evidence: Evidence,
     open: u32,
     in_flight: u32,
+    /// Recorded since 0.3, as the rest below that has a default.
+    #[serde(default)]
+    streaming: u32,
+    #[serde(default)]
+    unsure: u32,
     idle: u32,
     accepted: u32,
     since_last_request_ms: Option<u32>,
     since_last_accept_ms: Option<u32>,
     silences: Silences,
     excluded: u32,
+    #[serde(default)]
+    long_lived: u32,
+    #[serde(default)]
+    long_lived_oldest_ms: Option<u32>,
+    #[serde(default)]
+    multiplexed: bool,
 }
 
 impl Serialize for Connections {
@@ -169,6 +197,11 @@ impl<'de> Deserialize<'de> for Connections {
                 max_ms: typical,
             },
             excluded: 0,
+            streaming: 0,
+            unsure: 0,
+            long_lived: 0,
+            long_lived_oldest_ms: None,
+            multiplexed: false,
         })
     }
 }

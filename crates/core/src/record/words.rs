@@ -259,14 +259,27 @@ pub fn probes_summary(s: &Snapshot) -> String {
         .iter()
         .map(|p| {
             let value = match &p.value {
-                ProbeValue::Connections(c) => format!(
-                    "{} in flight, {} idle, {} new, last request {}",
-                    c.in_flight,
-                    c.idle,
-                    c.accepted,
-                    c.since_last_request_ms
-                        .map_or("never".to_string(), |ms| format!("{ms}ms ago"))
-                ),
+                ProbeValue::Connections(c) => {
+                    let mut text = format!("{} in flight", c.in_flight);
+                    if c.streaming + c.unsure > 0 {
+                        text.push_str(&format!(
+                            " ({} streaming, {} unsure)",
+                            c.streaming, c.unsure
+                        ));
+                    }
+                    text.push_str(&format!(", {} idle", c.idle));
+                    if c.long_lived > 0 {
+                        text.push_str(&format!(", {} long-lived", c.long_lived));
+                    }
+                    text.push_str(&format!(
+                        ", {} new, last request {}",
+                        c.accepted,
+                        c.since_last_request_ms
+                            .map_or("never".to_string(), |ms| format!("{ms}ms ago"))
+                    ));
+                    text
+                }
+                ProbeValue::Metrics(m) => format!("{} ({} series)", m.sum, m.series.len()),
                 ProbeValue::Http(r) => format!("HTTP {}", r.status),
                 ProbeValue::File(f) => (if f.exists { "exists" } else { "absent" }).to_string(),
                 ProbeValue::Exec(code) => format!("exit {code}"),

@@ -500,3 +500,120 @@ fn the_longest_wait_is_learned_from_requests_seen_in_progress() {
         assert_eq!(probe.longest_wait, Some(longest));
     });
 }
+
+/// The app sends a chunk of its answer and the client reads it.
+fn chunk(client: &mut TcpStream, server: &mut TcpStream) {
+    server.write_all(b"data: x\n\n").unwrap();
+    let mut buf = [0; 9];
+    client.read_exact(&mut buf).unwrap();
+}
+
+#[test]
+fn a_streamed_answer_is_in_flight_while_it_sends_and_unsure_when_it_pauses() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        let (mut c, mut s) = app.connect();
+        request(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut seen = Vec::new();
+        // One chunk per look, as a stream sends one every 100 ms.
+        for _ in 0..4 {
+            chunk(&mut c, &mut s);
+            std::thread::sleep(Duration::from_millis(20));
+            seen.push(sample(&mut probe));
+        }
+        // The first chunk looks like an answer; from the second on, a stream.
+        let last = seen.last().unwrap();
+        assert_eq!(
+            (last.in_flight, last.streaming, last.idle),
+            (1, 1, 0),
+            "{seen:?}"
+        );
+        // It pauses (a heartbeat's wait): it may have ended, or not.
+        std::thread::sleep(Duration::from_millis(20));
+        let paused = sample(&mut probe);
+        assert_eq!(
+            (paused.in_flight, paused.unsure, paused.idle),
+            (1, 1, 0),
+            "{paused:?}"
+        );
+        // A new request on the connection: an ordinary exchange again.
+        request(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        respond(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert_eq!((t.in_flight, t.idle), (0, 1), "{t:?}");
+    });
+}
+
+#[test]
+fn an_old_stream_is_long_lived_and_what_it_receives_is_no_request() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe().long_lived_from(Duration::from_millis(150));
+        let (mut c, mut s) = app.connect();
+        request(&mut c, &mut s);
+        let mut t = sample(&mut probe);
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(60));
+            chunk(&mut c, &mut s);
+            t = sample(&mut probe);
+        }
+        assert_eq!(
+            (t.open, t.in_flight, t.idle, t.long_lived),
+            (1, 0, 0, 1),
+            "{t:?}"
+        );
+        assert!(t.long_lived_oldest_ms.unwrap() >= 150, "{t:?}");
+        // Quiet since its request, whatever it sends: the time since the
+        // last request keeps growing.
+        let since = t.since_last_request_ms.unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        chunk(&mut c, &mut s);
+        let later = sample(&mut probe);
+        assert!(later.since_last_request_ms.unwrap() > since, "{later:?}");
+    });
+}
+
+#[test]
+fn calls_that_overlap_on_a_connection_make_it_unsure_after_an_answer() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        // An HTTP/1.1 exchange, answered: idle, nothing multiplexed.
+        let (mut one_c, mut one_s) = app.connect();
+        request(&mut one_c, &mut one_s);
+        std::thread::sleep(Duration::from_millis(20));
+        respond(&mut one_c, &mut one_s);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert_eq!((t.in_flight, t.idle, t.multiplexed), (0, 1, false), "{t:?}");
+        // Two calls on one connection: a slow one, and while it is owed,
+        // another, with nothing sent between (HTTP/2 multiplexes them).
+        let (mut c, mut s) = app.connect();
+        request(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        let owed = sample(&mut probe);
+        assert_eq!(owed.in_flight, 1, "{owed:?}");
+        request(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert!(t.multiplexed, "{t:?}");
+        // The quick call is answered; the slow one is not, and the clocks
+        // cannot tell: in flight, unsure. The port multiplexes: the other
+        // connection on it, which received data lately, is unsure too.
+        respond(&mut c, &mut s);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert_eq!((t.in_flight, t.unsure, t.idle), (2, 2, 0), "{t:?}");
+        // And stays so after its next exchange.
+        request(&mut one_c, &mut one_s);
+        std::thread::sleep(Duration::from_millis(20));
+        respond(&mut one_c, &mut one_s);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert_eq!((t.in_flight, t.unsure, t.idle), (2, 2, 0), "{t:?}");
+    });
+}
