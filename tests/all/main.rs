@@ -14,5 +14,6 @@ mod sandbox;
 mod shadow;
 mod sidecar;
 mod simulate;
+mod streams;
 mod supervision;
 mod util;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::sockets::{Socket, state};
 
-/// How often the app's listening ports are looked up again.
+/// How often the app's listening ports are looked up again; at once when
+/// the namespace's listeners change (an app opens its ports as it starts).
 const RESCAN: Duration = Duration::from_secs(5);
 
 /// The ports to watch: given, or the ones the app listens on.
@@ -19,6 +20,8 @@ pub(super) enum AppPorts {
         pgid: Option<i32>,
         found: Vec<u16>,
         scanned: Option<Instant>,
+        /// Every port listened on in the namespace at the last scan.
+        listeners: Vec<u16>,
     },
 }
 
@@ -31,6 +34,7 @@ impl AppPorts {
                 pgid,
                 found: Vec::new(),
                 scanned: None,
+                listeners: Vec::new(),
             }
         } else {
             AppPorts::Given(ports)
@@ -45,8 +49,18 @@ impl AppPorts {
                 pgid,
                 found,
                 scanned,
+                listeners,
             } => {
-                if found.is_empty() || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
+                let mut now: Vec<u16> = sockets
+                    .iter()
+                    .filter(|s| s.state == state::LISTEN)
+                    .map(|s| s.local.port())
+                    .collect();
+                now.sort_unstable();
+                now.dedup();
+                let changed = now != *listeners;
+                if changed || found.is_empty() || scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
+                    *listeners = now;
                     // A port the app stopped listening on stays while
                     // connections to it remain: a draining app closes its
                     // listeners first.

@@ -163,6 +163,7 @@ struct Previous {
     evidence: Evidence,
     passive_opens: Option<u64>,
     admin_accepts: u64,
+    local_connects: u64,
 }
 
 /// What one pass over the sockets found.
@@ -176,6 +177,7 @@ struct Tally {
     long_lived_oldest: Option<Duration>,
     new: u32,
     new_admin: u32,
+    new_own: u32,
     new_other_excluded: u32,
     latest_arrival: Option<Instant>,
     /// Activity at a moment not known (a connection closing, a queue
@@ -236,11 +238,15 @@ impl ConnectionsProbe {
     pub fn traffic(&mut self, learning: bool) -> Result<Traffic, ConnectionsError> {
         let at = Instant::now();
         let evidence = self.dump()?;
+        // The agent's own counts before the namespace's: a connection of the
+        // agent's in between is counted as the app's this time (safe), and
+        // taken off the next.
+        let admin_accepts = self.own.admin_accepts();
+        let local_connects = self.own.local_connects();
         // Read after the dump: an accept in between is counted now and its
         // socket seen (and taken off, if excluded) next time, never the
         // other way round.
         let passive_opens = snmp::passive_opens().ok();
-        let admin_accepts = self.own.admin_accepts();
         self.own.client_ports(&mut self.own_ports);
         self.listening.clear();
         self.listening.extend(
@@ -265,11 +271,15 @@ impl ConnectionsProbe {
         let accepted = match &self.previous {
             None => 0,
             Some(previous) => {
-                // The admin server counts its own accepts, even those whose
-                // socket came and went unseen.
-                let by_admin = admin_accepts.saturating_sub(previous.admin_accepts);
-                let by_admin = u32::try_from(by_admin).unwrap_or(u32::MAX);
-                excluded.accepts = tally.new_admin.max(by_admin) + tally.new_other_excluded;
+                // The admin server counts its accepts, and the agent its
+                // connections to the app, even those whose socket came and
+                // went unseen.
+                let delta = |now: u64, then: u64| u32::try_from(now.saturating_sub(then));
+                let by_admin = delta(admin_accepts, previous.admin_accepts).unwrap_or(u32::MAX);
+                let by_agent = delta(local_connects, previous.local_connects).unwrap_or(u32::MAX);
+                excluded.accepts = tally.new_admin.max(by_admin)
+                    + tally.new_own.max(by_agent)
+                    + tally.new_other_excluded;
                 let counted =
                     previous
                         .passive_opens
@@ -301,6 +311,7 @@ impl ConnectionsProbe {
             evidence,
             passive_opens,
             admin_accepts,
+            local_connects,
         });
         let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
         Ok(Traffic {
@@ -393,6 +404,7 @@ impl ConnectionsProbe {
                 if new {
                     match reason {
                         Reason::Admin => tally.new_admin += 1,
+                        Reason::OwnProbe => tally.new_own += 1,
                         _ => tally.new_other_excluded += 1,
                     }
                 }

@@ -208,6 +208,7 @@ pub struct Own {
 struct OwnInner {
     client_ports: VecDeque<(u16, Instant)>,
     admin_accepts: u64,
+    local_connects: u64,
 }
 
 impl Own {
@@ -243,6 +244,18 @@ impl Own {
             own.client_ports.pop_front();
         }
         out.extend(own.client_ports.iter().map(|(port, _)| *port));
+    }
+
+    /// Counts a connection the agent made to a listener of its own network
+    /// namespace (its probes of the app): the namespace's accept counter
+    /// counts it too.
+    pub fn note_local_connect(&self) {
+        self.lock().local_connects += 1;
+    }
+
+    /// Connections the agent has made within its namespace so far.
+    pub fn local_connects(&self) -> u64 {
+        self.lock().local_connects
     }
 
     /// Counts a connection the admin server accepted.

@@ -162,7 +162,14 @@ async fn connect(authority: &str, own: &Own) -> std::io::Result<TcpStream> {
         socket.bind(any)?;
         own.register_client_port(socket.local_addr()?.port());
         match socket.connect(address).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                // Accepted in this namespace: the accept counter counts it.
+                let here = stream.local_addr()?.ip();
+                if address.ip().is_loopback() || address.ip() == here {
+                    own.note_local_connect();
+                }
+                return Ok(stream);
+            }
             Err(e) => last = Some(e),
         }
     }

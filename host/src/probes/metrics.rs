@@ -1,7 +1,9 @@
 //! `metrics`: the app's own count of what TCP cannot see, read from its
 //! Prometheus or OpenMetrics endpoint — for instance the calls in progress
 //! on multiplexed HTTP/2 connections. Series are picked by name and labels;
-//! the value is their sum, and each of them.
+//! the value is their sum, and each of them. Where a stack counts calls
+//! started and calls finished instead (go-grpc-prometheus), `minus` names
+//! the second: the value is the difference.
 
 use std::collections::BTreeMap;
 
@@ -30,12 +32,17 @@ pub struct Spec {
     /// Labels a series must have, with these values.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Series to take off the sum (with the same labels): the finished
+    /// calls, where `name` counts the started ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minus: Option<String>,
 }
 
 pub struct MetricsProbe {
     get: Get,
     name: String,
     labels: BTreeMap<String, String>,
+    minus: Option<String>,
 }
 
 impl MetricsProbe {
@@ -44,6 +51,7 @@ impl MetricsProbe {
             get: Get::new(&spec.url, own),
             name: spec.name.clone(),
             labels: spec.labels.clone(),
+            minus: spec.minus.clone(),
         }
     }
 
@@ -57,9 +65,13 @@ impl MetricsProbe {
             series: Vec::new(),
         };
         for sample in scrape.samples {
-            if sample.metric != self.name {
+            let sign = if sample.metric == self.name {
+                1.0
+            } else if self.minus.as_deref() == Some(sample.metric.as_str()) {
+                -1.0
+            } else {
                 continue;
-            }
+            };
             let wanted = self
                 .labels
                 .iter()
@@ -74,8 +86,8 @@ impl MetricsProbe {
             if !wanted || !value.is_finite() {
                 continue;
             }
-            metrics.sum += value;
-            if metrics.series.len() < MAX_SERIES {
+            metrics.sum += sign * value;
+            if sign > 0.0 && metrics.series.len() < MAX_SERIES {
                 let mut labels: Vec<(String, String)> = sample
                     .labels
                     .iter()
@@ -122,7 +134,22 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            minus: None,
         }
+    }
+
+    #[test]
+    fn started_minus_handled_is_in_progress() {
+        let text = "\
+grpc_server_started_total{grpc_method=\"Get\",grpc_type=\"unary\"} 120
+grpc_server_started_total{grpc_method=\"Watch\",grpc_type=\"server_stream\"} 7
+grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Get\",grpc_type=\"unary\"} 117
+grpc_server_handled_total{grpc_code=\"Unavailable\",grpc_method=\"Get\",grpc_type=\"unary\"} 1
+";
+        let mut unary = probe("grpc_server_started_total", &[("grpc_type", "unary")]);
+        unary.minus = Some("grpc_server_handled_total".into());
+        let m = unary.pick(text).unwrap();
+        assert_eq!((m.sum, m.series.len()), (2.0, 1));
     }
 
     const EXPOSITION: &str = "\
