@@ -400,3 +400,29 @@ fn only_regular_files_are_read() {
         .to_string();
     assert_eq!(error, "/dev/zero: not a regular file (a character device)");
 }
+
+/// The README's table of settings names every declaration, its flag and its
+/// variable: a setting added here and not there fails.
+#[test]
+fn the_readme_lists_every_setting() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let table = readme
+        .split("| file key | flag | environment | default |")
+        .nth(1)
+        .expect("the README's table of settings");
+    let table = table.split("\n\n").next().unwrap();
+    for d in DECLARATIONS {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", d.key)))
+            .unwrap_or_else(|| panic!("no row for {} in the README", d.key));
+        if let Some(flag) = d.flag {
+            assert!(row.contains(&format!("`--{flag}")), "{row}");
+        }
+        if let Some(var) = d.env {
+            assert!(row.contains(&format!("`{var}`")), "{row}");
+        }
+    }
+}
