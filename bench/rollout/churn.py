@@ -9,13 +9,19 @@ filters its own out. This is the load that makes looking cost more.
 
 A tiny nginx (`return 204`) and `hey` with keep-alive off, both in a
 namespace of their own on the pods' bridge, talking over its loopback: the
-server closes first, so the TIME_WAIT sockets are its own.
+server closes first, so the TIME_WAIT sockets are its own. On several ports,
+one `hey` each: a client's new connection whose ports match a TIME_WAIT
+socket takes it over, and one server port's 28,000 client ports would cap
+the pile well below rate x 60 s.
 """
 
 import os
 import subprocess
 
 from pods import spawn
+
+
+PORTS = range(8001, 8011)
 
 
 class Churn:
@@ -44,7 +50,7 @@ http {{
     error_log {self.workdir}/error.log warn;
     {temp}
     server {{
-        listen 127.0.0.1:80 backlog=4096;
+        {" ".join(f"listen 127.0.0.1:{port} backlog=4096;" for port in PORTS)}
         location / {{ return 204; }}
     }}
 }}
@@ -53,11 +59,12 @@ http {{
         self.processes.append(spawn([*inside, "nginx", "-p", self.workdir, "-c", conf,
                                      "-e", os.path.join(self.workdir, "error.log")]))
         # hey's workers each send `per_worker` a second, one connection each.
-        per_worker = 20
-        workers = max(1, round(self.rate / per_worker))
-        self.processes.append(spawn([*inside, "hey", "-z", "1h", "-c", str(workers), "-q", str(per_worker),
-                                     "-disable-keepalive", "http://127.0.0.1/"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        per_worker = 10
+        workers = max(1, round(self.rate / per_worker / len(PORTS)))
+        for port in PORTS:
+            self.processes.append(spawn([*inside, "hey", "-z", "1h", "-c", str(workers), "-q", str(per_worker),
+                                         "-disable-keepalive", f"http://127.0.0.1:{port}/"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self):
         for process in reversed(self.processes):
