@@ -1,4 +1,5 @@
-"""The two load balancers, both Debian's nginx, in front of the pods.
+"""The two nginx load balancers in front of the pods (and, from
+`haproxy.py`, a third).
 
 Neither retries anything (`proxy_next_upstream off`): a POST is never
 retried, and a connection refused by a pod still in the endpoints fails, as
@@ -20,6 +21,7 @@ import subprocess
 import time
 import urllib.request
 
+from haproxy import HAProxy
 from pods import APP_PORT, HERE, spawn
 
 # Per request: the time it ended (wall clock), its status, the pod and what
@@ -254,4 +256,4 @@ class IngressNginx(Balancer):
         return time.monotonic()
 
 
-BALANCERS = {b.name: b for b in (ReloadedNginx, IngressNginx)}
+BALANCERS = {b.name: b for b in (ReloadedNginx, IngressNginx, HAProxy)}

@@ -29,10 +29,12 @@ from pods import Bare, Lameduck, Network, Pod, Sidecar, Sleep, make_workdir, swe
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 LAGS = [0.5, 2.0, 4.0]
+# What --full crosses unless --balancers, --traffic or --ages say otherwise:
+# the matrix of issue 10 (96 cases, ~70 minutes); the newer values are
+# crossed on demand.
+FULL_BALANCERS = ["nginx", "ingress"]
 TRAFFIC = ["dense", "sparse", "stream", "h2", "sse"]
 AGES = ["old", "young", "aged"]
-# What --full crosses unless --traffic or --ages say otherwise: the matrix of
-# issue 10 (96 cases, ~70 minutes); the newer values are crossed on demand.
 FULL_TRAFFIC = ["dense", "sparse"]
 FULL_AGES = ["old", "young"]
 FULL_VARIANTS = ["bare", "sleep-2", "sleep-5", "lameduck"]
@@ -45,10 +47,11 @@ RATES = {"dense": 300, "stream": 100, "h2": 200, "sse": 300}
 DEFAULT_CELLS = [("ingress", 2.0, "dense", "old"), ("nginx", 2.0, "dense", "old"),
                  ("nginx", 4.0, "sparse", "young")]
 # Issues 20 and 21: answers that outlive the lag (streamed, HTTP/2 calls on
-# pooled connections), long-lived streams that never finish, and a node aged
-# by tens of thousands of sockets that are not the app's.
+# pooled connections: one at a time per connection behind nginx, many at
+# once behind haproxy), long-lived streams that never finish, and a node
+# aged by tens of thousands of sockets that are not the app's.
 NEW_CELLS = [("nginx", 2.0, "stream", "old"), ("ingress", 2.0, "stream", "old"),
-             ("nginx", 2.0, "h2", "old"), ("ingress", 2.0, "h2", "old"),
+             ("nginx", 2.0, "h2", "old"), ("ingress", 2.0, "h2", "old"), ("haproxy", 2.0, "h2", "old"),
              ("nginx", 2.0, "sse", "old"), ("ingress", 2.0, "sse", "old"),
              ("nginx", 2.0, "dense", "aged")]
 CELL_SETS = {"default": DEFAULT_CELLS, "new": NEW_CELLS, "all": DEFAULT_CELLS + NEW_CELLS}
@@ -67,6 +70,8 @@ TOOLS = {
     "hey": "hey",
     "tini": "tini",
 }
+# What some cells need besides: the balancer haproxy.
+BALANCER_TOOLS = {"haproxy": {"haproxy": "haproxy"}}
 # What the HTTP/2 cells (the app, the calls client) import, and where from:
 # {module: (Debian package, PyPI package)}. Debian's for Debian's python3,
 # pip's for any other (pyenv, a venv).
@@ -76,7 +81,7 @@ PYTHON_MODULES = {"h2": ("python3-h2", "h2")}
 def main():
     args = parse_args()
     cells, variant_names = selection(args)
-    ensure_tools(install=not args.no_install, modules=args.install_only or any(c[2] == "h2" for c in cells))
+    ensure_tools(install=not args.no_install, cells=None if args.install_only else cells)
     if args.install_only:
         return
     variants = [make_variant(name, args) for name in variant_names]
@@ -146,7 +151,8 @@ def parse_args():
                        help=f"CI's cell: {describe_cell(SMOKE_CELLS[0])}, {' and '.join(SMOKE_VARIANTS)} (~1 min)")
     scope.add_argument("--full", action="store_true",
                        help="every cell: balancer x lag x traffic x age, with " + ", ".join(FULL_VARIANTS))
-    parser.add_argument("--balancers", type=csv(str, BALANCERS), help="nginx, ingress")
+    parser.add_argument("--balancers", type=csv(str, BALANCERS), help="nginx (reloaded per change), ingress "
+                        "(Lua, keep-alive pool), haproxy (shared pool; multiplexes HTTP/2 calls to the pods)")
     parser.add_argument("--lags", type=csv(float), help="seconds from a pod's deletion (or readiness) "
                         "to its endpoint's change on the balancer; e.g. 0.5,2,4")
     parser.add_argument("--traffic", type=csv(str, TRAFFIC),
@@ -208,7 +214,7 @@ def selection(args):
     if args.smoke:
         return SMOKE_CELLS, args.variants or SMOKE_VARIANTS
     if args.full:
-        cells = itertools.product(args.balancers or list(BALANCERS), args.lags or LAGS,
+        cells = itertools.product(args.balancers or FULL_BALANCERS, args.lags or LAGS,
                                   args.traffic or FULL_TRAFFIC, args.ages or FULL_AGES)
         return list(cells), args.variants or FULL_VARIANTS
     wanted = (args.balancers, args.lags, args.traffic, args.ages)
@@ -254,13 +260,18 @@ def find_lameduck():
     return max(built, key=os.path.getmtime)
 
 
-def ensure_tools(install, modules):
-    """The tools every cell runs and, if `modules`, the Python modules the
-    HTTP/2 cells import (only they need them: CI's smoke cell does not)."""
+def ensure_tools(install, cells):
+    """The tools every cell runs, and what only some cells need (haproxy; the
+    Python modules of the HTTP/2 cells): for these `cells`, or all of them
+    if None. CI's smoke cell needs nothing more than it did."""
     if os.geteuid() != 0:
         sys.exit("bench/rollout needs root: it makes network namespaces, veth pairs and a bridge")
-    wanted = PYTHON_MODULES if modules else {}
-    missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    tools = dict(TOOLS)
+    for balancer, needs in BALANCER_TOOLS.items():
+        if cells is None or any(c[0] == balancer for c in cells):
+            tools.update(needs)
+    wanted = PYTHON_MODULES if cells is None or any(c[2] == "h2" for c in cells) else {}
+    missing = sorted({package for tool, package in tools.items() if not have(tool)})
     debian_python = os.path.realpath(sys.executable).startswith("/usr/bin/")
     missing_modules = [m for m in wanted if not have_module(m)]
     if debian_python:
@@ -274,7 +285,7 @@ def ensure_tools(install, modules):
             subprocess.run(apt, env=env, stdout=subprocess.DEVNULL)
     if not debian_python and missing_modules and install:
         pip_install([wanted[m][1] for m in missing_modules])
-    missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    missing = sorted({package for tool, package in tools.items() if not have(tool)})
     missing_modules = [m for m in wanted if not have_module(m)]
     needs = []
     if missing:
