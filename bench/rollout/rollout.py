@@ -142,7 +142,7 @@ def parse_args():
         epilog="Without --smoke or --full: the named cells, with "
                f"{', '.join(DEFAULT_VARIANTS)}: issue 10's (--cells default: "
                f"{', '.join(map(describe_cell, DEFAULT_CELLS))}; <= 10 minutes) and issues 20 and 21's "
-               f"(--cells new: {', '.join(map(describe_cell, NEW_CELLS))}; ~35 minutes). With no matrix "
+               f"(--cells new: {', '.join(map(describe_cell, NEW_CELLS))}; ~30 minutes). With no matrix "
                "flag, issue 10's run; the matrix flags pick from all of them (e.g. --traffic stream,h2,sse; "
                "--ages aged). With --full they give the values whose cross product is run (default: "
                f"{', '.join(FULL_TRAFFIC)} x {', '.join(FULL_AGES)}).")
