@@ -15,7 +15,7 @@ use super::{Call, Event, read};
 use crate::{Signal, SignalAction};
 
 /// Every kind of event this reader knows.
-pub const KINDS: [&str; 24] = [
+pub const KINDS: [&str; 25] = [
     "started",
     "admin",
     "held",
@@ -39,6 +39,7 @@ pub const KINDS: [&str; 24] = [
     "shadow-policy",
     "shadow-failed",
     "shadow",
+    "degraded",
     "omitted",
 ];
 

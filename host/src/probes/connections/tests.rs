@@ -365,8 +365,12 @@ fn where_netlink_is_refused_proc_net_tcp_is_read_and_said() {
         respond(&mut client, &mut server);
         let t = sample(&mut probe);
         assert_eq!(t.evidence, Evidence::ProcNetTcp);
-        // Who owes a response cannot be told: every open one counts.
-        assert_eq!((t.open, t.in_flight, t.idle), (1, 1, 0), "{t:?}");
+        // Who owes a response cannot be told: with empty queues, unsure.
+        assert_eq!(
+            (t.open, t.in_flight, t.unsure, t.idle),
+            (1, 1, 1, 0),
+            "{t:?}"
+        );
         let _second = app.connect();
         {
             let _gone = app.connect();
@@ -377,6 +381,19 @@ fn where_netlink_is_refused_proc_net_tcp_is_read_and_said() {
             (Evidence::ProcNetTcp, 2, 2),
             "{t:?}"
         );
+        // A request not read yet: in flight, surely.
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let t = sample(&mut probe);
+        assert_eq!((t.in_flight, t.unsure), (2, 1), "{t:?}");
+        let mut buf = [0; 18];
+        server.read_exact(&mut buf).unwrap();
+        sample(&mut probe);
+        // Empty queues, look after look, for as long as the agent holds what
+        // it cannot see: idle keep-alive, which no longer holds a drain.
+        std::thread::sleep(super::LONGEST_HELD + Duration::from_millis(100));
+        let t = sample(&mut probe);
+        assert_eq!((t.open, t.in_flight, t.idle), (2, 0, 2), "{t:?}");
     });
 }
 
