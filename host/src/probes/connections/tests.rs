@@ -532,12 +532,12 @@ fn a_streamed_answer_is_in_flight_while_it_sends_and_unsure_when_it_pauses() {
         let mut probe = app.probe();
         let (mut c, mut s) = app.connect();
         request(&mut c, &mut s);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         let mut seen = Vec::new();
         // One chunk per look, as a stream sends one every 100 ms.
         for _ in 0..4 {
             chunk(&mut c, &mut s);
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
             seen.push(sample(&mut probe));
         }
         // The first chunk looks like an answer; from the second on, a stream.
@@ -548,7 +548,7 @@ fn a_streamed_answer_is_in_flight_while_it_sends_and_unsure_when_it_pauses() {
             "{seen:?}"
         );
         // It pauses (a heartbeat's wait): it may have ended, or not.
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         let paused = sample(&mut probe);
         assert_eq!(
             (paused.in_flight, paused.unsure, paused.idle),
@@ -557,9 +557,9 @@ fn a_streamed_answer_is_in_flight_while_it_sends_and_unsure_when_it_pauses() {
         );
         // A new request on the connection: an ordinary exchange again.
         request(&mut c, &mut s);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         respond(&mut c, &mut s);
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         let t = sample(&mut probe);
         assert_eq!((t.in_flight, t.idle), (0, 1), "{t:?}");
     });
