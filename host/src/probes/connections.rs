@@ -20,9 +20,10 @@ use netlink_packet_sock_diag::inet::StateFlags;
 use super::app_ports::AppPorts;
 use super::exclusions::{Agent, Exclude, Exclusions, Own, Reason};
 use super::silences::SilenceLog;
+use super::snmp::{Snmp, TcpCounters};
 use super::sockets::{DumpError, Family, SockDiag, Socket, state};
 use super::traffic::{Evidence, Excluded, Traffic};
-use super::{Sample, proc_net_tcp, snmp};
+use super::{Sample, proc_net_tcp};
 use lameduck_core::ProbeValue;
 use lameduck_core::millis;
 
@@ -39,6 +40,10 @@ const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 /// answer on it does not say every call on it is answered.
 const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
 const LONGEST_HELD: Duration = Duration::from_secs(5);
+
+/// While nothing happens on TCP, how long a learning sample may reuse the
+/// last dump's reading if a clock may change it.
+const STALE: Duration = Duration::from_secs(1);
 
 /// `connections: { ports: [8080], exclude: { peers: [...], ports: [...] },
 /// long_lived: 10s }`; no ports: the app's own listening ports.
@@ -95,6 +100,8 @@ pub struct ConnectionsProbe {
     /// connection (HTTP/2, gRPC).
     multiplexed: HashSet<u16>,
     source: Source,
+    /// Whether dumps ask the kernel for the sockets on watched ports only.
+    kernel_filter: bool,
     sockets: Vec<Socket>,
     /// What each server-side socket of the previous sample looked like.
     seen: HashMap<u64, Seen>,
@@ -109,11 +116,18 @@ pub struct ConnectionsProbe {
     longest_wait: Option<Duration>,
     time_wait: TimeWaitClock,
     silences: SilenceLog,
+    snmp: Snmp,
+    /// The latest reading from a dump, and the namespace's counters read
+    /// just before it: while they stay the same, so would a dump.
+    last: Option<(Traffic, TcpCounters)>,
+    /// Learning samples that needed no dump.
+    skipped: u64,
     // Scratch space kept between samples.
     arrivals: Vec<Instant>,
     listening: HashSet<u16>,
     own_ports: HashSet<u16>,
     app_ports: Vec<u16>,
+    watched: Vec<u16>,
 }
 
 enum Source {
@@ -201,6 +215,7 @@ impl ConnectionsProbe {
             long_lived: LONG_LIVED,
             multiplexed: HashSet::new(),
             source: Source::SockDiag(None),
+            kernel_filter: true,
             sockets: Vec::new(),
             seen: HashMap::new(),
             next: HashMap::new(),
@@ -211,10 +226,14 @@ impl ConnectionsProbe {
             longest_wait: None,
             time_wait: TimeWaitClock::default(),
             silences: SilenceLog::default(),
+            snmp: Snmp::new(),
+            last: None,
+            skipped: 0,
             arrivals: Vec::new(),
             listening: HashSet::new(),
             own_ports: HashSet::new(),
             app_ports: Vec::new(),
+            watched: Vec::new(),
         }
     }
 
@@ -230,16 +249,88 @@ impl ConnectionsProbe {
         self.source = Source::ProcNetTcp;
     }
 
+    /// Has the kernel return every socket, filtered here, as before it
+    /// filtered by port (for benchmarks).
+    pub fn without_kernel_filter(&mut self) {
+        self.kernel_filter = false;
+    }
+
+    /// Whether the kernel filters this probe's dumps by port (`false` where
+    /// it refused a filter: the sockets are then filtered here).
+    pub fn kernel_filtered(&self) -> bool {
+        matches!(&self.source, Source::SockDiag(Some(diag)) if diag.filtered())
+    }
+
     /// A sample taken while serving: learns the silences between requests.
     /// The reading is the latest value too.
+    ///
+    /// The namespace's TCP counters first, a read of a small file: where no
+    /// segment came in or went out and nothing was accepted since the last
+    /// dump, a dump would find the same sockets with the same clocks, so
+    /// none is taken and the last reading's clocks move on. An idle app
+    /// costs that read, not a walk of the node's socket table.
     pub fn learn(&mut self) -> ProbeValue {
-        value(self.traffic(true))
+        let at = Instant::now();
+        let counters = self.snmp.read().ok();
+        if let Some(traffic) = counters.and_then(|now| self.unchanged(now, at)) {
+            self.skipped += 1;
+            return value(Ok(traffic));
+        }
+        value(self.read(at, counters, true))
+    }
+
+    /// Learning samples that needed no socket dump.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The last reading, `at` now, if nothing happened on TCP since:
+    /// `counters` are the ones read before its dump.
+    fn unchanged(&mut self, counters: TcpCounters, at: Instant) -> Option<Traffic> {
+        let (traffic, before) = self.last.as_ref()?;
+        let then = self.previous.as_ref()?.at;
+        // Without a segment, only the classes a clock decides can change (a
+        // paused stream, calls that overlapped, a stream growing old, and
+        // all of them under `/proc/net/tcp`): where there are some, a dump
+        // at least every `STALE`. A listener that appeared is seen with its
+        // first connection, which is segments.
+        let clocked =
+            traffic.unsure > 0 || traffic.streaming > 0 || traffic.evidence != Evidence::SockDiag;
+        if !counters.quiet_since(before) || clocked && at.saturating_duration_since(then) >= STALE {
+            return None;
+        }
+        let mut traffic = traffic.clone();
+        let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
+        let aged = millis(at.saturating_duration_since(then));
+        traffic.accepted = 0;
+        traffic.excluded.accepts = 0;
+        traffic.since_last_request_ms = since(self.last_request);
+        traffic.since_last_accept_ms = since(self.last_accept);
+        traffic.long_lived_oldest_ms = traffic
+            .long_lived_oldest_ms
+            .map(|ms| ms.saturating_add(aged));
+        self.arrivals.clear();
+        self.silences.observe(at, &mut self.arrivals, false);
+        traffic.silences = self.silences.silences();
+        Some(traffic)
     }
 
     /// One reading, in the calling thread's network namespace; `learning`
     /// while the app serves.
     pub fn traffic(&mut self, learning: bool) -> Result<Traffic, ConnectionsError> {
-        let at = Instant::now();
+        let counters = self.snmp.read().ok();
+        self.read(Instant::now(), counters, learning)
+    }
+
+    /// A reading from a dump taken now (`at`), after the namespace's
+    /// counters were read (`counters`).
+    fn read(
+        &mut self,
+        at: Instant,
+        counters: Option<TcpCounters>,
+        learning: bool,
+    ) -> Result<Traffic, ConnectionsError> {
+        self.last = None;
         let evidence = self.dump()?;
         // The agent's own counts before the namespace's: a connection of the
         // agent's in between is counted as the app's this time (safe), and
@@ -249,7 +340,7 @@ impl ConnectionsProbe {
         // Read after the dump: an accept in between is counted now and its
         // socket seen (and taken off, if excluded) next time, never the
         // other way round.
-        let passive_opens = snmp::passive_opens().ok();
+        let passive_opens = self.snmp.read().ok().map(|c| c.passive_opens);
         self.own.client_ports(&mut self.own_ports);
         self.listening.clear();
         self.listening.extend(
@@ -317,7 +408,7 @@ impl ConnectionsProbe {
             local_connects,
         });
         let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
-        Ok(Traffic {
+        let traffic = Traffic {
             evidence,
             open: tally.open,
             in_flight: tally.in_flight,
@@ -332,19 +423,27 @@ impl ConnectionsProbe {
             since_last_accept_ms: since(self.last_accept),
             silences: self.silences.silences(),
             excluded,
-        })
+        };
+        self.last = counters.map(|counters| (traffic.clone(), counters));
+        Ok(traffic)
     }
 
     /// Fills `self.sockets` from netlink, or from `/proc/net/tcp` where
     /// netlink fails.
     fn dump(&mut self) -> Result<Evidence, ConnectionsError> {
         self.sockets.clear();
+        // The ports known before the dump; the listeners' are added to
+        // them once dumped.
+        self.watched.clear();
+        self.watched.extend_from_slice(self.ports.known());
+        self.watched.extend(self.exclusions.admin_port());
         if let Source::SockDiag(diag) = &mut self.source {
+            let watched = self.kernel_filter.then_some(&mut self.watched);
             let result = match diag {
                 Some(diag) => Ok(diag),
                 None => SockDiag::open().map(|opened| diag.insert(opened)),
             }
-            .and_then(|diag| dump_served(diag, self.served, &mut self.sockets));
+            .and_then(|diag| dump_served(diag, self.served, watched, &mut self.sockets));
             match result {
                 Ok(()) => return Ok(Evidence::SockDiag),
                 // Said once, by the controller, when it sees the reading.
@@ -635,19 +734,31 @@ fn value(reading: Result<Traffic, ConnectionsError>) -> ProbeValue {
 /// families that have a listener or had server-side connections: walking a
 /// family's connections costs a pass over the node's whole table, so a
 /// family nothing listens on is skipped (most pods listen on one).
+///
+/// With `watched` (the app's and the admin server's ports), the kernel
+/// returns the connections on those ports and the listeners' only: the
+/// ones `tally` looks at, so the node's other sockets cost a test each.
 fn dump_served(
     diag: &mut SockDiag,
     served: [bool; 2],
+    watched: Option<&mut Vec<u16>>,
     out: &mut Vec<Socket>,
 ) -> Result<(), DumpError> {
     for family in Family::ALL {
-        diag.dump(family, &StateFlags::LISTEN, out)?;
+        diag.dump(family, &StateFlags::LISTEN, &[], out)?;
     }
+    let ports = match watched {
+        Some(watched) => {
+            watched.extend(out.iter().map(|s| s.local.port()));
+            &watched[..]
+        }
+        None => &[],
+    };
     let listened = |family| out.iter().any(|s| s.family() == family);
     let walk = Family::ALL.map(|family| served[family as usize] || listened(family));
     for family in Family::ALL {
         if walk[family as usize] {
-            diag.dump(family, &connected_states(), out)?;
+            diag.dump(family, &connected_states(), ports, out)?;
         }
     }
     Ok(())

@@ -634,3 +634,70 @@ fn calls_that_overlap_on_a_connection_make_it_unsure_after_an_answer() {
         assert_eq!((t.in_flight, t.unsure, t.idle), (2, 2, 0), "{t:?}");
     });
 }
+
+/// The connections reading of a learning sample.
+fn learned(probe: &mut ConnectionsProbe) -> lameduck_core::Connections {
+    match probe.learn() {
+        ProbeValue::Connections(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn while_nothing_happens_on_tcp_learning_takes_no_dump_and_its_clocks_move_on() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        // Delayed acknowledgements are segments too: let them go first.
+        let settle = || std::thread::sleep(Duration::from_millis(100));
+        settle();
+        let mut probe = app.probe();
+        let first = learned(&mut probe);
+        assert_eq!((first.open, first.in_flight), (1, 1));
+        std::thread::sleep(Duration::from_millis(50));
+        // Owed and quiet: the same reading, older.
+        let quiet = learned(&mut probe);
+        assert_eq!(probe.skipped(), 1);
+        assert_eq!((quiet.open, quiet.in_flight), (1, 1));
+        let ago = |c: &lameduck_core::Connections| c.since_last_request_ms.unwrap();
+        assert!(ago(&quiet) >= ago(&first) + 50, "{first:?} then {quiet:?}");
+        // The answer is a segment out: a dump again, which sees it.
+        respond(&mut client, &mut server);
+        let answered = learned(&mut probe);
+        assert_eq!(probe.skipped(), 1);
+        assert_eq!(
+            (answered.open, answered.in_flight, answered.idle),
+            (1, 0, 1)
+        );
+        // A new connection: an accept.
+        let _second = app.connect();
+        assert_eq!(learned(&mut probe).open, 2);
+        assert_eq!(probe.skipped(), 1);
+        // Quiet again: nothing a clock decides, so no dump however long.
+        settle();
+        learned(&mut probe);
+        let skipped = probe.skipped();
+        learned(&mut probe);
+        std::thread::sleep(STALE);
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 2);
+        // An answer that streams, paused: its class is the clock's, so a
+        // dump once it is older than `STALE`.
+        request(&mut client, &mut server);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(50));
+            chunk(&mut client, &mut server);
+            learned(&mut probe);
+        }
+        settle();
+        let paused = probe.traffic(true).unwrap();
+        assert_eq!(paused.unsure, 1, "{paused:?}");
+        let skipped = probe.skipped();
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 1);
+        std::thread::sleep(STALE);
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 1);
+    });
+}
