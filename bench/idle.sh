@@ -7,7 +7,7 @@
 #   SECONDS_EACH=60 bench/idle.sh         # longer windows (default 20 s)
 #   bench/idle.sh before=/path/to/lameduck-old   # more agents, same run
 #
-# Each supervisor runs `python3 -m http.server` in network and PID
+# Each supervisor runs a small Python HTTP/1.1 server in network and PID
 # namespaces of its own (so the namespace's TCP counters are the app's
 # alone, and /proc holds the pod's processes, as in a pod), with lameduck's defaults (admin server on, default policy,
 # `connections` probe). After 3 s to settle, its own CPU time (utime +
@@ -44,6 +44,22 @@ if [ ${#agents[@]} -eq 0 ] || ! printf '%s\n' "${agents[@]}" | grep -q '^lameduc
 fi
 agents=("tini=$(command -v tini)" "${agents[@]}")
 
+# An HTTP/1.1 app that keeps connections alive (`http.server` speaks 1.0,
+# and closes each).
+app='
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 8080), Handler).serve_forever()
+'
+
 hz=$(getconf CLK_TCK)
 # CPU ticks (utime + stime) of process $1.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -72,7 +88,7 @@ run() {  # $1: name, $2: supervisor
     local name=$1 bin=$2 ns="ld-idle-$$"
     ip netns add "$ns"
     ip -n "$ns" link set lo up
-    local args=(-- python3 -m http.server 8080 --bind 127.0.0.1)
+    local args=(-- python3 -c "$app")
     [ "$name" = tini ] || args=(run "${args[@]}")
     ip netns exec "$ns" unshare --pid --fork --mount-proc "$bin" "${args[@]}" >/dev/null 2>&1 &
     local unshare=$!

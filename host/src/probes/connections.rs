@@ -41,6 +41,11 @@ const SAME_ARRIVAL: Duration = Duration::from_millis(15);
 const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
 const LONGEST_HELD: Duration = Duration::from_secs(5);
 
+/// The most sockets looked up one by one rather than dumped: a lookup costs
+/// the kernel a hash lookup and an answer, a dump a walk of its whole table
+/// (262,144 buckets on a node with a few GiB).
+const LOOK_UP_AT_MOST: usize = 256;
+
 /// While nothing happens on TCP, how long a learning sample may reuse the
 /// last dump's reading if a clock may change it.
 const STALE: Duration = Duration::from_secs(1);
@@ -128,6 +133,14 @@ pub struct ConnectionsProbe {
     own_ports: HashSet<u16>,
     app_ports: Vec<u16>,
     watched: Vec<u16>,
+    /// The sockets of the last dump, and the namespace's `PassiveOpens`
+    /// read before it: while that stays the same, no connection is new, and
+    /// looking each of them up tells what a dump would.
+    known: Vec<Socket>,
+    dumped_opens: Option<u64>,
+    asking: Vec<Socket>,
+    /// Samples that looked sockets up rather than dumping them.
+    looked_up: u64,
 }
 
 enum Source {
@@ -234,6 +247,10 @@ impl ConnectionsProbe {
             own_ports: HashSet::new(),
             app_ports: Vec::new(),
             watched: Vec::new(),
+            known: Vec::new(),
+            dumped_opens: None,
+            asking: Vec::new(),
+            looked_up: 0,
         }
     }
 
@@ -284,6 +301,11 @@ impl ConnectionsProbe {
         self.skipped
     }
 
+    /// Samples that looked the known sockets up rather than dumping.
+    pub fn looked_up(&self) -> u64 {
+        self.looked_up
+    }
+
     /// The last reading, `at` now, if nothing happened on TCP since:
     /// `counters` are the ones read before its dump.
     fn unchanged(&mut self, counters: TcpCounters, at: Instant) -> Option<Traffic> {
@@ -331,7 +353,7 @@ impl ConnectionsProbe {
         learning: bool,
     ) -> Result<Traffic, ConnectionsError> {
         self.last = None;
-        let evidence = self.dump()?;
+        let evidence = self.dump(counters.map(|c| c.passive_opens))?;
         // The agent's own counts before the namespace's: a connection of the
         // agent's in between is counted as the app's this time (safe), and
         // taken off the next.
@@ -429,9 +451,59 @@ impl ConnectionsProbe {
     }
 
     /// Fills `self.sockets` from netlink, or from `/proc/net/tcp` where
-    /// netlink fails.
-    fn dump(&mut self) -> Result<Evidence, ConnectionsError> {
+    /// netlink fails. `opens`: the namespace's `PassiveOpens`, read before.
+    fn dump(&mut self, opens: Option<u64>) -> Result<Evidence, ConnectionsError> {
         self.sockets.clear();
+        if self.look_up(opens) {
+            return Ok(Evidence::SockDiag);
+        }
+        let evidence = self.dump_all();
+        let dumped = matches!(evidence, Ok(Evidence::SockDiag));
+        self.dumped_opens = opens.filter(|_| dumped);
+        self.known.clear();
+        if dumped {
+            self.known.extend_from_slice(&self.sockets);
+        }
+        evidence
+    }
+
+    /// Where no connection was accepted since the last dump (`opens` as
+    /// then), the sockets it found, each looked up again: the listeners as
+    /// they were (a new one is seen with its first connection), the others
+    /// as they are now. `false` where that cannot stand for a dump: one is
+    /// gone (a dump would show what became of it), or they are too many
+    /// for lookups to cost less than the walk of a dump.
+    fn look_up(&mut self, opens: Option<u64>) -> bool {
+        let Source::SockDiag(Some(diag)) = &mut self.source else {
+            return false;
+        };
+        if opens.is_none() || opens != self.dumped_opens || self.known.len() > LOOK_UP_AT_MOST {
+            return false;
+        }
+        let (listening, connected): (Vec<&Socket>, Vec<&Socket>) =
+            self.known.iter().partition(|s| s.state == state::LISTEN);
+        self.sockets.extend(listening.into_iter().cloned());
+        self.asking.clear();
+        self.asking.extend(connected.into_iter().cloned());
+        if self.asking.is_empty() {
+            return true;
+        }
+        match diag.look_up(&self.asking, &mut self.sockets) {
+            Ok(true) => {
+                // The next lookups ask for what they are now.
+                self.known.clone_from(&self.sockets);
+                self.looked_up += 1;
+                true
+            }
+            Ok(false) | Err(_) => {
+                self.sockets.clear();
+                false
+            }
+        }
+    }
+
+    /// A dump of every socket on the watched ports (the kernel filtering).
+    fn dump_all(&mut self) -> Result<Evidence, ConnectionsError> {
         // The ports known before the dump; the listeners' are added to
         // them once dumped.
         self.watched.clear();

@@ -270,6 +270,69 @@ impl SockDiag {
         self.receive(out)
     }
 
+    /// Looks up each of `known` again, by its addresses and cookie: a hash
+    /// lookup in the kernel each, where a dump walks the whole table. Their
+    /// answers, in any order, are appended to `out`. `false` where one is
+    /// gone (or an answer is missing): then `out` lacks it, and only a dump
+    /// tells what became of it.
+    ///
+    /// The requests go in one message; the kernel answers each before the
+    /// send returns (a request that is not a dump is handled in the
+    /// sender's call), so the answers are read without waiting.
+    pub fn look_up(&mut self, known: &[Socket], out: &mut Vec<Socket>) -> Result<bool, DumpError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.request.clear();
+        for socket in known {
+            lookup(&mut self.request, self.sequence, socket);
+        }
+        self.socket
+            .send(&self.request, 0)
+            .map_err(DumpError::from_io)?;
+        let (mut answers, mut all) = (0, true);
+        while answers < known.len() {
+            self.buf.clear();
+            let received = match self
+                .socket
+                .recv(&mut self.buf, libc::MSG_TRUNC | libc::MSG_DONTWAIT)
+            {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(DumpError::from_io(e)),
+            };
+            if received > self.buf.len() {
+                return Err(DumpError::Decode(format!(
+                    "a {received}-byte message did not fit"
+                )));
+            }
+            let mut rest = &self.buf[..];
+            while !rest.is_empty() {
+                let message = NetlinkBuffer::new_checked(rest)
+                    .map_err(|e| DumpError::Decode(e.to_string()))?;
+                let length = message.length() as usize;
+                if message.sequence_number() == self.sequence {
+                    match message.message_type() {
+                        // Gone (ENOENT), or any other refusal.
+                        NLMSG_ERROR => {
+                            answers += 1;
+                            all = false;
+                        }
+                        SOCK_DIAG_BY_FAMILY => {
+                            answers += 1;
+                            out.push(socket(message.payload())?);
+                        }
+                        _ => {}
+                    }
+                }
+                let step = length.next_multiple_of(4).min(rest.len());
+                if step == 0 {
+                    break;
+                }
+                rest = &rest[step..];
+            }
+        }
+        Ok(all)
+    }
+
     fn receive(&mut self, out: &mut Vec<Socket>) -> Result<(), DumpError> {
         loop {
             self.buf.clear();
@@ -363,6 +426,41 @@ fn request(
         let len = u32::try_from(out.len()).expect("a short request");
         out[..4].copy_from_slice(&len.to_ne_bytes());
     }
+}
+
+/// Appends to `out` a request numbered `sequence` for `socket` alone, with
+/// `tcp_info`: its addresses as a dump gave them, and its cookie, so that
+/// another socket on the same addresses is not taken for it.
+fn lookup(out: &mut Vec<u8>, sequence: u32, socket: &Socket) {
+    let family = match socket.family() {
+        Family::V4 => AF_INET,
+        Family::V6 => AF_INET6,
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            states: StateFlags::all(),
+            socket_id: SocketId {
+                source_port: socket.local.port(),
+                destination_port: socket.remote.port(),
+                source_address: socket.local.ip(),
+                destination_address: socket.remote.ip(),
+                interface_id: 0,
+                cookie: socket.key.to_ne_bytes(),
+            },
+        })
+        .into(),
+    );
+    packet.finalize();
+    let start = out.len();
+    out.resize(start + packet.buffer_len(), 0);
+    packet.serialize(&mut out[start..]);
 }
 
 fn socket(payload: &[u8]) -> Result<Socket, DumpError> {
@@ -615,6 +713,48 @@ mod tests {
             )
             .unwrap();
             assert_eq!(sockets.len(), 8);
+        });
+    }
+
+    #[test]
+    fn sockets_are_looked_up_one_by_one_as_a_dump_shows_them() {
+        in_own_namespace(|| {
+            let two = TwoPorts::new();
+            let port = two.ports[0];
+            let mut diag = SockDiag::open().unwrap();
+            let mut dumped = Vec::new();
+            diag.dump(Family::V4, &StateFlags::all(), &[port], &mut dumped)
+                .unwrap();
+            // The server end of the open connection, and the one in TIME_WAIT.
+            let known: Vec<Socket> = dumped
+                .into_iter()
+                .filter(|s| s.state != state::LISTEN)
+                .collect();
+            assert_eq!(known.len(), 2, "{known:#?}");
+            let mut found = Vec::new();
+            assert!(diag.look_up(&known, &mut found).unwrap());
+            let keys = |sockets: &[Socket]| {
+                let mut keys: Vec<(u64, u8)> = sockets.iter().map(|s| (s.key, s.state)).collect();
+                keys.sort_unstable();
+                keys
+            };
+            assert_eq!(keys(&found), keys(&known));
+            assert!(found.iter().any(|s| s.activity.is_some()));
+            assert!(found.iter().any(|s| s.time_wait_left_ms.is_some()));
+
+            // Another socket on the same addresses is not the one asked for.
+            let mut other = known[0].clone();
+            other.key ^= 1;
+            let mut none = Vec::new();
+            assert!(!diag.look_up(&[other], &mut none).unwrap());
+            assert!(none.is_empty());
+            // A mix: the ones there are answered, the one gone said.
+            let mut some = Vec::new();
+            let mut other = known[0].clone();
+            other.local.set_port(1);
+            let asked = [known[0].clone(), other, known[1].clone()];
+            assert!(!diag.look_up(&asked, &mut some).unwrap());
+            assert_eq!(keys(&some), keys(&known));
         });
     }
 

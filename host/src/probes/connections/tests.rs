@@ -701,3 +701,45 @@ fn while_nothing_happens_on_tcp_learning_takes_no_dump_and_its_clocks_move_on() 
         assert_eq!(probe.skipped(), skipped + 1);
     });
 }
+
+#[test]
+fn with_no_new_connection_the_known_ones_are_looked_up_and_tell_what_a_dump_would() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut pairs: Vec<_> = (0..3).map(|_| app.connect()).collect();
+        let mut probe = app.probe();
+        let first = sample(&mut probe);
+        assert_eq!((first.open, first.idle, probe.looked_up()), (3, 3, 0));
+        // Requests on kept-alive connections: no accept, so lookups.
+        let (client, server) = &mut pairs[0];
+        request(client, server);
+        let owed = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 1);
+        assert_eq!(
+            (owed.open, owed.in_flight, owed.accepted),
+            (3, 1, 0),
+            "{owed:?}"
+        );
+        // Later than the request by more than the kernel's clock can blur.
+        std::thread::sleep(Duration::from_millis(50));
+        respond(client, server);
+        let answered = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!((answered.in_flight, answered.idle), (0, 3), "{answered:?}");
+        // A new connection: a dump, which sees it.
+        pairs.push(app.connect());
+        let grown = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!((grown.open, grown.accepted), (4, 1), "{grown:?}");
+        // One closed by the app: gone as the lookup finds it, so a dump.
+        let (_, server) = pairs.remove(0);
+        drop(server);
+        std::thread::sleep(Duration::from_millis(20));
+        let closed = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!(closed.open, 3, "{closed:?}");
+        // And lookups again.
+        sample(&mut probe);
+        assert_eq!(probe.looked_up(), 3);
+    });
+}
