@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use super::look::*;
 use super::*;
 use crate::probes::exclusions::Cidr;
 use crate::probes::traffic::Evidence;
@@ -391,7 +392,7 @@ fn where_netlink_is_refused_proc_net_tcp_is_read_and_said() {
         sample(&mut probe);
         // Empty queues, look after look, for as long as the agent holds what
         // it cannot see: idle keep-alive, which no longer holds a drain.
-        std::thread::sleep(super::LONGEST_HELD + Duration::from_millis(100));
+        std::thread::sleep(LONGEST_HELD + Duration::from_millis(100));
         let t = sample(&mut probe);
         assert_eq!((t.open, t.in_flight, t.idle), (2, 0, 2), "{t:?}");
     });
