@@ -66,7 +66,10 @@ pub(crate) fn component_layer(manifest: &[u8]) -> Result<Layer, String> {
     let manifest: Manifest =
         serde_json::from_slice(manifest).map_err(|e| format!("not a JSON manifest: {e}"))?;
     if manifest.schema_version != Some(2) {
-        return Err(format!("schemaVersion is {:?}, not 2", manifest.schema_version));
+        return Err(format!(
+            "schemaVersion is {:?}, not 2",
+            manifest.schema_version
+        ));
     }
     let media_type = manifest.media_type.as_deref();
     if manifest.manifests.is_some()
@@ -78,7 +81,9 @@ pub(crate) fn component_layer(manifest: &[u8]) -> Result<Layer, String> {
         ));
     }
     if let Some(other) = media_type.filter(|m| *m != MANIFEST_MEDIA_TYPE) {
-        return Err(format!("manifest media type {other}, not {MANIFEST_MEDIA_TYPE}"));
+        return Err(format!(
+            "manifest media type {other}, not {MANIFEST_MEDIA_TYPE}"
+        ));
     }
     let config = manifest.config.ok_or("the manifest has no config")?;
     if config.media_type != CONFIG_MEDIA_TYPE && config.media_type != LEGACY_CONFIG_MEDIA_TYPE {
@@ -89,7 +94,10 @@ pub(crate) fn component_layer(manifest: &[u8]) -> Result<Layer, String> {
     }
     let layers = manifest.layers.unwrap_or_default();
     let [layer] = layers.as_slice() else {
-        return Err(format!("{} layers; a wasm component artifact has exactly one", layers.len()));
+        return Err(format!(
+            "{} layers; a wasm component artifact has exactly one",
+            layers.len()
+        ));
     };
     if layer.media_type != LAYER_MEDIA_TYPE && layer.media_type != LEGACY_LAYER_MEDIA_TYPE {
         return Err(format!(
@@ -99,7 +107,11 @@ pub(crate) fn component_layer(manifest: &[u8]) -> Result<Layer, String> {
     }
     let digest = Digest::parse(&layer.digest).map_err(|e| format!("layer {e}"))?;
     let size = u64::try_from(layer.size).map_err(|_| format!("layer size {} < 0", layer.size))?;
-    Ok(Layer { digest, size, media_type: layer.media_type.clone() })
+    Ok(Layer {
+        digest,
+        size,
+        media_type: layer.media_type.clone(),
+    })
 }
 
 /// The config blob and manifest of a pushed component, as bytes (the manifest's
@@ -139,7 +151,12 @@ pub(crate) fn pushable(component: &[u8], created: &str) -> Pushable {
         }],
     }))
     .expect("a JSON value serialises");
-    Pushable { config, config_digest, layer_digest, manifest }
+    Pushable {
+        config,
+        config_digest,
+        layer_digest,
+        manifest,
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +191,10 @@ mod tests {
     #[test]
     fn legacy_layer_accepted() {
         let m = manifest(LEGACY_CONFIG_MEDIA_TYPE, &[LEGACY_LAYER_MEDIA_TYPE]);
-        assert_eq!(component_layer(&m).unwrap().media_type, LEGACY_LAYER_MEDIA_TYPE);
+        assert_eq!(
+            component_layer(&m).unwrap().media_type,
+            LEGACY_LAYER_MEDIA_TYPE
+        );
     }
 
     #[test]
@@ -183,13 +203,28 @@ mod tests {
             "application/vnd.oci.image.config.v1+json",
             &["application/vnd.oci.image.layer.v1.tar+gzip"],
         );
-        assert!(component_layer(&image).unwrap_err().contains("container image"));
+        assert!(
+            component_layer(&image)
+                .unwrap_err()
+                .contains("container image")
+        );
         let two = manifest(CONFIG_MEDIA_TYPE, &[LAYER_MEDIA_TYPE, LAYER_MEDIA_TYPE]);
         assert!(component_layer(&two).unwrap_err().contains("2 layers"));
-        let tar = manifest(CONFIG_MEDIA_TYPE, &["application/vnd.oci.image.layer.v1.tar"]);
-        assert!(component_layer(&tar).unwrap_err().contains("layer media type"));
+        let tar = manifest(
+            CONFIG_MEDIA_TYPE,
+            &["application/vnd.oci.image.layer.v1.tar"],
+        );
+        assert!(
+            component_layer(&tar)
+                .unwrap_err()
+                .contains("layer media type")
+        );
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
         assert!(component_layer(index).unwrap_err().contains("image index"));
-        assert!(component_layer(b"<html>").unwrap_err().contains("not a JSON manifest"));
+        assert!(
+            component_layer(b"<html>")
+                .unwrap_err()
+                .contains("not a JSON manifest")
+        );
     }
 }

@@ -42,7 +42,11 @@ impl Credentials {
     /// `username` and `password`, or a token: `registrytoken` and
     /// `identitytoken` are sent as bearer tokens.
     pub(crate) fn load(path: &Path) -> Result<Self, Error> {
-        let bad = |reason: String| Error::Settings { what: "auth file", path: path.to_owned(), reason };
+        let bad = |reason: String| Error::Settings {
+            what: "auth file",
+            path: path.to_owned(),
+            reason,
+        };
         let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -56,7 +60,9 @@ impl Credentials {
         };
         let mut by_registry = BTreeMap::new();
         for (key, entry) in entries {
-            let auth = entry.credentials().map_err(|reason| bad(format!("{key:?}: {reason}")))?;
+            let auth = entry
+                .credentials()
+                .map_err(|reason| bad(format!("{key:?}: {reason}")))?;
             by_registry.insert(normalise(&key), auth);
         }
         Ok(Self { by_registry })
@@ -64,7 +70,10 @@ impl Credentials {
 
     /// The credentials for `registry` (`host:port`), or anonymous.
     pub(crate) fn for_registry(&self, registry: &str) -> RegistryAuth {
-        self.by_registry.get(registry).cloned().unwrap_or(RegistryAuth::Anonymous)
+        self.by_registry
+            .get(registry)
+            .cloned()
+            .unwrap_or(RegistryAuth::Anonymous)
     }
 
     /// Whether the file named `registry`.
@@ -75,7 +84,11 @@ impl Credentials {
 
 impl Entry {
     fn credentials(self) -> Result<RegistryAuth, String> {
-        if let Some(token) = self.registrytoken.or(self.identitytoken).filter(|t| !t.is_empty()) {
+        if let Some(token) = self
+            .registrytoken
+            .or(self.identitytoken)
+            .filter(|t| !t.is_empty())
+        {
             return Ok(RegistryAuth::Bearer(token));
         }
         if let Some(auth) = self.auth.filter(|a| !a.is_empty()) {
@@ -91,16 +104,21 @@ impl Entry {
         }
         match (self.username, self.password) {
             (Some(user), Some(password)) => Ok(RegistryAuth::Basic(user, password)),
-            _ => Err("no credentials: expected \"auth\", \"username\" and \"password\", \
+            _ => Err(
+                "no credentials: expected \"auth\", \"username\" and \"password\", \
                       or \"identitytoken\""
-                .into()),
+                    .into(),
+            ),
         }
     }
 }
 
 /// `https://host:port/v1/` → `host:port`, as Docker and the kubelet match keys.
 fn normalise(key: &str) -> String {
-    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     let host = key.split('/').next().unwrap_or(key);
     match host {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
@@ -140,10 +158,19 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        assert_eq!(creds.for_registry("a:5000"), RegistryAuth::Basic("user".into(), "pa:ss".into()));
-        assert_eq!(creds.for_registry("b.example"), RegistryAuth::Basic("u".into(), "p".into()));
+        assert_eq!(
+            creds.for_registry("a:5000"),
+            RegistryAuth::Basic("user".into(), "pa:ss".into())
+        );
+        assert_eq!(
+            creds.for_registry("b.example"),
+            RegistryAuth::Basic("u".into(), "p".into())
+        );
         assert_eq!(creds.for_registry("c"), RegistryAuth::Bearer("tok".into()));
-        assert_eq!(creds.for_registry("docker.io"), RegistryAuth::Bearer("rt".into()));
+        assert_eq!(
+            creds.for_registry("docker.io"),
+            RegistryAuth::Bearer("rt".into())
+        );
         assert_eq!(creds.for_registry("a:5001"), RegistryAuth::Anonymous);
         assert!(creds.has("a:5000") && !creds.has("a"));
         // Secrets never reach a Debug print.
@@ -153,7 +180,10 @@ mod tests {
     #[test]
     fn legacy_dockercfg() {
         let creds = load(r#"{"r:1": {"username": "u", "password": "p"}}"#).unwrap();
-        assert_eq!(creds.for_registry("r:1"), RegistryAuth::Basic("u".into(), "p".into()));
+        assert_eq!(
+            creds.for_registry("r:1"),
+            RegistryAuth::Basic("u".into(), "p".into())
+        );
     }
 
     #[test]
@@ -164,6 +194,9 @@ mod tests {
         assert!(text(r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#).contains("user:password"));
         assert!(text(r#"{"auths": {"r": {"username": "u"}}}"#).contains("no credentials"));
         let missing = Credentials::load(Path::new("/nonexistent/auth.json")).unwrap_err();
-        assert!(missing.to_string().contains("/nonexistent/auth.json"), "{missing}");
+        assert!(
+            missing.to_string().contains("/nonexistent/auth.json"),
+            "{missing}"
+        );
     }
 }

@@ -31,7 +31,8 @@ impl BlockingRegistry {
 
     /// [`Registry::pull`], blocking.
     pub fn pull(&self, reference: &Reference, fallback: TagFallback) -> Result<Pulled> {
-        self.runtime.block_on(self.registry.pull(reference, fallback))
+        self.runtime
+            .block_on(self.registry.pull(reference, fallback))
     }
 
     /// [`Registry::resolve`], blocking.
@@ -41,6 +42,7 @@ impl BlockingRegistry {
 
     /// [`Registry::push`], blocking.
     pub fn push(&self, component: &[u8], reference: &Reference) -> Result<Reference> {
-        self.runtime.block_on(self.registry.push(component, reference))
+        self.runtime
+            .block_on(self.registry.push(component, reference))
     }
 }

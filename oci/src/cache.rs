@@ -97,7 +97,10 @@ impl Cache {
 
     /// Records that the tag reference `tag` resolved to `digest`.
     pub(crate) fn put_tag(&self, tag: &Reference, digest: &Digest) -> Result<(), Error> {
-        let record = TagRecord { reference: tag.to_string(), digest: digest.to_string() };
+        let record = TagRecord {
+            reference: tag.to_string(),
+            digest: digest.to_string(),
+        };
         let json = serde_json::to_vec(&record).expect("a tag record serialises");
         write_atomically(&self.tag_path(tag), &json)
     }
@@ -119,14 +122,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     };
     let dir = path.parent().expect("cache paths have a parent");
     fs::create_dir_all(dir).map_err(cache_error(dir))?;
-    let name = path.file_name().expect("cache paths have a name").to_string_lossy();
+    let name = path
+        .file_name()
+        .expect("cache paths have a name")
+        .to_string_lossy();
     let temp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
         TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
@@ -143,8 +152,8 @@ mod tests {
     use super::*;
 
     fn temp_cache(name: &str) -> (Cache, PathBuf) {
-        let root = std::env::temp_dir()
-            .join(format!("lameduck-oci-cache-{name}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("lameduck-oci-cache-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         (Cache::new(root.clone()), root)
     }
@@ -161,7 +170,10 @@ mod tests {
         assert_eq!(names.len(), 1);
         fs::write(cache.blob_path(&digest), b"c0mponent").unwrap();
         assert!(cache.get(Kind::Blob, &digest).is_none());
-        assert!(!cache.blob_path(&digest).exists(), "a corrupt entry is removed");
+        assert!(
+            !cache.blob_path(&digest).exists(),
+            "a corrupt entry is removed"
+        );
         fs::remove_dir_all(root).unwrap();
     }
 

@@ -40,7 +40,7 @@ pub enum Error {
     #[error("{reference}: cannot reach registry {registry}: {detail}")]
     Unreachable {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// The underlying error chain.
@@ -55,7 +55,7 @@ pub enum Error {
     )]
     Unauthorized {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// The repository.
@@ -72,7 +72,7 @@ pub enum Error {
     #[error("{reference}: {what} not found on registry {registry} (HTTP 404): {detail}")]
     NotFound {
         /// What was being fetched.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// `manifest` or `blob sha256:…`.
@@ -85,7 +85,7 @@ pub enum Error {
     #[error("{reference}: registry {registry} answered HTTP {status} for {what}: {detail}")]
     Status {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// What was asked (`manifest`, `blob sha256:…`, `push`).
@@ -97,10 +97,12 @@ pub enum Error {
     },
 
     /// Bytes did not hash to the digest that names them.
-    #[error("{reference}: {what} digest mismatch on registry {registry}: expected {expected}, got {actual}")]
+    #[error(
+        "{reference}: {what} digest mismatch on registry {registry}: expected {expected}, got {actual}"
+    )]
     DigestMismatch {
         /// What was being fetched.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// `manifest` or `blob`.
@@ -112,10 +114,12 @@ pub enum Error {
     },
 
     /// A manifest or blob is larger than its cap (or than its descriptor says).
-    #[error("{reference}: {what} on registry {registry} is {size} bytes or more, over the limit of {limit} bytes")]
+    #[error(
+        "{reference}: {what} on registry {registry} is {size} bytes or more, over the limit of {limit} bytes"
+    )]
     TooLarge {
         /// What was being fetched.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// `manifest` or `blob sha256:…`.
@@ -130,7 +134,7 @@ pub enum Error {
     #[error("{reference}: {what} from registry {registry} stalled: no bytes for {after:?}")]
     Stalled {
         /// What was being fetched.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// `manifest` or `blob sha256:…`.
@@ -143,7 +147,7 @@ pub enum Error {
     #[error("{reference}: gave up after {after:?} and {attempts} attempt(s) on registry {registry}{}", match .last { Some(last) => format!("; last failure: {last}"), None => String::new() })]
     TimedOut {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// The total timeout.
@@ -155,10 +159,12 @@ pub enum Error {
     },
 
     /// The manifest is not a WebAssembly component artifact (an image, an index, two layers…).
-    #[error("{reference}: manifest {digest} on registry {registry} is not a wasm component artifact: {reason}")]
+    #[error(
+        "{reference}: manifest {digest} on registry {registry} is not a wasm component artifact: {reason}"
+    )]
     NotWasm {
         /// What was being fetched.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// The manifest's digest.
@@ -171,7 +177,7 @@ pub enum Error {
     #[error("{reference}: registry {registry}: {reason}")]
     Protocol {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// What was wrong.
@@ -182,7 +188,7 @@ pub enum Error {
     #[error("{reference}: talking to registry {registry}: {detail}")]
     Transport {
         /// What was being fetched or pushed.
-        reference: Reference,
+        reference: Box<Reference>,
         /// `host:port`.
         registry: String,
         /// The underlying error chain.
@@ -203,7 +209,7 @@ pub enum Error {
     #[error("{failure}; no earlier pull of {reference} is cached to fall back on")]
     NoCachedTag {
         /// The tag reference.
-        reference: Reference,
+        reference: Box<Reference>,
         /// Why the registry could not be used.
         failure: Box<Error>,
     },
@@ -216,7 +222,7 @@ pub enum Error {
     #[error("cannot push to {reference}: {reason}")]
     PushTarget {
         /// The reference given.
-        reference: Reference,
+        reference: Box<Reference>,
         /// Why it cannot be pushed to.
         reason: String,
     },

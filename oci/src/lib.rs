@@ -17,6 +17,8 @@
 //! The registry protocol is [`oci_client`]'s; this crate adds the policy
 //! rules on top. It does not validate the component: the host compiles it.
 
+#![warn(missing_docs)]
+
 pub mod artifact;
 mod auth;
 mod blocking;

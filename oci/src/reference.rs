@@ -36,18 +36,30 @@ impl Digest {
     /// Parses `sha256:` and 64 lowercase hex digits; the error says which part is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let Some((algorithm, hex)) = text.split_once(':') else {
-            return Err(format!("digest {text:?} has no algorithm (expected sha256:<64 hex digits>)"));
+            return Err(format!(
+                "digest {text:?} has no algorithm (expected sha256:<64 hex digits>)"
+            ));
         };
         if algorithm != "sha256" {
-            return Err(format!("digest algorithm {algorithm:?} is not supported (only sha256)"));
+            return Err(format!(
+                "digest algorithm {algorithm:?} is not supported (only sha256)"
+            ));
         }
         if hex.len() != 64 {
-            return Err(format!("a sha256 digest has 64 hex digits, {text:?} has {}", hex.len()));
+            return Err(format!(
+                "a sha256 digest has 64 hex digits, {text:?} has {}",
+                hex.len()
+            ));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(format!("digest {text:?} is not lowercase hex"));
         }
-        Ok(Self { hex: hex.to_owned() })
+        Ok(Self {
+            hex: hex.to_owned(),
+        })
     }
 
     /// The 64 hex digits, without the algorithm (a file name in the cache).
@@ -88,7 +100,10 @@ impl Reference {
     /// `oci://REGISTRY/REPO:TAG@sha256:DIGEST`. The registry is always explicit
     /// (`host` or `host:port`); there is no default registry and no default tag.
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::Reference { input: input.to_owned(), reason };
+        let invalid = |reason: String| Error::Reference {
+            input: input.to_owned(),
+            reason,
+        };
         let Some(rest) = input.strip_prefix(SCHEME) else {
             return Err(invalid(format!("must start with {SCHEME}")));
         };
@@ -162,7 +177,10 @@ impl Reference {
 
     /// The same repository with `tag` and no digest.
     pub fn tagged(&self, tag: &str) -> Result<Self, Error> {
-        check_tag(tag).map_err(|reason| Error::Reference { input: tag.to_owned(), reason })?;
+        check_tag(tag).map_err(|reason| Error::Reference {
+            input: tag.to_owned(),
+            reason,
+        })?;
         Ok(Self {
             registry: self.registry.clone(),
             repository: self.repository.clone(),
@@ -216,16 +234,24 @@ fn check_registry(registry: &str) -> Result<(), String> {
     }
     let (host, port) = if let Some(v6) = registry.strip_prefix('[') {
         let Some((address, after)) = v6.split_once(']') else {
-            return Err(format!("registry {registry:?}: unclosed [ in an IPv6 address"));
+            return Err(format!(
+                "registry {registry:?}: unclosed [ in an IPv6 address"
+            ));
         };
         if address.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("registry {registry:?}: {address:?} is not an IPv6 address"));
+            return Err(format!(
+                "registry {registry:?}: {address:?} is not an IPv6 address"
+            ));
         }
         match after {
             "" => (address, None),
             _ => match after.strip_prefix(':') {
                 Some(port) => (address, Some(port)),
-                None => return Err(format!("registry {registry:?}: junk after the IPv6 address")),
+                None => {
+                    return Err(format!(
+                        "registry {registry:?}: junk after the IPv6 address"
+                    ));
+                }
             },
         }
     } else {
@@ -237,7 +263,9 @@ fn check_registry(registry: &str) -> Result<(), String> {
     if !registry.starts_with('[') {
         let label_ok = |label: &str| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         };
@@ -250,7 +278,11 @@ fn check_registry(registry: &str) -> Result<(), String> {
     if let Some(port) = port {
         match port.parse::<u16>() {
             Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
-            _ => return Err(format!("registry port {port:?} is not a port number (1-65535)")),
+            _ => {
+                return Err(format!(
+                    "registry port {port:?} is not a port number (1-65535)"
+                ));
+            }
         }
     }
     Ok(())
@@ -262,7 +294,10 @@ fn check_repository(repository: &str) -> Result<(), String> {
         return Err("empty repository name".into());
     }
     if repository.len() > 255 {
-        return Err(format!("repository name is {} characters, at most 255", repository.len()));
+        return Err(format!(
+            "repository name is {} characters, at most 255",
+            repository.len()
+        ));
     }
     for component in repository.split('/') {
         let ok = !component.is_empty()
@@ -289,7 +324,9 @@ fn check_repository(repository: &str) -> Result<(), String> {
 fn check_tag(tag: &str) -> Result<(), String> {
     let ok = !tag.is_empty()
         && tag.len() <= 128
-        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         && !tag.starts_with(['.', '-']);
     if ok {
         Ok(())
@@ -328,7 +365,12 @@ mod tests {
         }
         let r = Reference::parse(&format!("oci://r:1/x/y:t@sha256:{HEX}")).unwrap();
         assert_eq!(
-            (r.registry(), r.repository(), r.tag(), r.digest().map(|d| d.hex())),
+            (
+                r.registry(),
+                r.repository(),
+                r.tag(),
+                r.digest().map(|d| d.hex())
+            ),
             ("r:1", "x/y", Some("t"), Some(HEX))
         );
         assert!(r.is_pinned());

@@ -123,7 +123,10 @@ impl Registry {
             },
             extra_root_certificates: roots
                 .iter()
-                .map(|der| Certificate { encoding: CertificateEncoding::Der, data: der.to_vec() })
+                .map(|der| Certificate {
+                    encoding: CertificateEncoding::Der,
+                    data: der.to_vec(),
+                })
                 .collect(),
             platform_resolver: None,
             connect_timeout: Some(settings.connect_timeout),
@@ -145,7 +148,13 @@ impl Registry {
         let http = http.build().map_err(|e| tls_error(&e))?;
 
         let cache = Cache::new(settings.cache_dir.clone());
-        Ok(Self { settings, credentials, client, http, cache })
+        Ok(Self {
+            settings,
+            credentials,
+            client,
+            http,
+            cache,
+        })
     }
 
     /// The settings this client was made with.
@@ -164,27 +173,34 @@ impl Registry {
     pub async fn pull(&self, reference: &Reference, fallback: TagFallback) -> Result<Pulled> {
         let started = Instant::now();
         if let Some(digest) = reference.digest() {
-            if let Some(hit) = self.from_cache(reference, digest, Source::Cache, started) {
+            if let Some(hit) = self.cached(reference, digest, Source::Cache, started) {
                 return Ok(hit);
             }
-            return self.retrying(reference, || self.pull_once(reference, started)).await;
+            return self
+                .retrying(reference, || self.pull_once(reference, started))
+                .await;
         }
-        match self.retrying(reference, || self.pull_once(reference, started)).await {
+        match self
+            .retrying(reference, || self.pull_once(reference, started))
+            .await
+        {
             Ok(pulled) => {
                 self.cache.put_tag(reference, &pulled.manifest_digest)?;
                 Ok(pulled)
             }
             Err(failure) if fallback == TagFallback::LastPulled => {
-                let source = Source::CachedTag { failure: failure.to_string() };
+                let source = Source::CachedTag {
+                    failure: failure.to_string(),
+                };
                 let cached = self.cache.get_tag(reference);
-                match cached.and_then(|d| self.from_cache(reference, &d, source, started)) {
+                match cached.and_then(|d| self.cached(reference, &d, source, started)) {
                     Some(hit) => {
                         warn!(%reference, pinned = %hit.pinned, error = %failure,
                             "registry failed; serving the tag's last pull from the cache");
                         Ok(hit)
                     }
                     None => Err(Error::NoCachedTag {
-                        reference: reference.clone(),
+                        reference: reference.clone().into(),
                         failure: Box::new(failure),
                     }),
                 }
@@ -202,7 +218,9 @@ impl Registry {
         }
         self.retrying(reference, || async {
             let auth = self.auth_for(reference, RegistryOperation::Pull).await?;
-            let response = self.manifest_request(reference, &auth, reqwest::Method::HEAD).await?;
+            let response = self
+                .manifest_request(reference, &auth, reqwest::Method::HEAD)
+                .await?;
             match header_digest(reference, &response)? {
                 Some(digest) => Ok(digest),
                 // No Docker-Content-Digest header: hash the manifest itself.
@@ -218,7 +236,7 @@ impl Registry {
     pub async fn push(&self, component: &[u8], reference: &Reference) -> Result<Reference> {
         if reference.digest().is_some() || reference.tag().is_none() {
             return Err(Error::PushTarget {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 reason: "push to a tag (oci://REGISTRY/REPO:TAG); the digest is what the push \
                          returns"
                     .into(),
@@ -237,11 +255,18 @@ impl Registry {
                     self.client
                         .push_blob(target, data, &digest)
                         .await
-                        .map_err(|e| self.client_error(reference, &format!("push of {what} {digest}"), e))
+                        .map_err(|e| {
+                            self.client_error(reference, &format!("push of {what} {digest}"), e)
+                        })
                 }
             };
             blob(component.clone(), &pushable.layer_digest, "component").await?;
-            blob(pushable.config.clone().into(), &pushable.config_digest, "config").await?;
+            blob(
+                pushable.config.clone().into(),
+                &pushable.config_digest,
+                "config",
+            )
+            .await?;
             self.client
                 .push_manifest_raw(
                     &target,
@@ -257,7 +282,7 @@ impl Registry {
     }
 
     /// The cached manifest `digest` and its component, if both are intact.
-    fn from_cache(
+    fn cached(
         &self,
         reference: &Reference,
         digest: &Digest,
@@ -293,7 +318,7 @@ impl Registry {
             && *pin != digest
         {
             return Err(Error::DigestMismatch {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 registry: reference.registry().to_owned(),
                 what: "manifest",
                 expected: pin.to_string(),
@@ -301,7 +326,7 @@ impl Registry {
             });
         }
         let layer = artifact::component_layer(&manifest).map_err(|reason| Error::NotWasm {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             digest: digest.clone(),
             reason,
@@ -340,7 +365,7 @@ impl Registry {
         let mut pause = self.settings.backoff;
         let mut last: Option<Error> = None;
         let timed_out = |attempts, last: Option<Error>| Error::TimedOut {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             after: self.settings.timeout,
             attempts,
@@ -397,14 +422,26 @@ impl Registry {
     ) -> Result<reqwest::Response> {
         let target = reference.to_client();
         let registry = target.resolve_registry();
-        let scheme = if self.settings.insecure.iter().any(|r| r == registry) { "http" } else { "https" };
+        let scheme = if self.settings.insecure.iter().any(|r| r == registry) {
+            "http"
+        } else {
+            "https"
+        };
         let tag_or_digest = match reference.digest() {
             Some(digest) => digest.to_string(),
-            None => reference.tag().expect("a reference has a tag or a digest").to_owned(),
+            None => reference
+                .tag()
+                .expect("a reference has a tag or a digest")
+                .to_owned(),
         };
-        let url =
-            format!("{scheme}://{registry}/v2/{}/manifests/{tag_or_digest}", target.repository());
-        let mut request = self.http.request(method, &url).header(header::ACCEPT, artifact::ACCEPT);
+        let url = format!(
+            "{scheme}://{registry}/v2/{}/manifests/{tag_or_digest}",
+            target.repository()
+        );
+        let mut request = self
+            .http
+            .request(method, &url)
+            .header(header::ACCEPT, artifact::ACCEPT);
         request = match auth {
             RegistryAuth::Anonymous => request,
             RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
@@ -425,21 +462,29 @@ impl Registry {
         }
         let detail = match tokio::time::timeout(self.settings.stall_timeout, response.bytes()).await
         {
-            Ok(Ok(body)) => String::from_utf8_lossy(&body[..body.len().min(1024)]).trim().to_owned(),
+            Ok(Ok(body)) => String::from_utf8_lossy(&body[..body.len().min(1024)])
+                .trim()
+                .to_owned(),
             _ => String::new(),
         };
-        let detail = if detail.is_empty() { format!("{url}") } else { format!("{url}: {detail}") };
+        let detail = if detail.is_empty() {
+            url.to_string()
+        } else {
+            format!("{url}: {detail}")
+        };
         Err(self.status_error(reference, "manifest", status.as_u16(), detail))
     }
 
     /// The manifest's bytes (at most `max_manifest_bytes`) and their digest.
     async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest)> {
         let auth = self.auth_for(reference, RegistryOperation::Pull).await?;
-        let mut response = self.manifest_request(reference, &auth, reqwest::Method::GET).await?;
+        let mut response = self
+            .manifest_request(reference, &auth, reqwest::Method::GET)
+            .await?;
         let claimed = header_digest(reference, &response)?;
         let limit = self.settings.max_manifest_bytes;
         let too_large = |size| Error::TooLarge {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             what: "manifest".into(),
             size,
@@ -452,13 +497,13 @@ impl Registry {
         }
         let mut body = Vec::new();
         loop {
-            let chunk = match tokio::time::timeout(self.settings.stall_timeout, response.chunk()).await
-            {
-                Err(_) => return Err(self.stalled(reference, "manifest")),
-                Ok(Err(e)) => return Err(self.request_error(reference, "manifest", &e)),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => chunk,
-            };
+            let chunk =
+                match tokio::time::timeout(self.settings.stall_timeout, response.chunk()).await {
+                    Err(_) => return Err(self.stalled(reference, "manifest")),
+                    Ok(Err(e)) => return Err(self.request_error(reference, "manifest", &e)),
+                    Ok(Ok(None)) => break,
+                    Ok(Ok(Some(chunk))) => chunk,
+                };
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(too_large((body.len() + chunk.len()) as u64));
             }
@@ -469,7 +514,7 @@ impl Registry {
             && claimed != digest
         {
             return Err(Error::DigestMismatch {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 registry: reference.registry().to_owned(),
                 what: "manifest (Docker-Content-Digest header)",
                 expected: claimed.to_string(),
@@ -484,7 +529,7 @@ impl Registry {
         let what = format!("blob {}", layer.digest);
         let cap = self.settings.max_layer_bytes;
         let too_large = |size, limit| Error::TooLarge {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             what: what.clone(),
             size,
@@ -512,7 +557,8 @@ impl Registry {
         let mut hasher = Sha256::new();
         let mut bytes = Vec::with_capacity(layer.size as usize);
         loop {
-            let chunk = match tokio::time::timeout(self.settings.stall_timeout, stream.next()).await {
+            let chunk = match tokio::time::timeout(self.settings.stall_timeout, stream.next()).await
+            {
                 Err(_) => return Err(self.stalled(reference, &what)),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => return Err(self.blob_stream_error(reference, &what, e)),
@@ -528,7 +574,7 @@ impl Registry {
         let actual = Digest::from_hasher(hasher);
         if actual != layer.digest {
             return Err(Error::DigestMismatch {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 registry: reference.registry().to_owned(),
                 what: "blob",
                 expected: layer.digest.to_string(),
@@ -538,7 +584,11 @@ impl Registry {
         if bytes.len() as u64 != layer.size {
             return Err(self.protocol(
                 reference,
-                format!("{what} has {} bytes, its descriptor says {}", bytes.len(), layer.size),
+                format!(
+                    "{what} has {} bytes, its descriptor says {}",
+                    bytes.len(),
+                    layer.size
+                ),
             ));
         }
         Ok(bytes)
@@ -546,7 +596,7 @@ impl Registry {
 
     fn stalled(&self, reference: &Reference, what: &str) -> Error {
         Error::Stalled {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             what: what.to_owned(),
             after: self.settings.stall_timeout,
@@ -555,26 +605,37 @@ impl Registry {
 
     fn protocol(&self, reference: &Reference, reason: String) -> Error {
         Error::Protocol {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             reason,
         }
     }
 
-    fn status_error(&self, reference: &Reference, what: &str, status: u16, detail: String) -> Error {
+    fn status_error(
+        &self,
+        reference: &Reference,
+        what: &str,
+        status: u16,
+        detail: String,
+    ) -> Error {
         let registry = reference.registry().to_owned();
         match status {
             401 | 403 => Error::Unauthorized {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 repository: reference.repository().to_owned(),
                 had_credentials: self.credentials.has(&registry),
                 registry,
                 status,
                 detail,
             },
-            404 => Error::NotFound { reference: reference.clone(), registry, what: what.to_owned(), detail },
+            404 => Error::NotFound {
+                reference: reference.clone().into(),
+                registry,
+                what: what.to_owned(),
+                detail,
+            },
             _ => Error::Status {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 registry,
                 what: what.to_owned(),
                 status,
@@ -586,12 +647,16 @@ impl Registry {
     fn request_error(&self, reference: &Reference, what: &str, e: &reqwest::Error) -> Error {
         let registry = reference.registry().to_owned();
         if e.is_connect() {
-            Error::Unreachable { reference: reference.clone(), registry, detail: chain(e) }
+            Error::Unreachable {
+                reference: reference.clone().into(),
+                registry,
+                detail: chain(e),
+            }
         } else if e.is_timeout() {
             self.stalled(reference, what)
         } else {
             Error::Transport {
-                reference: reference.clone(),
+                reference: reference.clone().into(),
                 registry,
                 detail: format!("{what}: {}", chain(e)),
             }
@@ -606,7 +671,7 @@ impl Registry {
                 inner.downcast_ref()
             {
                 return Error::DigestMismatch {
-                    reference: reference.clone(),
+                    reference: reference.clone().into(),
                     registry: reference.registry().to_owned(),
                     what: "blob",
                     expected: expected.clone(),
@@ -618,7 +683,7 @@ impl Registry {
             }
         }
         Error::Transport {
-            reference: reference.clone(),
+            reference: reference.clone().into(),
             registry: reference.registry().to_owned(),
             detail: format!("{what}: {}", chain(&e)),
         }
@@ -627,7 +692,9 @@ impl Registry {
     fn client_error(&self, reference: &Reference, what: &str, e: OciDistributionError) -> Error {
         match e {
             OciDistributionError::RequestError(e) => self.request_error(reference, what, &e),
-            OciDistributionError::UnauthorizedError { url } => self.status_error(reference, what, 401, url),
+            OciDistributionError::UnauthorizedError { url } => {
+                self.status_error(reference, what, 401, url)
+            }
             OciDistributionError::AuthenticationFailure(reason) => self.status_error(
                 reference,
                 what,
@@ -638,7 +705,9 @@ impl Registry {
                 self.status_error(reference, what, code, format!("{url}: {}", message.trim()))
             }
             OciDistributionError::RegistryError { envelope, url } => {
-                let code = |wanted: &[OciErrorCode]| envelope.errors.iter().any(|e| wanted.contains(&e.code));
+                let code = |wanted: &[OciErrorCode]| {
+                    envelope.errors.iter().any(|e| wanted.contains(&e.code))
+                };
                 let detail = format!("{url}: {envelope}");
                 if code(&[OciErrorCode::Unauthorized]) {
                     self.status_error(reference, what, 401, detail)
@@ -657,11 +726,10 @@ impl Registry {
                     self.protocol(reference, format!("{what} refused: {detail}"))
                 }
             }
-            OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
-                expected,
-                actual,
-            }) => Error::DigestMismatch {
-                reference: reference.clone(),
+            OciDistributionError::DigestError(
+                oci_client::errors::DigestError::VerificationError { expected, actual },
+            ) => Error::DigestMismatch {
+                reference: reference.clone().into(),
                 registry: reference.registry().to_owned(),
                 what: "blob",
                 expected,
@@ -681,16 +749,22 @@ fn header_digest(reference: &Reference, response: &reqwest::Response) -> Result<
         return Ok(None);
     };
     let text = value.to_str().unwrap_or_default();
-    Digest::parse(text).map(Some).map_err(|reason| Error::Protocol {
-        reference: reference.clone(),
-        registry: reference.registry().to_owned(),
-        reason: format!("Docker-Content-Digest header: {reason}"),
-    })
+    Digest::parse(text)
+        .map(Some)
+        .map_err(|reason| Error::Protocol {
+            reference: reference.clone().into(),
+            registry: reference.registry().to_owned(),
+            reason: format!("Docker-Content-Digest header: {reason}"),
+        })
 }
 
 /// The certificates of a PEM bundle; a file with none is an error, not an empty trust list.
 fn load_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
-    let bad = |reason: String| Error::Settings { what: "CA file", path: path.to_owned(), reason };
+    let bad = |reason: String| Error::Settings {
+        what: "CA file",
+        path: path.to_owned(),
+        reason,
+    };
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<std::result::Result<Vec<_>, _>>()
