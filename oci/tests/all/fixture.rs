@@ -19,21 +19,41 @@ pub struct TestRegistry {
     pub dir: TempDir,
     pub port: u16,
     pub tls: bool,
+    /// The token service, when the registry uses bearer tokens.
+    pub tokens: Option<TokenService>,
     child: Option<Child>,
+}
+
+/// How clients authenticate.
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    /// Plain HTTP, anonymous.
+    None,
+    /// HTTP basic against an htpasswd file.
+    Htpasswd,
+    /// Bearer tokens from a token service that checks the same user and password.
+    Token,
 }
 
 impl TestRegistry {
     /// TLS with a test CA, and htpasswd (bcrypt) auth.
     pub fn start() -> Self {
-        Self::start_with(true)
+        Self::start_with(Auth::Htpasswd)
     }
 
     /// Plain HTTP, anonymous: for the `insecure` list.
     pub fn start_plain() -> Self {
-        Self::start_with(false)
+        Self::start_with(Auth::None)
     }
 
-    fn start_with(tls: bool) -> Self {
+    /// TLS, and the bearer-token flow: the registry sends clients to a token
+    /// service, which checks the user's password and signs a JWT for the scope.
+    pub fn start_token() -> Self {
+        Self::start_with(Auth::Token)
+    }
+
+    fn start_with(auth: Auth) -> Self {
+        let tls = auth != Auth::None;
         let dir = tempfile::Builder::new()
             .prefix("lameduck-oci-registry-")
             .tempdir()
@@ -51,13 +71,10 @@ impl TestRegistry {
         );
         if tls {
             write_tls_files(root);
-            htpasswd(&root.join("htpasswd"));
             config.push_str(&format!(
-                "  tls:\n    certificate: {cert}\n    key: {key}\n\
-                 auth:\n  htpasswd:\n    realm: lameduck-test\n    path: {htpasswd}\n",
+                "  tls:\n    certificate: {cert}\n    key: {key}\n",
                 cert = root.join("server.pem").display(),
                 key = root.join("server.key").display(),
-                htpasswd = root.join("htpasswd").display(),
             ));
             write_auth_file(
                 &root.join("auth.json"),
@@ -65,11 +82,33 @@ impl TestRegistry {
                 PASSWORD,
             );
         }
+        let mut tokens = None;
+        match auth {
+            Auth::None => {}
+            Auth::Htpasswd => {
+                htpasswd(&root.join("htpasswd"));
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: lameduck-test\n    path: {}\n",
+                    root.join("htpasswd").display(),
+                ));
+            }
+            Auth::Token => {
+                let service = TokenService::start(root);
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    \
+                     service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n",
+                    port = service.port,
+                    bundle = root.join("token-signer.pem").display(),
+                ));
+                tokens = Some(service);
+            }
+        }
         std::fs::write(root.join("config.yml"), config).unwrap();
         let mut registry = Self {
             dir,
             port,
             tls,
+            tokens,
             child: None,
         };
         registry.resume();
@@ -378,4 +417,170 @@ fn proxy(client: TcpStream, upstream: u16, budget: usize) {
     }
     // Stalled: nothing more goes down; wait for the client to give up.
     let _ = upward.join();
+}
+
+const SERVICE: &str = "lameduck-test-registry";
+const ISSUER: &str = "lameduck-test-token-service";
+
+/// A token service as the distribution registry's token auth expects: GET
+/// `/token?service=…&scope=repository:NAME:ACTIONS` with HTTP basic credentials
+/// answers `{"token": JWT}`, an ES256 JWT whose `x5c` header carries the
+/// signing certificate (trusted by the registry's `rootcertbundle`).
+pub struct TokenService {
+    pub port: u16,
+    signer: std::sync::Arc<Signer>,
+}
+
+struct Signer {
+    key: ring::signature::EcdsaKeyPair,
+    certificate_der: Vec<u8>,
+}
+
+impl TokenService {
+    fn start(root: &Path) -> Self {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, ISSUER);
+        let certificate = params.self_signed(&key).unwrap();
+        std::fs::write(root.join("token-signer.pem"), certificate.pem()).unwrap();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let signer = std::sync::Arc::new(Signer {
+            key,
+            certificate_der: certificate.der().to_vec(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let serving = signer.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let signer = serving.clone();
+                std::thread::spawn(move || answer_token_request(stream, &signer));
+            }
+        });
+        Self { port, signer }
+    }
+
+    /// A token for `actions` on `repository`, as the service would issue it.
+    pub fn mint(&self, repository: &str, actions: &[&str]) -> String {
+        self.signer.token(repository, actions)
+    }
+}
+
+impl Signer {
+    fn token(&self, repository: &str, actions: &[&str]) -> String {
+        use base64::Engine as _;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({
+            "alg": "ES256", "typ": "JWT",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(&self.certificate_der)],
+        });
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": USER, "aud": SERVICE,
+            "iat": now, "nbf": now - 10, "exp": now + 300, "jti": format!("{now}-{repository}"),
+            "access": [{ "type": "repository", "name": repository, "actions": actions }],
+        });
+        let signing_input = format!(
+            "{}.{}",
+            url.encode(serde_json::to_vec(&header).unwrap()),
+            url.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        let signature = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+            .unwrap();
+        format!("{signing_input}.{}", url.encode(signature.as_ref()))
+    }
+}
+
+fn answer_token_request(mut stream: TcpStream, signer: &Signer) {
+    use base64::Engine as _;
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let request = String::from_utf8_lossy(&request).into_owned();
+    let target = request
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let expected = format!(
+        "basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let authorised = request.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .strip_prefix("authorization:")
+            .map(str::trim)
+            == Some(expected.to_ascii_lowercase().as_str())
+    });
+    let (status, body) = if !authorised {
+        (
+            "401 Unauthorized",
+            r#"{"details":"wrong user or password"}"#.to_string(),
+        )
+    } else {
+        // scope=repository:NAME:pull,push (percent-encoded).
+        let scope = target
+            .split(['?', '&'])
+            .find_map(|pair| pair.strip_prefix("scope="))
+            .map(percent_decode)
+            .unwrap_or_default();
+        let mut parts = scope.splitn(3, ':');
+        let (_, name, actions) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+        let token = signer.token(name, &actions);
+        (
+            "200 OK",
+            serde_json::json!({ "token": token, "expires_in": 300 }).to_string(),
+        )
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
