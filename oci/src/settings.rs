@@ -14,7 +14,11 @@ pub struct Settings {
     /// Registries it does not name are used anonymously. Read once, by
     /// [`crate::Registry::new`]: make a new `Registry` when the file changes.
     pub auth_file: Option<PathBuf>,
-    /// A PEM bundle of CA certificates trusted in addition to the system's roots.
+    /// A PEM bundle of CA certificates trusted in addition to the system's roots
+    /// (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR`). An image that has
+    /// no system roots (the binary alone) needs this to reach any HTTPS
+    /// registry: with neither, [`crate::Registry::new`] fails ("No CA
+    /// certificates were loaded from the system").
     pub ca_file: Option<PathBuf>,
     /// Registries (`host:port`, exactly as in references) spoken to over plain
     /// HTTP. Every other registry is HTTPS only.
