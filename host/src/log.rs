@@ -118,7 +118,11 @@ fn level(event: &Event) -> Level {
         | Event::Refused { .. }
         | Event::Deadline { .. }
         | Event::Killed { .. }
-        | Event::Omitted { .. } => Level::WARN,
+        | Event::Omitted { .. }
+        | Event::PullFailed { .. }
+        | Event::PolicyPulled {
+            failure: Some(_), ..
+        } => Level::WARN,
         _ => Level::INFO,
     }
 }

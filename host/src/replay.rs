@@ -55,8 +55,10 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
         println!("the picture of {name}: {}", svg.display());
     }
 
-    let source = config.policy.to_string();
-    let bytes = config.policy.read()?;
+    let (source, bytes, pulled) = crate::pull::fetch(config, &config.policy)?;
+    if let Some(pulled) = pulled {
+        eprintln!("pulled {pulled}");
+    }
     let compiler =
         Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
     let compiled = compiler

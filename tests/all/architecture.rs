@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::util::root;
 
 /// The crates, each with the workspace crates it may depend on.
-const LAYERS: [(&str, &[&str]); 9] = [
+const LAYERS: [(&str, &[&str]); 10] = [
     ("crates/core", &[]),
     ("crates/engine", &[]),
     ("guest-sdk", &["lameduck-core"]),
@@ -33,6 +33,7 @@ const LAYERS: [(&str, &[&str]); 9] = [
     ),
     ("crates/inject", &[]),
     ("crates/oci", &[]),
+    ("crates/oci-testing", &["lameduck-oci"]),
     (
         "host",
         &[

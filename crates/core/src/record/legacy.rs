@@ -15,7 +15,7 @@ use super::{Call, Event, read};
 use crate::{Signal, SignalAction};
 
 /// Every kind of event this reader knows.
-pub const KINDS: [&str; 24] = [
+pub const KINDS: [&str; 27] = [
     "started",
     "admin",
     "held",
@@ -40,6 +40,9 @@ pub const KINDS: [&str; 24] = [
     "shadow-failed",
     "shadow",
     "omitted",
+    "policy-pulled",
+    "pull-failed",
+    "tag-moved",
 ];
 
 /// The event of kind `kind` with `data`; `None` for a kind this reader

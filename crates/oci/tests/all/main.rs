@@ -2,7 +2,9 @@
 //! distribution) with TLS and htpasswd, and skopeo as the independent client.
 //! One test binary, a module per concern. `scripts/test` installs the packages.
 
-mod fixture;
+/// The registry, skopeo and the stalling proxy, shared with the agent's
+/// end-to-end tests.
+use lameduck_oci_testing as fixture;
 
 mod faults;
 mod interop;

@@ -1,6 +1,8 @@
 //! A real registry (Debian's `docker-registry`, the CNCF distribution
 //! registry) on loopback with TLS from a CA made here and htpasswd auth;
-//! skopeo as an independent client; a TCP proxy that stalls.
+//! skopeo as an independent client; a TCP proxy that stalls. Used by
+//! lameduck-oci's tests and by the agent's end-to-end tests (`tests/`), so
+//! both meet the registry the same way.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -185,6 +187,11 @@ impl TestRegistry {
         self.dir.path().join("certs/ca.crt")
     }
 
+    /// The `.dockerconfigjson` with this registry's user and password (TLS registries only).
+    pub fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
     /// The file the registry serves a blob from.
     pub fn blob_data(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
@@ -308,9 +315,18 @@ fn htpasswd(path: &Path) {
 
 /// A `.dockerconfigjson` for `registry` with the user and `password`.
 pub fn write_auth_file(path: &Path, registry: &str, password: &str) {
+    write_auth_file_for(path, &[registry], password);
+}
+
+/// A `.dockerconfigjson` with the user and `password` for each of `registries`.
+pub fn write_auth_file_for(path: &Path, registries: &[&str], password: &str) {
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
-    let json = serde_json::json!({ "auths": { registry: { "auth": auth } } });
+    let auths: serde_json::Map<String, serde_json::Value> = registries
+        .iter()
+        .map(|r| (r.to_string(), serde_json::json!({ "auth": auth })))
+        .collect();
+    let json = serde_json::json!({ "auths": auths });
     std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
 }
 
@@ -376,23 +392,44 @@ pub fn oci_layout(
 /// bytes from the server, then stops sending (holding the connection open).
 pub struct StallingProxy {
     pub port: u16,
+    /// Connections that used their budget and are held, stalled.
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl StallingProxy {
     pub fn start(upstream: u16, budget: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = stalled.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                std::thread::spawn(move || proxy(client, upstream, budget));
+                let counter = counter.clone();
+                std::thread::spawn(move || proxy(client, upstream, budget, &counter));
             }
         });
-        Self { port }
+        Self { port, stalled }
+    }
+
+    /// `127.0.0.1:PORT`, the registry as seen through the proxy.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many connections have stalled so far (a client in the middle
+    /// of an answer it will not get the rest of).
+    pub fn stalled(&self) -> usize {
+        self.stalled.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-fn proxy(client: TcpStream, upstream: u16, budget: usize) {
+fn proxy(
+    client: TcpStream,
+    upstream: u16,
+    budget: usize,
+    stalled: &std::sync::atomic::AtomicUsize,
+) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
@@ -416,6 +453,9 @@ fn proxy(client: TcpStream, upstream: u16, budget: usize) {
         sent += n;
     }
     // Stalled: nothing more goes down; wait for the client to give up.
+    if sent >= budget {
+        stalled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let _ = upward.join();
 }
 
