@@ -1,9 +1,17 @@
-"""The two load balancers, both Debian's nginx, in front of the pods.
+"""The two nginx load balancers in front of the pods (and, from
+`haproxy.py`, a third).
 
 Neither retries anything (`proxy_next_upstream off`): a POST is never
 retried, and a connection refused by a pod still in the endpoints fails, as
 behind kube-proxy. Every request is logged with the pod that served it, so a
 failure can be traced to the pod that caused it.
+
+With `grpc`, each speaks HTTP/2 on both sides, as ingress-nginx does for
+`backend-protocol: GRPC`: clients' h2c on the balancer's port, `grpc_pass`
+(h2c) to the pods, through ingress-nginx's default upstream keep-alive pool
+(`keepalive 320; keepalive_timeout 60s; keepalive_requests 10000;`), never
+retried (`grpc_next_upstream off`). nginx's upstream side carries one call
+per connection at a time; the pool holds as many as the calls in flight.
 """
 
 import os
@@ -13,6 +21,7 @@ import subprocess
 import time
 import urllib.request
 
+from haproxy import HAProxy
 from pods import APP_PORT, HERE, spawn
 
 # Per request: the time it ended (wall clock), its status, the pod and what
@@ -27,13 +36,15 @@ class Balancer:
 
     port = 80
 
-    def __init__(self, workdir, network):
+    def __init__(self, workdir, network, grpc=False):
+        self.grpc = grpc
         self.workdir = workdir
         self.namespace, self.address = network.add_namespace()
         self.conf = os.path.join(workdir, "nginx.conf")
         self.access_log = os.path.join(workdir, "access.log")
         self.process = None
         self.url = f"http://{self.address}:{self.port}/work"
+        self.listen = f"{self.port} http2" if grpc else str(self.port)
 
     def start(self, addresses):
         self.write_conf(addresses)
@@ -107,16 +118,38 @@ http {{
     def modules(self):
         return ""
 
+    def location(self, upstream):
+        """What proxies a request to the pods: HTTP/1.x (`proxy_pass`, set
+        up by the caller) or HTTP/2 (`grpc_pass`)."""
+        if self.grpc:
+            return f"""grpc_pass grpc://{upstream};
+            grpc_next_upstream off;
+            grpc_connect_timeout 5s;"""
+        return f"proxy_pass http://{upstream};"
+
+    def client_keepalive(self):
+        # The clients' HTTP/2 connections last the whole run, as a gRPC
+        # channel's do (nginx's default closes them after 1000 requests).
+        return "keepalive_requests 1000000;" if self.grpc else ""
+
+
+# ingress-nginx's default upstream keep-alive pool.
+KEEPALIVE_POOL = """keepalive 320;
+        keepalive_timeout 60s;
+        keepalive_requests 10000;"""
+
 
 class ReloadedNginx(Balancer):
     """nginx with the endpoints in a static upstream, rewritten and reloaded
     (`nginx -s reload`, i.e. SIGHUP to the master) on every change; no
-    upstream keep-alive, so each request is a new connection to the pod."""
+    upstream keep-alive, so each request is a new connection to the pod
+    (with `grpc`, the keep-alive pool: HTTP/2 to the pods is pooled)."""
 
     name = "nginx"
+    generation_port = 81  # with `grpc`: the HTTP/2 port speaks nothing else
 
-    def __init__(self, workdir, network):
-        super().__init__(workdir, network)
+    def __init__(self, workdir, network, grpc=False):
+        super().__init__(workdir, network, grpc)
         self.generation = 0
 
     def upstream_and_servers(self, addresses):
@@ -125,19 +158,31 @@ class ReloadedNginx(Balancer):
         # have either (nginx would mark a pod down and fail requests to the
         # others with "no live upstreams").
         servers = "\n".join(f"        server {a}:{APP_PORT} max_fails=0;" for a in addresses)
+        pool = KEEPALIVE_POOL if self.grpc else ""
+        # Which configuration the workers accepting connections run.
+        generation = f'location = /generation {{ return 200 "{self.generation}"; }}'
+        control = ""
+        if self.grpc:  # the HTTP/2 port speaks nothing else
+            control = f"""
+    server {{
+        listen {self.generation_port};
+        {generation}
+    }}"""
+            generation = ""
         return f"""
     upstream pods {{
 {servers}
+        {pool}
     }}
     server {{
-        listen {self.port} backlog=4096;
+        listen {self.listen} backlog=4096;
+        {self.client_keepalive()}
         location / {{
             access_log {self.access_log} rollout;
-            proxy_pass http://pods;
+            {self.location("pods")}
         }}
-        # Which configuration the workers accepting connections run.
-        location = /generation {{ return 200 "{self.generation}"; }}
-    }}"""
+        {generation}
+    }}{control}"""
 
     def apply(self, addresses):
         """Reloads with these endpoints; returns the monotonic time the new
@@ -149,7 +194,8 @@ class ReloadedNginx(Balancer):
         give_up = time.monotonic() + 10
         while time.monotonic() < give_up:
             try:
-                with urllib.request.urlopen(f"http://{self.address}:{self.port}/generation", timeout=1) as r:
+                port = self.generation_port if self.grpc else self.port
+                with urllib.request.urlopen(f"http://{self.address}:{port}/generation", timeout=1) as r:
                     if r.read().decode() == str(self.generation):
                         return time.monotonic()
             except OSError:
@@ -177,15 +223,14 @@ class IngressNginx(Balancer):
     upstream upstream_balancer {{
         server 0.0.0.1;  # a placeholder: balancer_by_lua picks the peer
         balancer_by_lua_block {{ require("balancer").balance() }}
-        keepalive 320;
-        keepalive_timeout 60s;
-        keepalive_requests 10000;
+        {KEEPALIVE_POOL}
     }}
     server {{
-        listen {self.port} backlog=4096;
+        listen {self.listen} backlog=4096;
+        {self.client_keepalive()}
         location / {{
             access_log {self.access_log} rollout;
-            proxy_pass http://upstream_balancer;
+            {self.location("upstream_balancer")}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
@@ -211,4 +256,4 @@ class IngressNginx(Balancer):
         return time.monotonic()
 
 
-BALANCERS = {b.name: b for b in (ReloadedNginx, IngressNginx)}
+BALANCERS = {b.name: b for b in (ReloadedNginx, IngressNginx, HAProxy)}

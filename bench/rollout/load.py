@@ -1,19 +1,24 @@
 """The traffic: POSTs from `hey`, never retried, in two phases (warm-up,
-then the rollout) counted apart.
+then the rollout) counted apart; and, beside or instead of them, what hey
+cannot check (`clients.py`): streamed answers, HTTP/2 calls, long-lived
+streams.
 
 hey talks to the balancer with keep-alive off: nginx closes idle client
 connections when it reloads, and a request racing that close would be a
 failure no pod caused.
 """
 
+import json
+import os
 import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
-from pods import spawn
+from pods import HERE, spawn
 
 
 class Counts:
@@ -23,6 +28,7 @@ class Counts:
         self.requests = 0
         self.failed = 0
         self.errors = {}  # what failed -> how many
+        self.extra = {}  # what a client counted besides, e.g. long_lived_ended -> how many
 
     def add_report(self, text):
         statuses = re.search(r"Status code distribution:\n((?:\s+\[\d+\].*\n)*)", text)
@@ -39,8 +45,24 @@ class Counts:
             cause = what.rsplit(": ", 1)[-1]
             self.errors[cause] = self.errors.get(cause, 0) + int(n)
 
+    def add_counts(self, counts):
+        """Adds a `clients.py` phase ({requests, failed, errors, ...}) or
+        another Counts."""
+        if isinstance(counts, Counts):
+            counts = {**counts.as_json(), **counts.extra}
+        for key, value in counts.items():
+            if key == "requests":
+                self.requests += value
+            elif key == "failed":
+                self.failed += value
+            elif key == "errors":
+                for cause, n in value.items():
+                    self.errors[cause] = self.errors.get(cause, 0) + n
+            else:
+                self.extra[key] = self.extra.get(key, 0) + value
+
     def as_json(self):
-        return {"requests": self.requests, "failed": self.failed, "errors": self.errors}
+        return {"requests": self.requests, "failed": self.failed, "errors": self.errors, **self.extra}
 
 
 def hey(url, *flags):
@@ -137,4 +159,68 @@ class SparseLoad:
         result = {"warmup": Counts(), "rollout": Counts()}
         for phase, report in self.reports:
             result[phase].add_report(report)
+        return result
+
+
+class Client:
+    """One `clients.py` process (`streams`, `calls` or `sse`) for the whole
+    run: SIGUSR1 marks the rollout's start, SIGINT stops it and it reports
+    its counts per phase. One process, not one per phase: a long-lived
+    stream must outlive the change of phase."""
+
+    def __init__(self, kind, url, label, **options):
+        self.kind = kind
+        self.url = url
+        self._label = label
+        self.flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+        self.process = None
+
+    def label(self):
+        return self._label
+
+    def start(self):
+        command = [sys.executable, os.path.join(HERE, "clients.py"), self.kind, "--url", self.url, *self.flags]
+        self.process = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def begin_rollout(self):
+        self.process.send_signal(signal.SIGUSR1)
+
+    def stop(self):
+        """Stops it; {phase: Counts}."""
+        self.process.send_signal(signal.SIGINT)
+        out, err = self.process.communicate(timeout=60)
+        try:
+            report = json.loads(out)
+        except ValueError:
+            raise RuntimeError(f"clients.py {self.kind} reported nothing: {err.strip()[-500:]}") from None
+        result = {}
+        for phase, counts in report.items():
+            result[phase] = Counts()
+            result[phase].add_counts(counts)
+        return result
+
+
+class Mixed:
+    """Several loads at once (POSTs from hey beside a client's streams),
+    counted together."""
+
+    def __init__(self, *loads):
+        self.loads = loads
+
+    def label(self):
+        return " + ".join(load.label() for load in self.loads)
+
+    def start(self):
+        for load in self.loads:
+            load.start()
+
+    def begin_rollout(self):
+        for load in self.loads:
+            load.begin_rollout()
+
+    def stop(self):
+        result = {}
+        for load in self.loads:
+            for phase, counts in load.stop().items():
+                result.setdefault(phase, Counts()).add_counts(counts)
         return result

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -131,11 +132,36 @@ class Network:
         sh(*inside, "link", "set", "lo", "up")
         return name, address
 
+    def sockets(self):
+        """TCP sockets in use and in TIME_WAIT, in the root namespace and in
+        each of this network's ({"inuse": n, "tw": n, "by_namespace": ...}):
+        the node's table that every `sock_diag` dump walks."""
+        by_namespace = {"root": sockstat()}
+        for name in self.namespaces:
+            by_namespace[name] = sockstat(name)
+        known = [v for v in by_namespace.values() if v]
+        return {"inuse": sum(v.get("inuse", 0) for v in known), "tw": sum(v.get("tw", 0) for v in known),
+                "by_namespace": by_namespace}
+
     def delete(self):
         for name in self.namespaces:
             delete_namespace(name)
         for link in [*self.veths, self.bridge]:
             subprocess.run(["ip", "link", "del", link], stderr=subprocess.DEVNULL)
+
+
+def sockstat(namespace=None):
+    """The TCP line of a network namespace's /proc/net/sockstat (the root
+    namespace's without one): {"inuse": n, "orphan": n, "tw": n, ...}."""
+    command = ["cat", "/proc/net/sockstat"]
+    if namespace:
+        command = ["ip", "netns", "exec", namespace, *command]
+    text = subprocess.run(command, capture_output=True, text=True).stdout
+    for line in text.splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()[1:]
+            return {k: int(v) for k, v in zip(fields[::2], fields[1::2])}
+    return None
 
 
 def free_subnet():
@@ -243,7 +269,8 @@ class Pod:
         self.variant = variant
         self.record_path = os.path.join(workdir, f"{self.namespace}.json")
         self.log_path = os.path.join(workdir, f"{self.namespace}.log")
-        app = ["python3", os.path.join(HERE, "app.py"), "--port", str(APP_PORT),
+        # The harness's own interpreter: the one `ensure_tools` gave `h2`.
+        app = [sys.executable, os.path.join(HERE, "app.py"), "--port", str(APP_PORT),
                "--record", self.record_path]
         with open(self.log_path, "ab") as log:
             # A session of its own: Ctrl-C on the terminal is the harness's

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -20,21 +21,40 @@ import sys
 import time
 
 from balancers import BALANCERS
+from churn import Churn
 from endpoints import Endpoints
-from load import DenseLoad, SparseLoad
+from load import Client, DenseLoad, Mixed, SparseLoad
 from pods import Bare, Lameduck, Network, Pod, Sidecar, Sleep, make_workdir, sweep_leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 LAGS = [0.5, 2.0, 4.0]
-TRAFFIC = ["dense", "sparse"]
-AGES = ["old", "young"]
+# What --full crosses unless --balancers, --traffic or --ages say otherwise:
+# the matrix of issue 10 (96 cases, ~70 minutes); the newer values are
+# crossed on demand.
+FULL_BALANCERS = ["nginx", "ingress"]
+TRAFFIC = ["dense", "sparse", "stream", "h2", "sse"]
+AGES = ["old", "young", "aged"]
+FULL_TRAFFIC = ["dense", "sparse"]
+FULL_AGES = ["old", "young"]
 FULL_VARIANTS = ["bare", "sleep-2", "sleep-5", "lameduck"]
+# Requests (or calls) per second when --rps is not given; sse's are the POSTs
+# beside the long-lived streams, stream's the POSTs beside the streams.
+RATES = {"dense": 300, "stream": 100, "h2": 200, "sse": 300}
 
 # The default subset (<= 10 minutes): the cells where today's drain is known
 # to be wasteful or unsafe, next to the fix everybody copies.
 DEFAULT_CELLS = [("ingress", 2.0, "dense", "old"), ("nginx", 2.0, "dense", "old"),
                  ("nginx", 4.0, "sparse", "young")]
+# Issues 20 and 21: answers that outlive the lag (streamed, HTTP/2 calls on
+# pooled connections: one at a time per connection behind nginx, many at
+# once behind haproxy), long-lived streams that never finish, and a node
+# aged by tens of thousands of sockets that are not the app's.
+NEW_CELLS = [("nginx", 2.0, "stream", "old"), ("ingress", 2.0, "stream", "old"),
+             ("nginx", 2.0, "h2", "old"), ("ingress", 2.0, "h2", "old"), ("haproxy", 2.0, "h2", "old"),
+             ("nginx", 2.0, "sse", "old"), ("ingress", 2.0, "sse", "old"),
+             ("nginx", 2.0, "dense", "aged")]
+CELL_SETS = {"default": DEFAULT_CELLS, "new": NEW_CELLS, "all": DEFAULT_CELLS + NEW_CELLS}
 DEFAULT_VARIANTS = ["bare", "sleep-5", "lameduck"]
 # CI's smoke cell (~1 minute): does the harness bite, does lameduck hold.
 SMOKE_CELLS = [("ingress", 0.5, "dense", "young")]
@@ -50,21 +70,27 @@ TOOLS = {
     "hey": "hey",
     "tini": "tini",
 }
+# What some cells need besides: the balancer haproxy.
+BALANCER_TOOLS = {"haproxy": {"haproxy": "haproxy"}}
+# What the HTTP/2 cells (the app, the calls client) import, and where from:
+# {module: (Debian package, PyPI package)}. Debian's for Debian's python3,
+# pip's for any other (pyenv, a venv).
+PYTHON_MODULES = {"h2": ("python3-h2", "h2")}
 
 
 def main():
     args = parse_args()
-    ensure_tools(install=not args.no_install)
+    cells, variant_names = selection(args)
+    ensure_tools(install=not args.no_install, cells=None if args.install_only else cells)
     if args.install_only:
         return
-    cells, variant_names = selection(args)
     variants = [make_variant(name, args) for name in variant_names]
     # SIGTERM (and SIGHUP) clean up as Ctrl-C does.
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, interrupt)
     sweep_leftovers()
     cases = [(cell, variant) for cell in cells for variant in variants]
-    estimate = sum(args.old_age if cell[3] == "old" else args.young_age for cell, _ in cases) + 20 * len(cases)
+    estimate = sum(args.young_age if cell[3] == "young" else args.old_age for cell, _ in cases) + 20 * len(cases)
     log(f"{len(cases)} cases, about {estimate / 60:.0f} min")
     started = time.monotonic()
     results = []
@@ -87,7 +113,9 @@ def main():
         "machine": machine(),
         "lameduck": describe_lameduck(args.lameduck) if args.lameduck else None,
         "settings": {"pods": args.pods, "grace_s": args.grace, "rps": args.rps, "old_age_s": args.old_age,
-                     "young_age_s": args.young_age, "probe_period_s": args.probe_period},
+                     "young_age_s": args.young_age, "probe_period_s": args.probe_period,
+                     "stream_share": args.stream_share, "h2_connections": args.h2_connections,
+                     "long_lived": args.long_lived, "churn_per_s": args.churn},
         "took_s": round(time.monotonic() - started, 1),
         "results": results,
     }
@@ -111,20 +139,30 @@ def parse_args():
         description="A rolling update of real pods (network namespaces) behind nginx and an "
                     "ingress-nginx-like balancer, under real load, for bare apps, preStop sleeps "
                     "and lameduck. Prints a markdown table; needs root.",
-        epilog="Without --smoke or --full: the default subset, "
-               f"{', '.join(map(describe_cell, DEFAULT_CELLS))}, with {', '.join(DEFAULT_VARIANTS)} "
-               "(<= 10 minutes). The matrix flags narrow the default subset; with --full they "
-               "give the values whose cross product is run.")
+        epilog="Without --smoke or --full: the named cells, with "
+               f"{', '.join(DEFAULT_VARIANTS)}: issue 10's (--cells default: "
+               f"{', '.join(map(describe_cell, DEFAULT_CELLS))}; <= 10 minutes) and issues 20 and 21's "
+               f"(--cells new: {', '.join(map(describe_cell, NEW_CELLS))}; ~30 minutes). With no matrix "
+               "flag, issue 10's run; the matrix flags pick from all of them (e.g. --traffic stream,h2,sse; "
+               "--ages aged). With --full they give the values whose cross product is run (default: "
+               f"{', '.join(FULL_TRAFFIC)} x {', '.join(FULL_AGES)}).")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--smoke", action="store_true",
                        help=f"CI's cell: {describe_cell(SMOKE_CELLS[0])}, {' and '.join(SMOKE_VARIANTS)} (~1 min)")
     scope.add_argument("--full", action="store_true",
                        help="every cell: balancer x lag x traffic x age, with " + ", ".join(FULL_VARIANTS))
-    parser.add_argument("--balancers", type=csv(str, BALANCERS), help="nginx, ingress")
+    parser.add_argument("--balancers", type=csv(str, BALANCERS), help="nginx (reloaded per change), ingress "
+                        "(Lua, keep-alive pool), haproxy (shared pool; multiplexes HTTP/2 calls to the pods)")
     parser.add_argument("--lags", type=csv(float), help="seconds from a pod's deletion (or readiness) "
                         "to its endpoint's change on the balancer; e.g. 0.5,2,4")
-    parser.add_argument("--traffic", type=csv(str, TRAFFIC), help="dense, sparse")
-    parser.add_argument("--ages", type=csv(str, AGES), help="old, young")
+    parser.add_argument("--traffic", type=csv(str, TRAFFIC),
+                        help="dense (POSTs), sparse (bursts), stream (POSTs and streamed answers), "
+                        "h2 (gRPC-like calls over HTTP/2), sse (POSTs and long-lived SSE streams)")
+    parser.add_argument("--ages", type=csv(str, AGES), help="old, young, aged (old, on a node churning "
+                        "through connections: tens of thousands of TIME_WAIT sockets not the app's)")
+    parser.add_argument("--cells", choices=sorted(CELL_SETS), help="the named cells the matrix flags pick "
+                        "from: default (issue 10's), new (issues 20 and 21's), all (default: default "
+                        "with no matrix flag, else all)")
     parser.add_argument("--variants", type=csv(str), help="bare, sleep-N (tini + preStop sleep N), lameduck, "
                         "lameduck-sidecar (the app unchanged, lameduck beside it), "
                         "lameduck@LABEL (the binary given by --lameduck-as LABEL=PATH)")
@@ -139,7 +177,16 @@ def parse_args():
     parser.add_argument("--policy", metavar="FILE", help="the policy lameduck runs (default: its built-in drain)")
     parser.add_argument("--pods", type=int, default=3, help="replicas (default 3)")
     parser.add_argument("--grace", type=float, default=15.0, help="terminationGracePeriodSeconds (default 15)")
-    parser.add_argument("--rps", type=int, default=300, help="the dense traffic's rate (default 300)")
+    parser.add_argument("--rps", type=int, help="the POSTs' rate, or the HTTP/2 calls' (default: "
+                        + ", ".join(f"{k} {v}" for k, v in RATES.items()) + ")")
+    parser.add_argument("--stream-share", type=float, default=0.05, help="stream: streamed answers a "
+                        "second, as a share of --rps, beside the POSTs (default 0.05: 5/s at 100 rps)")
+    parser.add_argument("--h2-connections", type=int, default=4,
+                        help="h2: the clients' HTTP/2 connections to the balancer (default 4)")
+    parser.add_argument("--long-lived", type=int, default=6,
+                        help="sse: long-lived SSE streams held open (default 6)")
+    parser.add_argument("--churn", type=int, default=500,
+                        help="aged: connections a second opened and closed on the node (default 500)")
     parser.add_argument("--old-age", type=float, default=60.0,
                         help="seconds old pods serve before the rollout (default 60)")
     parser.add_argument("--young-age", type=float, default=3.0,
@@ -167,13 +214,14 @@ def selection(args):
     if args.smoke:
         return SMOKE_CELLS, args.variants or SMOKE_VARIANTS
     if args.full:
-        cells = itertools.product(args.balancers or list(BALANCERS), args.lags or LAGS,
-                                  args.traffic or TRAFFIC, args.ages or AGES)
+        cells = itertools.product(args.balancers or FULL_BALANCERS, args.lags or LAGS,
+                                  args.traffic or FULL_TRAFFIC, args.ages or FULL_AGES)
         return list(cells), args.variants or FULL_VARIANTS
     wanted = (args.balancers, args.lags, args.traffic, args.ages)
-    cells = [c for c in DEFAULT_CELLS if all(w is None or v in w for v, w in zip(c, wanted))]
+    named = CELL_SETS[args.cells or ("default" if all(w is None for w in wanted) else "all")]
+    cells = [c for c in named if all(w is None or v in w for v, w in zip(c, wanted))]
     if not cells:
-        sys.exit("no cell of the default subset matches; add --full to run other cells")
+        sys.exit("no named cell matches; add --full to run other cells")
     return cells, args.variants or DEFAULT_VARIANTS
 
 
@@ -212,10 +260,22 @@ def find_lameduck():
     return max(built, key=os.path.getmtime)
 
 
-def ensure_tools(install):
+def ensure_tools(install, cells):
+    """The tools every cell runs, and what only some cells need (haproxy; the
+    Python modules of the HTTP/2 cells): for these `cells`, or all of them
+    if None. CI's smoke cell needs nothing more than it did."""
     if os.geteuid() != 0:
         sys.exit("bench/rollout needs root: it makes network namespaces, veth pairs and a bridge")
-    missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    tools = dict(TOOLS)
+    for balancer, needs in BALANCER_TOOLS.items():
+        if cells is None or any(c[0] == balancer for c in cells):
+            tools.update(needs)
+    wanted = PYTHON_MODULES if cells is None or any(c[2] == "h2" for c in cells) else {}
+    missing = sorted({package for tool, package in tools.items() if not have(tool)})
+    debian_python = os.path.realpath(sys.executable).startswith("/usr/bin/")
+    missing_modules = [m for m in wanted if not have_module(m)]
+    if debian_python:
+        missing += [wanted[m][0] for m in missing_modules]
     if missing and install:
         log(f"installing {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -223,33 +283,58 @@ def ensure_tools(install):
         if subprocess.run(apt, env=env, stdout=subprocess.DEVNULL).returncode != 0:
             subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL)
             subprocess.run(apt, env=env, stdout=subprocess.DEVNULL)
-        missing = sorted({package for tool, package in TOOLS.items() if not have(tool)})
+    if not debian_python and missing_modules and install:
+        pip_install([wanted[m][1] for m in missing_modules])
+    missing = sorted({package for tool, package in tools.items() if not have(tool)})
+    missing_modules = [m for m in wanted if not have_module(m)]
+    needs = []
     if missing:
-        sys.exit(f"bench/rollout needs: apt-get install {' '.join(missing)}")
+        needs.append(f"apt-get install {' '.join(missing)}")
+    if missing_modules:
+        packages = [wanted[m][0 if debian_python else 1] for m in missing_modules]
+        needs.append(f"apt-get install {' '.join(packages)}" if debian_python
+                     else f"{sys.executable} -m pip install {' '.join(packages)}")
+    if needs:
+        sys.exit(f"bench/rollout needs: {'; '.join(needs)}")
 
 
 def have(tool):
     return os.path.exists(tool) if tool.startswith("/") else shutil.which(tool) is not None
 
 
+def have_module(name):
+    """Whether this interpreter (the apps' and clients' too) can import it."""
+    return subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True).returncode == 0
+
+
+def pip_install(packages):
+    log(f"installing {' '.join(packages)} (pip)")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", *packages]
+    if subprocess.run(pip, capture_output=True).returncode != 0:
+        # An interpreter marked externally managed (PEP 668) refuses without this.
+        subprocess.run([*pip, "--break-system-packages"], capture_output=True)
+
+
 def run_case(cell, variant, args):
     """One variant in one cell, on a network, balancer and pods of its own."""
     balancer_name, lag, traffic, age = cell
     workdir = make_workdir()
-    network = balancer = load = None
+    network = balancer = load = churn = None
     try:
         network = Network()
-        balancer = BALANCERS[balancer_name](workdir, network)
+        if age == "aged":
+            # First, so its TIME_WAIT sockets have piled up by the rollout.
+            churn = Churn(network, workdir, args.churn)
+            churn.start()
+        balancer = BALANCERS[balancer_name](workdir, network, grpc=traffic == "h2")
         old = [Pod(network, variant, workdir) for _ in range(args.pods)]
         for pod in old:
             pod.wait_ready(args.probe_period)
         balancer.start([p.address for p in old])
-        if traffic == "dense":
-            load = DenseLoad(balancer.url, args.rps)
-        else:
-            load = SparseLoad(balancer.url, seed=args.seed)
+        load = make_load(traffic, balancer, args)
         load.start()
-        time.sleep(args.old_age if age == "old" else args.young_age)
+        time.sleep(args.young_age if age == "young" else args.old_age)
+        sockets = network.sockets()
         load.begin_rollout()
         began = time.monotonic()
         endpoints = Endpoints(balancer, old, lag)
@@ -258,10 +343,14 @@ def run_case(cell, variant, args):
         time.sleep(1)  # the last requests of the rollout finish
         counts, label = load.stop(), load.label()
         load = None
-        return figures(cell, variant, label, old, new, counts, balancer, ended - began)
+        result = figures(cell, variant, label, old, new, counts, balancer, ended - began)
+        result["sockets_at_rollout"] = sockets
+        return result
     finally:
         if load:
             load.stop()
+        if churn:
+            churn.stop()
         if balancer:
             balancer.stop()
         if network:
@@ -270,6 +359,25 @@ def run_case(cell, variant, args):
             log(f"    logs: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def make_load(traffic, balancer, args):
+    """The traffic of a cell, sent to the balancer."""
+    rps = args.rps or RATES.get(traffic)
+    base = balancer.url.rsplit("/", 1)[0] + "/"
+    if traffic == "dense":
+        return DenseLoad(balancer.url, rps)
+    if traffic == "sparse":
+        return SparseLoad(balancer.url, seed=args.seed)
+    if traffic == "stream":
+        rate = round(rps * args.stream_share, 2)
+        streams = Client("streams", base, f"{rate:g} streams/s of 3 s", rate=rate)
+        return Mixed(DenseLoad(balancer.url, rps), streams)
+    if traffic == "h2":
+        return Client("calls", base, f"{rps} h2 calls/s on {args.h2_connections} conns", rate=rps,
+                      connections=args.h2_connections)
+    sse = Client("sse", base, f"{args.long_lived} SSE", connections=args.long_lived)
+    return Mixed(DenseLoad(balancer.url, rps), sse)
 
 
 def rollout(old, new_pod, endpoints, args):
@@ -293,7 +401,11 @@ def rollout(old, new_pod, endpoints, args):
 
 def figures(cell, variant, traffic_label, old, new, counts, balancer, rollout_s):
     """What a case measured; per old pod, the waste: SIGTERM to the app minus
-    the moment it became safe (endpoint removed and its last request done)."""
+    the moment it became safe (endpoint removed, its last answer done, and
+    those it was still giving due to finish: negative if any was cut),
+    and the answers cut at the app: begun and not finished at SIGTERM
+    (requests, HTTP/2 calls, streamed answers; long-lived streams, which
+    never finish by themselves, apart)."""
     pods = []
     for pod in old:
         record = pod.app_record()
@@ -306,23 +418,36 @@ def figures(cell, variant, traffic_label, old, new, counts, balancer, rollout_s)
             "app": record,
         }
         if record:
-            safe = max(removed, record["last_done"] or removed)
+            # Safe once out of the endpoints with every answer done: the last
+            # one finished, and any cut at SIGTERM due to finish.
+            safe = max(removed, record["last_done"] or removed, record.get("busy_until") or removed)
             entry["waste_s"] = round(record["sigterm"] - safe, 3)
-            entry["in_flight_at_term"] = record["in_flight"]
+            entry["cut_at_app"] = record["in_flight"] + record.get("streams", 0)
+            entry["in_flight_at_term"] = entry["cut_at_app"]  # its name before streams were counted
+            entry["long_lived_at_term"] = record.get("long_lived", 0)
             entry["term_after_deletion_s"] = round(record["sigterm"] - pod.times["deleted"], 3)
         if isinstance(variant, Lameduck):
             entry["term_reason"] = pod.term_reason()
+            quiet = re.search(r"quiet period (\d+) ms", entry["term_reason"] or "")
+            entry["quiet_ms"] = int(quiet.group(1)) if quiet else None
         pods.append(entry)
     wastes = [p["waste_s"] for p in pods if "waste_s" in p]
+    quiet = [p["quiet_ms"] for p in pods if p.get("quiet_ms") is not None]
     return {
         **cell_json(cell, variant),
         "traffic_shape": traffic_label,
         "requests": counts["rollout"].requests,
         "failed": counts["rollout"].failed,
         "errors": counts["rollout"].errors,
+        # What clients.py counted besides: long-lived streams opened and
+        # ended, calls retried after a GOAWAY.
+        "client": counts["rollout"].extra,
         "warmup": counts["warmup"].as_json(),
         "failed_by_pod": balancer.failures_by_pod(),
-        "in_flight_at_term": sum(p.get("in_flight_at_term", 0) for p in pods),
+        "cut_at_app": sum(p.get("cut_at_app", 0) for p in pods),
+        "in_flight_at_term": sum(p.get("cut_at_app", 0) for p in pods),
+        "long_lived_at_term": sum(p.get("long_lived_at_term", 0) for p in pods) if cell[2] == "sse" else None,
+        "quiet_ms": quiet or None,
         "waste_p50_s": round(statistics.median(wastes), 3) if wastes else None,
         "waste_min_s": min(wastes, default=None),
         "waste_max_s": max(wastes, default=None),
@@ -345,15 +470,30 @@ def describe_cell(cell):
 
 def summary(r):
     waste = "" if r["waste_p50_s"] is None else f", waste p50 {r['waste_p50_s']:.2f} s"
-    return (f"{r['failed']} / {r['requests']} failed, {r['in_flight_at_term']} in flight at TERM{waste}, "
-            f"rollout {r['rollout_s']:.1f} s, {r['killed']} killed")
+    long_lived = "" if r["long_lived_at_term"] is None else f", {r['long_lived_at_term']} long-lived at TERM"
+    quiet = "" if not r["quiet_ms"] else f", quiet {span_of(r['quiet_ms'], 'ms')}"
+    sockets = r.get("sockets_at_rollout") if r["age"] == "aged" else None
+    node = "" if not sockets else f", node: {sockets['inuse']} sockets in use, {sockets['tw']} in TIME_WAIT"
+    return (f"{r['failed']} / {r['requests']} failed, {r['cut_at_app']} cut at app{long_lived}{waste}{quiet}, "
+            f"rollout {r['rollout_s']:.1f} s, {r['killed']} killed{node}")
+
+
+def span_of(values, unit):
+    low, high = min(values), max(values)
+    return f"{low} {unit}" if low == high else f"{low} … {high} {unit}"
 
 
 def markdown(report):
+    results = [r for r in report["results"] if "error" not in r]
+    # Columns only some cells have: shown when a row has them.
+    long_lived = any(r.get("long_lived_at_term") is not None for r in results)
+    quiet = any(r.get("quiet_ms") for r in results)
     lines = [
-        "| balancer | lag | traffic | pods | variant | requests | failed | in flight at TERM "
-        "| waste p50 | waste min … max | rollout | SIGKILLed |",
-        "|---|--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| balancer | lag | traffic | pods | variant | requests | failed | cut at app "
+        + ("| long-lived at TERM " if long_lived else "")
+        + "| waste p50 | waste min … max " + ("| quiet " if quiet else "") + "| rollout | SIGKILLed |",
+        "|---|--:|---|---|---|--:|--:|--:|" + ("--:|" if long_lived else "") + "--:|--:|"
+        + ("--:|" if quiet else "") + "--:|--:|",
     ]
     for r in report["results"]:
         if "error" in r:
@@ -362,10 +502,13 @@ def markdown(report):
             continue
         p50 = "—" if r["waste_p50_s"] is None else f"{r['waste_p50_s']:.2f} s"
         span = "—" if r["waste_min_s"] is None else f"{r['waste_min_s']:.2f} … {r['waste_max_s']:.2f} s"
+        held = "—" if r.get("long_lived_at_term") is None else str(r["long_lived_at_term"])
+        learned = span_of(r["quiet_ms"], "ms") if r.get("quiet_ms") else "—"
         lines.append(
             f"| {r['balancer']} | {r['lag_s']:g} s | {r['traffic_shape']} | {r['age']} | {r['variant']} "
-            f"| {r['requests']} | {r['failed']} | {r['in_flight_at_term']} | {p50} | {span} "
-            f"| {r['rollout_s']:.1f} s | {r['killed']} |")
+            f"| {r['requests']} | {r['failed']} | {r['cut_at_app']} " + (f"| {held} " if long_lived else "")
+            + f"| {p50} | {span} " + (f"| {learned} " if quiet else "")
+            + f"| {r['rollout_s']:.1f} s | {r['killed']} |")
     m = report["machine"]
     lines.append("")
     load = " / ".join(map(str, m["load_average"]))

@@ -363,6 +363,9 @@ pub struct Traffic {
     requests: Vec<(i64, i64)>,
     /// Answers streaming (their requests are among `requests`).
     streams: Vec<(i64, i64)>,
+    /// Answers the sockets cannot tell done (their requests are among
+    /// `requests`).
+    unsure: Vec<(i64, i64)>,
     /// Long-lived connections (WebSockets, event streams): open from, until.
     long_lived: Vec<(i64, i64)>,
     /// Connections held open by a keep-alive pool, and until when.
@@ -422,6 +425,15 @@ impl Traffic {
         self
     }
 
+    /// A call arriving at `from` on a multiplexed connection (HTTP/2,
+    /// gRPC) and answered at `to`, which the sockets cannot tell done: in
+    /// flight, and unsure, all along.
+    pub fn unsure(mut self, from: i64, to: i64) -> Self {
+        self.requests.push((from, to));
+        self.unsure.push((from, to));
+        self
+    }
+
     /// A long-lived connection (a WebSocket, an event stream), open from
     /// `from` until `until` (when the app closes it, at its signal, or the
     /// client does).
@@ -476,6 +488,8 @@ impl Traffic {
         };
         let streaming = self.streams.iter().filter(|(a, b)| *a <= t && t < *b);
         let streaming = streaming.count() as u32;
+        let unsure = self.unsure.iter().filter(|(a, b)| *a <= t && t < *b);
+        let unsure = unsure.count() as u32;
         let lived: Vec<i64> = self
             .long_lived
             .iter()
@@ -493,10 +507,10 @@ impl Traffic {
             silences: self.silences.unwrap_or(NOTHING_LEARNED),
             excluded: 0,
             streaming,
-            unsure: 0,
+            unsure,
             long_lived: lived.len() as u32,
             long_lived_oldest_ms: lived.iter().min().map(|a| ms_since(t, *a)),
-            multiplexed: false,
+            multiplexed: !self.unsure.is_empty(),
         })
     }
 }

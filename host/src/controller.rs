@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lameduck_core::agent::{Agent, Call, Effect, Input, Millis, Sample, Settings};
 use lameduck_core::record::Event;
-use lameduck_core::{Child, Mode};
+use lameduck_core::{Child, Evidence, Mode, ProbeValue};
 use lameduck_runtime::Fallback;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -42,6 +42,13 @@ pub const LEARN_EVERY_MS: u32 = 100;
 /// busy node a sample waits for a core, and spacing samples out for that
 /// would merge the silences learned into false long ones.
 const LEARN_DUTY: u32 = 20;
+
+/// The share of a core the samples a drain's decisions ask for may take
+/// (1/5), whatever `recheck` a policy asks for: a sample that cost `t` of
+/// CPU is not followed by another for `t * DECIDE_DUTY`. A few
+/// milliseconds later at worst, the decision still comes; a policy asking
+/// to look again every 10 ms can no longer keep a core busy.
+const DECIDE_DUTY: u32 = 5;
 
 /// The app, as far as the controller is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +77,9 @@ pub struct Controller {
     reloaders: Vec<Reloader>,
     /// The live policy's last answer, for the shadow's to be compared with.
     last_answer: Option<(u64, Reply)>,
+    /// The probes whose degraded evidence was said, not said again until
+    /// they recover.
+    degraded: Vec<String>,
 }
 
 impl Controller {
@@ -114,6 +124,7 @@ impl Controller {
             prestop: Vec::new(),
             reloaders,
             last_answer: None,
+            degraded: Vec::new(),
         }
     }
 
@@ -239,7 +250,10 @@ impl Controller {
                 }
             }
             Message::Pulling { role, news } => self.pulling(role, news),
-            Message::Sampled(values) => Step::Input(Input::Sampled(values)),
+            Message::Sampled(values) => {
+                self.say_degraded(&values);
+                Step::Input(Input::Sampled(values))
+            }
             Message::Answered(answered) => match &self.asking {
                 Some((question, _)) if question.id == answered.id => {
                     self.asking = None;
@@ -381,8 +395,37 @@ impl Controller {
         self.record(Event::Forwarded { signal: name });
     }
 
-    /// Records what the controller itself did (the agent's rules record
-    /// theirs as effects).
+    /// Says, once until it recovers, that a probe's evidence got worse: it
+    /// fails, or reads connections without their activity.
+    fn say_degraded(&mut self, values: &[(String, ProbeValue)]) {
+        for (name, value) in values {
+            let why = match value {
+                ProbeValue::Failed(why) => Some(format!("failed: {why}")),
+                ProbeValue::Connections(c) if c.evidence == Evidence::ProcNetTcp => Some(
+                    "netlink was refused: /proc/net/tcp only, without each connection's activity; \
+                     requests on kept-alive connections are not seen, and a connection counts as \
+                     in flight (unsure) until its queues have been empty for 5 s"
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            let said = self.degraded.iter().position(|p| p == name);
+            match (why, said) {
+                (Some(why), None) => {
+                    self.degraded.push(name.clone());
+                    self.record(Event::Degraded {
+                        probe: name.clone(),
+                        why,
+                    });
+                }
+                (None, Some(i)) => {
+                    self.degraded.swap_remove(i);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Records what a reloader did with a registry, shows it in `/status`
     /// and counts it. A failed pull of the live policy releases the signals
     /// held for it: the last good policy, or the built-in logic, decides.
@@ -453,6 +496,8 @@ impl Controller {
         step
     }
 
+    /// Records what the controller itself did (the agent's rules record
+    /// theirs as effects).
     fn record(&self, event: Event) {
         self.shared.timeline.record(self.drain_ms(), event);
     }
@@ -477,22 +522,26 @@ async fn sample(
     mut requests: mpsc::UnboundedReceiver<Sample>,
     inbox: inbox::Sender,
 ) {
+    let thread_time = || cpu_time::ThreadTime::now().as_duration();
     let mut learn_again = std::time::Instant::now();
+    let mut decide_again = tokio::time::Instant::now();
     while let Some(kind) = requests.recv().await {
         let values = match kind {
             // Too soon for what the last one cost: nothing learned this time.
             Sample::Learn if std::time::Instant::now() < learn_again => Vec::new(),
             Sample::Learn => {
-                let (began, cpu) = (
-                    std::time::Instant::now(),
-                    cpu_time::ThreadTime::now().as_duration(),
-                );
+                let (began, cpu) = (std::time::Instant::now(), thread_time());
                 let values = probes.learn();
-                learn_again =
-                    began + (cpu_time::ThreadTime::now().as_duration() - cpu) * LEARN_DUTY;
+                learn_again = began + (thread_time() - cpu) * LEARN_DUTY;
                 values
             }
-            Sample::All => probes.sample().await,
+            Sample::All => {
+                tokio::time::sleep_until(decide_again).await;
+                let (began, cpu) = (tokio::time::Instant::now(), thread_time());
+                let values = probes.sample().await;
+                decide_again = began + (thread_time() - cpu) * DECIDE_DUTY;
+                values
+            }
         };
         if inbox.send(Message::Sampled(values)).is_err() {
             return;

@@ -11,7 +11,8 @@
 //! ever reach the timeline, the metrics and `/status`.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lameduck_runtime::{Compiled, Instance, Policy, PolicyError};
@@ -36,11 +37,32 @@ enum Request {
     Swap(Arc<Compiled>, Instance, Option<Swapped>),
 }
 
+/// The way to the shadow's thread: its requests, and how many questions
+/// wait in them. Nothing sent here ever waits: a swap always goes, a
+/// question only if few wait.
+#[derive(Clone)]
+struct ToShadow {
+    requests: mpsc::Sender<Request>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl ToShadow {
+    /// Asks, unless [`SHADOW_QUEUE`] questions wait already; returns
+    /// whether the shadow's thread is still there.
+    fn ask(&self, question: Question) -> bool {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= SHADOW_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        self.requests.send(Request::Ask(question)).is_ok()
+    }
+}
+
 /// The handle of the policy threads.
 pub struct Decider {
     live: mpsc::Sender<Request>,
     /// The shadow's thread, when a shadow is configured.
-    shadow: Option<mpsc::SyncSender<Request>>,
+    shadow: Option<ToShadow>,
     config: Vec<(String, String)>,
     patience: Duration,
 }
@@ -53,11 +75,17 @@ impl Decider {
     pub fn start(policy: Policy, shadowed: bool, patience: Duration, inbox: inbox::Sender) -> Self {
         let config = policy.config().to_vec();
         let shadow = shadowed.then(|| {
-            let (shadow, requests) = mpsc::sync_channel(SHADOW_QUEUE);
-            let (inbox, config) = (inbox.clone(), config.clone());
+            let (sender, requests) = mpsc::channel();
+            let shadow = ToShadow {
+                requests: sender,
+                waiting: Arc::new(AtomicUsize::new(0)),
+            };
+            let (inbox, config, waiting) = (inbox.clone(), config.clone(), shadow.waiting.clone());
             std::thread::Builder::new()
                 .name("lameduck-shadow".into())
-                .spawn(move || serve_shadow(Policy::fallback_only(config), requests, inbox))
+                .spawn(move || {
+                    serve_shadow(Policy::fallback_only(config), requests, waiting, inbox)
+                })
                 .expect("spawn the shadow policy thread");
             shadow
         });
@@ -93,9 +121,11 @@ impl Decider {
         instance: Instance,
         swapped: Option<Swapped>,
     ) {
-        // Waits for room: a swap is never dropped, and never on the live path.
+        // Never dropped and never waits: the channel has no bound for swaps.
         if let Some(shadow) = &self.shadow {
-            let _ = shadow.send(Request::Swap(compiled, instance, swapped));
+            let _ = shadow
+                .requests
+                .send(Request::Swap(compiled, instance, swapped));
         }
     }
 
@@ -113,7 +143,7 @@ fn serve_live(
     mut policy: Policy,
     requests: mpsc::Receiver<Request>,
     inbox: inbox::Sender,
-    shadow: Option<mpsc::SyncSender<Request>>,
+    shadow: Option<ToShadow>,
 ) {
     while let Ok(request) = requests.recv() {
         let question = match request {
@@ -143,7 +173,7 @@ fn serve_live(
         }
         // The shadow has its own thread: if it is behind, it skips this one.
         if let (Some(shadow), Some(question)) = (&shadow, for_shadow)
-            && let Err(TrySendError::Disconnected(_)) = shadow.try_send(Request::Ask(question))
+            && !shadow.ask(question)
         {
             return;
         }
@@ -153,7 +183,12 @@ fn serve_live(
     }
 }
 
-fn serve_shadow(mut shadow: Policy, requests: mpsc::Receiver<Request>, inbox: inbox::Sender) {
+fn serve_shadow(
+    mut shadow: Policy,
+    requests: mpsc::Receiver<Request>,
+    waiting: Arc<AtomicUsize>,
+    inbox: inbox::Sender,
+) {
     let mut failures = 0;
     let mut rest = SHADOW_REST;
     let mut resting_until: Option<Instant> = None;
@@ -168,7 +203,10 @@ fn serve_shadow(mut shadow: Policy, requests: mpsc::Receiver<Request>, inbox: in
                 }
                 continue;
             }
-            Request::Ask(question) => question,
+            Request::Ask(question) => {
+                waiting.fetch_sub(1, Ordering::SeqCst);
+                question
+            }
         };
         // Not loaded yet, or resting after failures: not asked.
         if shadow.identity().is_none() || resting_until.is_some_and(|t| Instant::now() < t) {

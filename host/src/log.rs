@@ -118,6 +118,7 @@ fn level(event: &Event) -> Level {
         | Event::Refused { .. }
         | Event::Deadline { .. }
         | Event::Killed { .. }
+        | Event::Degraded { .. }
         | Event::Omitted { .. }
         | Event::PullFailed { .. }
         | Event::PolicyPulled {

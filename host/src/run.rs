@@ -165,6 +165,7 @@ fn agent(
                 budget_ms: Some(config.drain_budget().as_millis() as u64),
                 grace_period_ms: Some(config.grace_period.as_millis() as u64),
             },
+            limits: Default::default(),
             push: config
                 .push_token()
                 .map(|token| (token.to_string(), reloader.clone())),

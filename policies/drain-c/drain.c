@@ -15,8 +15,22 @@
 // mean anything) the drain also lasts at least `min-drain`, as a fixed
 // `preStop: sleep` would: never less safe than the sleep it replaces.
 //
+// A request is in flight until its answer is done: answers that stream, and
+// those the sockets cannot tell done (calls multiplexed on HTTP/2
+// connections), hold the signal like any other. Where the app counts its own
+// work in progress (a gauge on its metrics endpoint, read by a `metrics`
+// probe named by `in-flight-metric`), that count stands in for what the
+// sockets cannot tell, and the larger of it and what the sockets do see is in
+// flight. Long-lived connections (WebSockets, event streams) never finish by
+// themselves: they are waited for `long-lived-wait` after the rest is quiet,
+// then the app is signalled, which closes them.
+//
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
+// * `in-flight-metric` -- a `metrics` probe counting the app's work in
+//   progress (default none);
+// * `long-lived-wait` -- how long long-lived connections are waited for once
+//   the rest is quiet (default `3s`);
 // * `quiet` -- the shortest quiet period (default `150ms`: longer than the
 //   100 ms scheduler period a CPU-throttled balancer can stall for);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
@@ -28,6 +42,9 @@
 //   sooner when the quiet period or `min-drain` would end;
 // * `signal` -- the stop signal (default `TERM`);
 // * `kill-after` -- time from the signal to KILL (default `10s`).
+//
+// Built against `lameduck:policy@0.3.0` (`wit/policy.wit`). Numbers are
+// `uint32_t`, as in Rust; where Rust saturates, the code does too.
 //
 // Memory, as wit-bindgen's C bindings define it: an export owns its arguments
 // and frees them; the strings it returns are freed by the bindings after the
@@ -48,6 +65,8 @@ typedef lameduck_policy_types_signal_t signal_t;
 typedef lameduck_policy_types_snapshot_t snapshot_t;
 typedef lameduck_policy_types_decision_t decision_t;
 typedef lameduck_policy_types_connections_t connections_t;
+typedef lameduck_policy_types_metrics_t metrics_t;
+typedef lameduck_policy_types_probe_value_t probe_value_t;
 typedef lameduck_policy_types_silences_t silences_t;
 
 // The conventional names, without `SIG`, in the contract's order.
@@ -121,6 +140,7 @@ static bool string_is(const string_t *s, const char *text) {
 
 static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+static uint32_t add_u32(uint32_t a, uint32_t b) { return a > UINT32_MAX - b ? UINT32_MAX : a + b; }  // saturating
 
 // Whether the UTF-8 sequence at `p` (of at most `n` bytes, `n` > 0) is a
 // Unicode White_Space character, the set Rust's `str::trim` removes; its
@@ -328,15 +348,34 @@ static uint32_t budget_ms(const snapshot_t *s) {
   return sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
 }
 
-// The first probe called `name`, if it is a sampled `connections` probe.
-static const connections_t *connections(const snapshot_t *s, const string_t *name) {
+// The value of the first probe called `name`, if there is one.
+static const probe_value_t *probe(const snapshot_t *s, const string_t *name) {
   for (size_t i = 0; i < s->probes.len; i++) {
     const lameduck_policy_types_probe_t *p = &s->probes.ptr[i];
-    if (p->name.len == name->len && memcmp(p->name.ptr, name->ptr, name->len) == 0) {
-      return p->value.tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_CONNECTIONS ? &p->value.val.connections : NULL;
-    }
+    if (p->name.len == name->len && memcmp(p->name.ptr, name->ptr, name->len) == 0) return &p->value;
   }
   return NULL;
+}
+
+// The first probe called `name`, if it is a sampled `connections` probe.
+static const connections_t *connections(const snapshot_t *s, const string_t *name) {
+  const probe_value_t *v = probe(s, name);
+  return v != NULL && v->tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_CONNECTIONS ? &v->val.connections : NULL;
+}
+
+// The first probe called `name`, if it is a sampled `metrics` probe.
+static const metrics_t *metrics(const snapshot_t *s, const string_t *name) {
+  const probe_value_t *v = probe(s, name);
+  return v != NULL && v->tag == LAMEDUCK_POLICY_TYPES_PROBE_VALUE_METRICS ? &v->val.metrics : NULL;
+}
+
+// `value.max(0.0).ceil().min(u32::MAX as f64) as u32`, as Rust computes it:
+// NaN and negatives are 0 (Rust's `f64::max` ignores a NaN), anything past
+// `u32::MAX` is `u32::MAX` (a C cast of it would be undefined).
+static uint32_t count_u32(double value) {
+  if (isnan(value) || value < 0.0) return 0;
+  double up = ceil(value);
+  return up >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)up;
 }
 
 // Sample again and call `decide` after `ms` milliseconds.
@@ -372,6 +411,9 @@ static decision_t with_signal(decision_t d, signal_t signal) {
 // Signals the app once traffic has moved away and work has drained.
 typedef struct {
   string_t probe;  // owned copy
+  bool has_in_flight_metric;
+  string_t in_flight_metric;  // owned copy, if `has_in_flight_metric`
+  uint32_t long_lived_wait_ms;
   uint32_t quiet_ms, quiet_max_ms, min_drain_ms, reserve_ms, recheck_ms;
   signal_t signal;
   uint32_t kill_after_ms;
@@ -385,27 +427,40 @@ static bool INITIALISED = false;
 static bool quiet_period(const drain_t *d, const silences_t *silences, uint32_t *quiet);
 static decision_t stop(const drain_t *d, string_t reason);
 static decision_t after_signal(const drain_t *d, const snapshot_t *s, uint32_t since);
+static uint32_t in_flight(const drain_t *d, const snapshot_t *s, const connections_t *c, text_t *of_which);
+
+// Frees what `drain_init` copied.
+static void drain_free(drain_t *d) {
+  drain_policy_string_free(&d->probe);
+  if (d->has_in_flight_metric) drain_policy_string_free(&d->in_flight_metric);
+}
 
 static bool drain_init(config_t *config, drain_t *d, string_t *err) {
   const string_t *probe = config_get(config, "probe");
   if (probe != NULL) drain_policy_string_dup_n(&d->probe, (const char *)probe->ptr, probe->len);
   else drain_policy_string_dup(&d->probe, "connections");
+  // An empty name is none.
+  const string_t *metric = config_get(config, "in-flight-metric");
+  d->has_in_flight_metric = metric != NULL && metric->len > 0;
+  if (d->has_in_flight_metric)
+    drain_policy_string_dup_n(&d->in_flight_metric, (const char *)metric->ptr, metric->len);
   bool has_signal;
-  if (!config_duration_ms(config, "quiet", 150, &d->quiet_ms, err) ||
+  if (!config_duration_ms(config, "long-lived-wait", 3000, &d->long_lived_wait_ms, err) ||
+      !config_duration_ms(config, "quiet", 150, &d->quiet_ms, err) ||
       !config_duration_ms(config, "quiet-max", 5000, &d->quiet_max_ms, err) ||
       !config_duration_ms(config, "min-drain", 5000, &d->min_drain_ms, err) ||
       !config_duration_ms(config, "reserve", 5000, &d->reserve_ms, err) ||
       !config_duration_ms(config, "recheck", 100, &d->recheck_ms, err) ||
       !config_signal(config, "signal", LAMEDUCK_POLICY_TYPES_SIGNAL_TERM, &has_signal, &d->signal, err) ||
       !config_duration_ms(config, "kill-after", 10000, &d->kill_after_ms, err)) {
-    drain_policy_string_free(&d->probe);
+    drain_free(d);
     return false;
   }
   d->recheck_ms = max_u32(d->recheck_ms, 1);
   if (!has_signal) d->signal = LAMEDUCK_POLICY_TYPES_SIGNAL_TERM;
   if (d->quiet_max_ms < d->quiet_ms) {
     *err = format("policy.config.quiet-max (%u ms) is shorter than quiet (%u ms)", d->quiet_max_ms, d->quiet_ms);
-    drain_policy_string_free(&d->probe);
+    drain_free(d);
     return false;
   }
   return true;
@@ -440,23 +495,55 @@ static decision_t drain_decide(const drain_t *d, const snapshot_t *s) {
   uint32_t silent = c->since_last_request_ms.is_some ? min_u32(c->since_last_request_ms.val, s->elapsed_ms)
                                                      : s->elapsed_ms;
   uint32_t floor = learned ? 0 : d->min_drain_ms;
+  text_t of_which = {0};
+  uint32_t flying = in_flight(d, s, c, &of_which);
+  // Long-lived connections are waited for a while once all is quiet.
+  uint32_t long_lived_quiet = add_u32(quiet, d->long_lived_wait_ms);
   // Look again when the wait could be over, and no later than `recheck`.
   uint32_t over_in;
   string_t waiting;
-  if (c->in_flight > 0) {
+  if (flying > 0) {
     over_in = recheck_ms;
-    waiting = format("%u request(s) in flight", c->in_flight);
+    waiting = format("%u request(s) in flight%s", flying, of_which.len > 0 ? of_which.ptr : "");
   } else if (silent < quiet) {
     over_in = quiet - silent;
     waiting = format("last request %u ms ago, waiting for %u ms of quiet", silent, quiet);
   } else if (s->elapsed_ms < floor) {
     over_in = floor - s->elapsed_ms;
     waiting = format("quiet for %u ms, but too little learned to trust it: draining at least %u ms", silent, floor);
+  } else if (c->long_lived > 0 && silent < long_lived_quiet) {
+    over_in = long_lived_quiet - silent;
+    waiting = format("quiet for %u ms; %u long-lived connection(s) waited for up to %u ms more", silent,
+                     c->long_lived, over_in);
   } else {
-    return stop(d, format("no request for %u ms (quiet period %u ms%s) and none in flight", silent, quiet,
-                          learned ? "" : ", at least min-drain"));
+    free(of_which.ptr);
+    text_t t = {0};
+    putf(&t, "no request for %u ms (quiet period %u ms%s) and none in flight", silent, quiet,
+         learned ? "" : ", at least min-drain");
+    if (c->long_lived > 0) putf(&t, "; %u long-lived connection(s) left for the app to close", c->long_lived);
+    return stop(d, done(&t));
   }
+  free(of_which.ptr);
   return with_ready(recheck(min_u32(recheck_ms, over_in), waiting), false);
+}
+
+// The requests in flight, and what they are made of, in words (appended to
+// `*of_which`). With the app's own count, it stands in for what the sockets
+// cannot tell (`unsure`); the larger of it and what they see wins.
+static uint32_t in_flight(const drain_t *d, const snapshot_t *s, const connections_t *c, text_t *of_which) {
+  uint32_t seen = c->in_flight - min_u32(c->unsure, c->in_flight);
+  const metrics_t *m = d->has_in_flight_metric ? metrics(s, &d->in_flight_metric) : NULL;
+  if (m != NULL) {
+    uint32_t count = count_u32(m->sum);
+    putf(of_which, " (");
+    if (c->streaming > 0) putf(of_which, "%u streaming, ", c->streaming);
+    putf(of_which, "the app counts %u)", count);
+    return max_u32(seen, count);
+  }
+  if (c->streaming > 0 && c->unsure > 0) putf(of_which, " (%u streaming, %u unsure)", c->streaming, c->unsure);
+  else if (c->streaming > 0) putf(of_which, " (%u streaming)", c->streaming);
+  else if (c->unsure > 0) putf(of_which, " (%u unsure)", c->unsure);
+  return c->in_flight;
 }
 
 // The quiet period (into `*quiet`), and whether it rests on enough learned
@@ -499,11 +586,11 @@ bool exports_drain_policy_init(drain_policy_list_tuple2_string_string_t *pairs, 
   drain_t drain;
   bool ok = drain_init(&config, &drain, err);
   if (ok && !config_finish(&config, err)) {
-    drain_policy_string_free(&drain.probe);
+    drain_free(&drain);
     ok = false;
   }
   if (ok) {
-    if (INITIALISED) drain_policy_string_free(&POLICY.probe);
+    if (INITIALISED) drain_free(&POLICY);
     POLICY = drain;
     INITIALISED = true;
   }

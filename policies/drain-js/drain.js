@@ -15,8 +15,22 @@
 // mean anything) the drain also lasts at least `min-drain`, as a fixed
 // `preStop: sleep` would: never less safe than the sleep it replaces.
 //
+// A request is in flight until its answer is done: answers that stream, and
+// those the sockets cannot tell done (calls multiplexed on HTTP/2
+// connections), hold the signal like any other. Where the app counts its own
+// work in progress (a gauge on its metrics endpoint, read by a `metrics`
+// probe named by `in-flight-metric`), that count stands in for what the
+// sockets cannot tell, and the larger of it and what the sockets do see is in
+// flight. Long-lived connections (WebSockets, event streams) never finish by
+// themselves: they are waited for `long-lived-wait` after the rest is quiet,
+// then the app is signalled, which closes them.
+//
 // Config (same keys, defaults and errors as the Rust policy):
 // * `probe` -- the `connections` probe to read (default `connections`);
+// * `in-flight-metric` -- a `metrics` probe counting the app's work in
+//   progress (default none);
+// * `long-lived-wait` -- how long long-lived connections are waited for once
+//   the rest is quiet (default `3s`);
 // * `quiet` -- the shortest quiet period (default `150ms`: longer than the
 //   100 ms scheduler period a CPU-throttled balancer can stall for);
 // * `quiet-max` -- the longest, whatever was learned (default `5s`);
@@ -29,12 +43,14 @@
 // * `signal` -- the stop signal (default `TERM`);
 // * `kill-after` -- time from the signal to KILL (default `10s`).
 //
-// How the contract looks from JavaScript (ComponentizeJS): exports are the
+// Built against `lameduck:policy@0.3.0` (`wit/policy.wit`). How the contract
+// looks from JavaScript (ComponentizeJS): exports are the
 // module's functions in camelCase; records are objects with camelCase fields;
 // enums are their WIT names as strings (`"term"`); variants are
 // `{ tag, val }`; an absent `option` is `undefined`; a `result` export returns
 // its ok value and throws its error value (a string here). Numbers are `u32`,
-// exact in a JS number; where Rust saturates, the code does too.
+// exact in a JS number; where Rust saturates, the code does too. An `f64` is
+// a JS number, NaN and infinities included.
 
 // ComponentizeJS decodes every string from the host with a default
 // `TextDecoder`, which drops a leading U+FEFF as a byte order mark; Rust keeps
@@ -159,6 +175,21 @@ function connections(s, name) {
   return probe?.value.tag === 'connections' ? probe.value.val : undefined;
 }
 
+// The first probe called `name`, if it is a sampled `metrics` probe.
+function metrics(s, name) {
+  const probe = s.probes.find((p) => p.name === name);
+  return probe?.value.tag === 'metrics' ? probe.value.val : undefined;
+}
+
+// `value.max(0.0).ceil().min(u32::MAX as f64) as u32`, as Rust computes it:
+// NaN and negatives are 0 (Rust's `f64::max` ignores a NaN; `Math.max`
+// returns it), anything past `u32::MAX` is `u32::MAX`.
+function countU32(value) {
+  if (Number.isNaN(value) || value < 0) return 0;
+  // `+ 0` turns a -0 into 0.
+  return Math.min(Math.ceil(value), U32_MAX) + 0;
+}
+
 // Sample again and call `decide` after `ms` milliseconds.
 const recheck = (ms, reason, { ready, signal } = {}) => ({
   ready,
@@ -179,6 +210,8 @@ const waitForExit = (reason, { signal } = {}) => ({
 class Drain {
   constructor(config) {
     this.probe = config.string('probe', 'connections');
+    this.inFlightMetric = config.string('in-flight-metric', '') || undefined;
+    this.longLivedWaitMs = config.durationMs('long-lived-wait', 3_000);
     this.quietMs = config.durationMs('quiet', 150);
     this.quietMaxMs = config.durationMs('quiet-max', 5_000);
     this.minDrainMs = config.durationMs('min-drain', 5_000);
@@ -214,22 +247,47 @@ class Drain {
     // Only silence during the drain is evidence that traffic moved away.
     const silent = c.sinceLastRequestMs === undefined ? s.elapsedMs : Math.min(c.sinceLastRequestMs, s.elapsedMs);
     const floor = learned ? 0 : this.minDrainMs;
+    const [inFlight, ofWhich] = this.inFlight(s, c);
+    // Long-lived connections are waited for a while once all is quiet.
+    const longLivedQuiet = Math.min(quiet + this.longLivedWaitMs, U32_MAX);
     // Look again when the wait could be over, and no later than `recheck`.
     let overIn, waiting;
-    if (c.inFlight > 0) {
+    if (inFlight > 0) {
       overIn = recheckMs;
-      waiting = `${c.inFlight} request(s) in flight`;
+      waiting = `${inFlight} request(s) in flight${ofWhich}`;
     } else if (silent < quiet) {
       overIn = quiet - silent;
       waiting = `last request ${silent} ms ago, waiting for ${quiet} ms of quiet`;
     } else if (s.elapsedMs < floor) {
       overIn = floor - s.elapsedMs;
       waiting = `quiet for ${silent} ms, but too little learned to trust it: draining at least ${floor} ms`;
+    } else if (c.longLived > 0 && silent < longLivedQuiet) {
+      overIn = longLivedQuiet - silent;
+      waiting = `quiet for ${silent} ms; ${c.longLived} long-lived connection(s) waited for up to ${overIn} ms more`;
     } else {
       const floorNote = learned ? '' : ', at least min-drain';
-      return this.stop(`no request for ${silent} ms (quiet period ${quiet} ms${floorNote}) and none in flight`);
+      const longLived = c.longLived === 0 ? '' : `; ${c.longLived} long-lived connection(s) left for the app to close`;
+      return this.stop(
+        `no request for ${silent} ms (quiet period ${quiet} ms${floorNote}) and none in flight${longLived}`,
+      );
     }
     return recheck(Math.min(recheckMs, overIn), waiting, { ready: false });
+  }
+
+  // The requests in flight, and what they are made of, in words. With the
+  // app's own count, it stands in for what the sockets cannot tell
+  // (`unsure`); the larger of it and what they see wins.
+  inFlight(s, c) {
+    const seen = c.inFlight - Math.min(c.unsure, c.inFlight);
+    const m = this.inFlightMetric === undefined ? undefined : metrics(s, this.inFlightMetric);
+    const streaming = c.streaming > 0 ? [`${c.streaming} streaming`] : [];
+    if (m !== undefined) {
+      const count = countU32(m.sum);
+      const parts = [...streaming, `the app counts ${count}`];
+      return [Math.max(seen, count), ` (${parts.join(', ')})`];
+    }
+    const parts = [...streaming, ...(c.unsure > 0 ? [`${c.unsure} unsure`] : [])];
+    return [c.inFlight, parts.length > 0 ? ` (${parts.join(', ')})` : ''];
   }
 
   // The quiet period, and whether it rests on enough learned silences: twice

@@ -15,8 +15,22 @@ learned (a pod that served only seconds, traffic too sparse for a silence to
 mean anything) the drain also lasts at least `min-drain`, as a fixed
 `preStop: sleep` would: never less safe than the sleep it replaces.
 
+A request is in flight until its answer is done: answers that stream, and
+those the sockets cannot tell done (calls multiplexed on HTTP/2
+connections), hold the signal like any other. Where the app counts its own
+work in progress (a gauge on its metrics endpoint, read by a `metrics` probe
+named by `in-flight-metric`), that count stands in for what the sockets
+cannot tell, and the larger of it and what the sockets do see is in flight.
+Long-lived connections (WebSockets, event streams) never finish by
+themselves: they are waited for `long-lived-wait` after the rest is quiet,
+then the app is signalled, which closes them.
+
 Config (same keys, defaults and errors as the Rust policy):
 * `probe` -- the `connections` probe to read (default `connections`);
+* `in-flight-metric` -- a `metrics` probe counting the app's work in progress
+  (default none);
+* `long-lived-wait` -- how long long-lived connections are waited for once
+  the rest is quiet (default `3s`);
 * `quiet` -- the shortest quiet period (default `150ms`: longer than the
   100 ms scheduler period a CPU-throttled balancer can stall for);
 * `quiet-max` -- the longest, whatever was learned (default `5s`);
@@ -29,8 +43,10 @@ Config (same keys, defaults and errors as the Rust policy):
 * `signal` -- the stop signal (default `TERM`);
 * `kill-after` -- time from the signal to KILL (default `10s`).
 
-Every number the contract carries is a `u32`; Python's integers are unbounded,
-so the places where Rust saturates are written out.
+Built against `lameduck:policy@0.3.0` (`wit/policy.wit`). Every number the
+contract carries is a `u32`; Python's integers are unbounded, so the places
+where Rust saturates are written out, and so is Rust's conversion of the
+app's count (an `f64`) to a `u32`.
 """
 
 import math
@@ -41,9 +57,11 @@ from componentize_py_types import Err
 from wit_world.imports.types import (
     Connections,
     Decision,
+    Metrics,
     Next_Recheck,
     Next_WaitForExit,
     ProbeValue_Connections,
+    ProbeValue_Metrics,
     Signal,
     SignalAction,
     SignalAction_Drain,
@@ -161,6 +179,24 @@ def connections(s: Snapshot, name: str) -> Optional[Connections]:
     return None
 
 
+def metrics(s: Snapshot, name: str) -> Optional[Metrics]:
+    """The first probe called `name`, if it is a sampled `metrics` probe."""
+    probe = next((p for p in s.probes if p.name == name), None)
+    if probe is not None and isinstance(probe.value, ProbeValue_Metrics):
+        return probe.value.value
+    return None
+
+
+def count_u32(value: float) -> int:
+    """`value.max(0.0).ceil().min(u32::MAX as f64) as u32`, as Rust computes
+    it: NaN and negatives are 0 (Rust's `f64::max` ignores a NaN; Python's
+    `max` does not), anything past `u32::MAX` is `u32::MAX` (capped before
+    `ceil`, which raises on infinity; the same, `u32::MAX` being whole)."""
+    if math.isnan(value) or value < 0.0:
+        return 0
+    return math.ceil(min(value, float(U32_MAX)))
+
+
 def recheck(ms: int, reason: str, ready: Optional[bool] = None, signal: Optional[Signal] = None) -> Decision:
     """Sample again and call `decide` after `ms` milliseconds."""
     return Decision(ready=ready, signal=signal, next=Next_Recheck(ms), reason=reason)
@@ -176,6 +212,9 @@ class Drain:
 
     def __init__(self, config: Config):
         self.probe = config.string("probe", "connections")
+        in_flight_metric = config.string("in-flight-metric", "")
+        self.in_flight_metric = in_flight_metric if in_flight_metric != "" else None
+        self.long_lived_wait_ms = config.duration_ms("long-lived-wait", 3_000)
         self.quiet_ms = config.duration_ms("quiet", 150)
         self.quiet_max_ms = config.duration_ms("quiet-max", 5_000)
         self.min_drain_ms = config.duration_ms("min-drain", 5_000)
@@ -211,10 +250,13 @@ class Drain:
         since = c.since_last_request_ms
         silent = s.elapsed_ms if since is None else min(since, s.elapsed_ms)
         floor = 0 if learned else self.min_drain_ms
+        in_flight, of_which = self.in_flight(s, c)
+        # Long-lived connections are waited for a while once all is quiet.
+        long_lived_quiet = min(quiet + self.long_lived_wait_ms, U32_MAX)
         # Look again when the wait could be over, and no later than `recheck`.
-        if c.in_flight > 0:
+        if in_flight > 0:
             over_in = recheck_ms
-            waiting = f"{c.in_flight} request(s) in flight"
+            waiting = f"{in_flight} request(s) in flight{of_which}"
         elif silent < quiet:
             over_in = quiet - silent
             waiting = f"last request {silent} ms ago, waiting for {quiet} ms of quiet"
@@ -223,12 +265,35 @@ class Drain:
             waiting = (
                 f"quiet for {silent} ms, but too little learned to trust it: draining at least {floor} ms"
             )
+        elif c.long_lived > 0 and silent < long_lived_quiet:
+            over_in = long_lived_quiet - silent
+            waiting = (
+                f"quiet for {silent} ms; {c.long_lived} long-lived connection(s) "
+                f"waited for up to {long_lived_quiet - silent} ms more"
+            )
         else:
+            long_lived = (
+                "" if c.long_lived == 0 else f"; {c.long_lived} long-lived connection(s) left for the app to close"
+            )
             return self.stop(
                 f"no request for {silent} ms (quiet period {quiet} ms"
-                f"{'' if learned else ', at least min-drain'}) and none in flight"
+                f"{'' if learned else ', at least min-drain'}) and none in flight{long_lived}"
             )
         return recheck(min(recheck_ms, over_in), waiting, ready=False)
+
+    def in_flight(self, s: Snapshot, c: Connections) -> Tuple[int, str]:
+        """The requests in flight, and what they are made of, in words. With
+        the app's own count, it stands in for what the sockets cannot tell
+        (`unsure`); the larger of it and what they see wins."""
+        seen = c.in_flight - min(c.unsure, c.in_flight)
+        m = None if self.in_flight_metric is None else metrics(s, self.in_flight_metric)
+        streaming = [f"{c.streaming} streaming"] if c.streaming > 0 else []
+        if m is not None:
+            count = count_u32(m.sum)
+            parts = streaming + [f"the app counts {count}"]
+            return max(seen, count), f" ({', '.join(parts)})"
+        parts = streaming + ([f"{c.unsure} unsure"] if c.unsure > 0 else [])
+        return c.in_flight, f" ({', '.join(parts)})" if parts else ""
 
     def quiet_period(self, silences: Silences) -> Tuple[int, bool]:
         """The quiet period, and whether it rests on enough learned silences:

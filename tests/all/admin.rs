@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, get_body, request, scratch, serving};
+use lameduck_core::Signal;
+use lameduck_core::record::Event;
+
+use crate::util::{Agent, App, get_body, policy_loaded, request, scratch, serving, show, timeline};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -15,7 +18,10 @@ fn readiness_flips_when_the_drain_begins() {
     assert_eq!(get_body(admin, "/healthz").unwrap().0, 200);
     assert_eq!(get_body(admin, "/readyz").unwrap().0, 200);
     agent.signal(libc::SIGTERM);
-    agent.wait_for_event("drain", 5 * SECOND);
+    agent.wait_for("the drain", 5 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(e.event, Event::DrainBegan { .. }))
+    });
     assert_eq!(
         get_body(admin, "/readyz").unwrap(),
         (503, "draining\n".to_string())
@@ -26,11 +32,9 @@ fn readiness_flips_when_the_drain_begins() {
     assert_eq!(status["status"]["phase"], "draining");
     assert_eq!(status["status"]["policy"]["source"], "builtin:drain");
     assert!(
-        status["timeline"]
-            .as_array()
-            .unwrap()
+        timeline(&status)
             .iter()
-            .any(|e| e["event"] == "drain")
+            .any(|e| matches!(e.event, Event::DrainBegan { .. }))
     );
     assert_eq!(agent.wait(10 * SECOND).0, 0);
 }
@@ -61,9 +65,15 @@ fn prestop_holds_until_the_app_may_be_signalled() {
     // Then the kubelet sends TERM: the drain goes on, the app has exited.
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(10 * SECOND).0, 0);
+    let records = agent.records();
     assert_eq!(
-        agent.events().iter().filter(|(e, _)| e == "drain").count(),
-        1
+        records
+            .iter()
+            .filter(|e| matches!(e.event, Event::DrainBegan { .. }))
+            .count(),
+        1,
+        "{}",
+        show(&records)
     );
 }
 
@@ -85,10 +95,20 @@ fn metrics_parse_and_count_what_happened() {
     );
     let admin = agent.admin_port();
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     agent.signal(libc::SIGUSR1);
     agent.signal(libc::SIGTERM);
-    agent.wait_for_event("sent", 5 * SECOND);
+    agent.wait_for("TERM sent", 5 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::Sent {
+                    signal: Signal::Term,
+                    ..
+                }
+            )
+        })
+    });
     let (status, text) = get_body(admin, "/metrics").unwrap();
     assert_eq!(status, 200);
     let samples = parse_openmetrics(&text);
@@ -104,8 +124,8 @@ fn metrics_parse_and_count_what_happened() {
     assert_eq!(
         value("lameduck_decisions_total", "reason=fixed delay of N ms"),
         1.0,
-        "{:#?}",
-        agent.events()
+        "{}",
+        show(&agent.records())
     );
     assert_eq!(
         value(
@@ -117,8 +137,8 @@ fn metrics_parse_and_count_what_happened() {
     assert_eq!(
         value("lameduck_policy_reloads_total", "result=ok"),
         1.0,
-        "{:#?}",
-        agent.events()
+        "{}",
+        show(&agent.records())
     );
     assert_eq!(
         value("lameduck_policy_call_duration_seconds_count", "call=decide"),

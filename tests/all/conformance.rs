@@ -1,7 +1,9 @@
 //! The `drain` policy written again in Python, JavaScript and C decides
 //! exactly as the Rust `drain` (the built-in component): same decisions, same
 //! reasons, same `init` errors, on the same drains, driven closed-loop the way
-//! the agent drives them.
+//! the agent drives them. All four are drain v3, built against
+//! `lameduck:policy@0.3.0`: answers that stream, calls the sockets cannot
+//! tell done and the app's own count of them, long-lived connections.
 //!
 //! The components are built by `policies/drain-*/build.sh` (all three:
 //! `policies/build-all.sh`). A missing one fails the test, naming the script:
@@ -13,8 +15,8 @@ use std::time::Duration;
 
 use lameduck_core::agent::Settings;
 use lameduck_core::{
-    Child, Decision, HttpResponse, Mode, ProbeValue, SentSignal, Signal, SignalAction, Silences,
-    Snapshot, Trigger,
+    Child, Decision, HttpResponse, Metrics, Mode, ProbeValue, SentSignal, Series, Signal,
+    SignalAction, Silences, Snapshot, Trigger,
 };
 use lameduck_runtime::builtin;
 use lameduck_runtime::{Compiled, Compiler, Instance, Limits, PolicyError};
@@ -156,6 +158,8 @@ struct Scenario {
 enum Sampled {
     Traffic(Traffic),
     Fixed(ProbeValue),
+    /// A value of the drain's time (ms).
+    Over(fn(i64) -> ProbeValue),
 }
 
 /// What a drain did: the policy's decisions, and the signals the app got
@@ -193,6 +197,7 @@ fn drive(language: &str, policy: &Compiled, scenario: &Scenario) -> Drained {
             let value = match sampled {
                 Sampled::Traffic(traffic) => traffic.sample(elapsed as i64),
                 Sampled::Fixed(value) => value.clone(),
+                Sampled::Over(value) => value(elapsed as i64),
             };
             h.set_probe(name, value);
         }
@@ -238,6 +243,41 @@ fn first_signal(drained: &Drained, signal: Signal) -> u32 {
         .find(|s| s.signal == signal)
         .unwrap_or_else(|| panic!("{signal:?} was never sent"))
         .at_ms
+}
+
+/// Whether any of the policy's reasons in `drained` contains `text`.
+fn said(drained: &Drained, text: &str) -> bool {
+    drained
+        .steps
+        .iter()
+        .any(|s| s.decision.reason.contains(text))
+}
+
+/// The reason of the decision that signalled the app first.
+fn why_signalled(drained: &Drained) -> &str {
+    let step = drained.steps.iter().find(|s| s.decision.signal.is_some());
+    &step.expect("the policy signalled the app").decision.reason
+}
+
+/// Every reason in `drained`, for an assertion's message.
+fn reasons(drained: &Drained) -> Vec<&str> {
+    drained
+        .steps
+        .iter()
+        .map(|s| s.decision.reason.as_str())
+        .collect()
+}
+
+/// What a `metrics` probe reads of the app's gauge of calls in progress:
+/// one series, whose value is the sum.
+fn gauge(sum: f64) -> ProbeValue {
+    ProbeValue::Metrics(Metrics {
+        sum,
+        series: vec![Series {
+            labels: vec![("method".into(), "Watch".into())],
+            value: sum,
+        }],
+    })
 }
 
 /// A drain with the defaults: 28 s of budget, `traffic` on the app's ports,
@@ -396,24 +436,32 @@ fn missing_failed_or_mistyped_evidence() {
     }
 }
 
-/// What `init` made of a config: its error, or the first decisions of an
-/// idle drain (which show the durations and the signal it read).
+/// What `init` made of a config: its error, or the decisions of two
+/// drains, which show the durations, the signal and the probes it read: an
+/// idle app's, and one with a WebSocket open, quiet learned, and the app's
+/// gauge counting two calls for the first second.
 fn outcome(language: &str, policy: &Compiled, config: &'static [(&str, &str)]) -> String {
+    let idle = Scenario {
+        config,
+        budget_ms: 9_000,
+        ..scenario("config", Traffic::new())
+    };
+    let websocket = Traffic::new().long_lived(-60_000, 60_000).learned(40);
+    let counting = |t| gauge(if t < 1_000 { 2.0 } else { 0.0 });
+    let v3 = Scenario {
+        probes: vec![
+            ("connections", Sampled::Traffic(websocket)),
+            ("gauge", Sampled::Over(counting)),
+        ],
+        ..idle.clone()
+    };
     match policy.instantiate(&pairs(config)) {
         Err(PolicyError::Init(why)) => format!("refused: {why}"),
         Err(e) => panic!("{language}: `init` failed with {config:?}: {e}"),
         Ok(_) => format!(
-            "{:?}",
-            drive(
-                language,
-                policy,
-                &Scenario {
-                    config,
-                    budget_ms: 9_000,
-                    ..scenario("config", Traffic::new())
-                }
-            )
-            .steps
+            "{:?}\n{:?}",
+            drive(language, policy, &idle).steps,
+            drive(language, policy, &v3).steps
         ),
     }
 }
@@ -457,6 +505,27 @@ fn init_reads_and_refuses_config_exactly_as_rust() {
         // A leading U+FEFF is text, not a byte order mark to drop.
         &[("quiet", "\u{feff}5s")],
         &[("\u{feff}probe", "web")],
+        // drain v3's keys.
+        &[("long-lived-wait", "soon")],
+        &[("long-lived-wait", "-1s")],
+        &[("long-lived-wait", "")],
+        &[("long-lived-wait", "4294967296ms")],
+        &[("long-lived-wait", "4294967295ms")],
+        &[("long-lived-wait", "0s")],
+        &[("long-lived-wait", "1.5s")],
+        &[("long-lived-wait", "x"), ("quiet", "y")],
+        &[
+            ("long-lived-wait", "2s"),
+            ("quiet", "5s"),
+            ("quiet-max", "1s"),
+        ],
+        &[("in-flight-metric", "")],
+        &[("in-flight-metric", "gauge")],
+        &[("in-flight-metric", " gauge ")],
+        &[("in-flight-metric", "gauge\0x")],
+        &[("in-flight-metric", "connections")],
+        &[("in-flight-metrics", "gauge")],
+        &[("in-flight-metric", "gauge"), ("long-lived-wait", "1s")],
     ];
     let [(_, rust), ports @ ..] = policies() else {
         unreachable!("Rust is first")
@@ -473,6 +542,30 @@ fn init_reads_and_refuses_config_exactly_as_rust() {
     }
     let refused = outcome("Rust", rust, &[("no-such-key", "1")]);
     assert!(refused.contains("unknown key no-such-key"), "{refused}");
+    // The new keys are read, and in this order.
+    let refused = outcome("Rust", rust, &[("in-flight-metrics", "gauge")]);
+    let known = "(known: probe, in-flight-metric, long-lived-wait, quiet,";
+    assert!(refused.contains(known), "{refused}");
+    let refused = outcome("Rust", rust, &[("long-lived-wait", "x"), ("quiet", "y")]);
+    let first = "refused: policy.config.long-lived-wait: `x` is not a duration";
+    assert!(refused.starts_with(first), "{refused}");
+    // And their values show in the drain.
+    let default = outcome("Rust", rust, &[]);
+    let left = "1 long-lived connection(s) left for the app to close";
+    assert!(default.contains(left), "{default}");
+    assert!(!default.contains("the app counts"), "{default}");
+    let counted = outcome("Rust", rust, &[("in-flight-metric", "gauge")]);
+    assert!(
+        counted.contains("2 request(s) in flight (the app counts 2)"),
+        "{counted}"
+    );
+    let ignored = outcome("Rust", rust, &[("in-flight-metric", " gauge ")]);
+    assert_eq!(ignored, default);
+    let waited = outcome("Rust", rust, &[("long-lived-wait", "1.5s")]);
+    assert!(waited.contains("waited for up to 1500 ms more"), "{waited}");
+    let saturated = outcome("Rust", rust, &[("long-lived-wait", "4294967295ms")]);
+    let bounded = "1 long-lived connection(s) waited for up to 4294967";
+    assert!(saturated.contains(bounded), "{saturated}");
 }
 
 #[test]
@@ -501,4 +594,235 @@ fn on_signal_answers_as_rust() {
             );
         }
     }
+}
+
+#[test]
+fn a_streamed_answer_holds_the_signal_until_it_ends() {
+    // Requests stop at 2 s; one answer streams from 1.9 s until 5 s.
+    let streamed = behind_an_ingress(2_000).stream(1_900, 5_000);
+    let drained = conform(&scenario("streamed answer", streamed));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((5_000..=5_100).contains(&term), "TERM at {term}");
+    let streaming = "1 request(s) in flight (1 streaming)";
+    assert!(said(&drained, streaming), "{:?}", reasons(&drained));
+}
+
+/// Requests stop at 2 s; a call arrives at 1.9 s on a multiplexed
+/// connection, and the sockets cannot tell it done until 7 s.
+fn multiplexed() -> Traffic {
+    behind_an_ingress(2_000).unsure(1_900, 7_000)
+}
+
+/// The app's gauge: three calls in progress from 1.9 s until 3 s.
+fn three_until_3s(t: i64) -> ProbeValue {
+    gauge(if (1_900..3_000).contains(&t) {
+        3.0
+    } else {
+        0.0
+    })
+}
+
+#[test]
+fn what_the_sockets_cannot_tell_holds_the_signal_and_the_apps_count_tells_it() {
+    // The sockets alone: held while they cannot tell.
+    let alone = conform(&scenario("unsure, no gauge", multiplexed()));
+    let held = first_signal(&alone, Signal::Term);
+    assert!((7_000..=7_100).contains(&held), "TERM at {held}");
+    assert!(said(&alone, "1 request(s) in flight (1 unsure)"));
+
+    // The app's count stands in for the unsure call: done at 3 s. The
+    // larger of it and what the sockets see is in flight.
+    let counting = |name, probes| Scenario {
+        config: &[("in-flight-metric", "gauge")],
+        probes,
+        ..scenario(name, Traffic::new())
+    };
+    let sockets = || ("connections", Sampled::Traffic(multiplexed()));
+    let counted = conform(&counting(
+        "unsure, counted",
+        vec![sockets(), ("gauge", Sampled::Over(three_until_3s))],
+    ));
+    let term = first_signal(&counted, Signal::Term);
+    assert!((3_000..=3_100).contains(&term), "TERM at {term}");
+    for text in [
+        // The ingress's requests outnumber the count, then the count wins.
+        "15 request(s) in flight (the app counts 0)",
+        "15 request(s) in flight (the app counts 3)",
+        "3 request(s) in flight (the app counts 3)",
+    ] {
+        assert!(said(&counted, text), "{text}: {:?}", reasons(&counted));
+    }
+
+    // A count that is not there is no evidence: the sockets decide, as alone.
+    let refused = ProbeValue::Failed("connection refused".into());
+    for (name, value) in [
+        ("gauge failed", Some(Sampled::Fixed(refused))),
+        (
+            "gauge not metrics",
+            Some(Sampled::Fixed(ProbeValue::Exec(0))),
+        ),
+        ("gauge missing", None),
+    ] {
+        let probes = [Some(sockets()), value.map(|v| ("gauge", v))];
+        let drained = conform(&counting(name, probes.into_iter().flatten().collect()));
+        assert_eq!(first_signal(&drained, Signal::Term), held, "{name}");
+        assert_eq!(reasons(&drained), reasons(&alone), "{name}");
+    }
+    // A gauge that fails until 2.5 s, then reads 0: from then on, it tells.
+    let late = |t: i64| match t {
+        ..2_500 => ProbeValue::Failed("timeout".into()),
+        _ => gauge(0.0),
+    };
+    let drained = conform(&counting(
+        "gauge failing, then read",
+        vec![sockets(), ("gauge", Sampled::Over(late))],
+    ));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((2_500..=2_600).contains(&term), "TERM at {term}");
+    assert!(said(&drained, "1 request(s) in flight (1 unsure)"));
+
+    // An answer that streams beside an unsure call, with and without the
+    // count: the stream is what the sockets see.
+    let both = || {
+        behind_an_ingress(2_000)
+            .stream(1_900, 4_000)
+            .unsure(1_950, 6_000)
+    };
+    let drained = conform(&scenario("streaming and unsure", both()));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((6_000..=6_100).contains(&term), "TERM at {term}");
+    assert!(said(
+        &drained,
+        "2 request(s) in flight (1 streaming, 1 unsure)"
+    ));
+    let drained = conform(&counting(
+        "streaming and unsure, counted",
+        vec![
+            ("connections", Sampled::Traffic(both())),
+            ("gauge", Sampled::Over(three_until_3s)),
+        ],
+    ));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((4_000..=4_100).contains(&term), "TERM at {term}");
+    for text in [
+        "3 request(s) in flight (1 streaming, the app counts 3)",
+        "1 request(s) in flight (1 streaming, the app counts 0)",
+    ] {
+        assert!(said(&drained, text), "{text}: {:?}", reasons(&drained));
+    }
+}
+
+#[test]
+fn the_apps_count_is_read_as_rust_reads_an_f64() {
+    // `sum.max(0.0).ceil().min(u32::MAX as f64) as u32`: NaN (either
+    // sign), negatives and -0 are 0, fractions round up, and anything past
+    // u32::MAX is u32::MAX.
+    let negative_nan = f64::from_bits(f64::NAN.to_bits() | (1 << 63));
+    let cases = [
+        (f64::NAN, 0u32),
+        (negative_nan, 0),
+        (f64::NEG_INFINITY, 0),
+        (-1e300, 0),
+        (-2.5, 0),
+        (-0.0, 0),
+        (0.0, 0),
+        (5e-324, 1),
+        (0.5, 1),
+        (2.0, 2),
+        (2.000_001, 3),
+        (4_294_967_294.5, 4_294_967_295),
+        (4_294_967_295.0, 4_294_967_295),
+        (4_294_967_295.5, 4_294_967_295),
+        (4_294_967_296.0, 4_294_967_295),
+        (1e300, 4_294_967_295),
+        (f64::MAX, 4_294_967_295),
+        (f64::INFINITY, 4_294_967_295),
+    ];
+    for (sum, count) in cases {
+        // One answer streams for the first second, so every look says what
+        // the count was read as; a count above it holds the drain until
+        // the deadline (2 s of a 3 s budget).
+        let drained = conform(&Scenario {
+            config: &[("in-flight-metric", "gauge")],
+            budget_ms: 3_000,
+            probes: vec![
+                (
+                    "connections",
+                    Sampled::Traffic(Traffic::new().stream(-1, 1_000)),
+                ),
+                ("gauge", Sampled::Fixed(gauge(sum))),
+            ],
+            ..scenario("a count of odd value", Traffic::new())
+        });
+        let text = format!(
+            "{} request(s) in flight (1 streaming, the app counts {count})",
+            count.max(1)
+        );
+        assert!(said(&drained, &text), "{sum}: {:?}", reasons(&drained));
+    }
+}
+
+#[test]
+fn long_lived_connections_are_waited_for_a_bounded_time() {
+    // Two WebSockets open for an hour and a minute; requests stop at 2 s,
+    // the last one at 1.99 s, so all is quiet from 2.14 s.
+    let websockets = || {
+        behind_an_ingress(2_000)
+            .long_lived(-3_600_000, 60_000)
+            .long_lived(-60_000, 60_000)
+    };
+    let left = "2 long-lived connection(s) left for the app to close";
+    let waits: [(&'static [(&str, &str)], u32, u32); 3] = [
+        (&[("long-lived-wait", "2s")], 4_140, 4_240),
+        (&[], 5_140, 5_240),
+        // No wait: as if they were idle.
+        (&[("long-lived-wait", "0s")], 2_140, 2_240),
+    ];
+    for (config, from, to) in waits {
+        let drained = conform(&Scenario {
+            config,
+            ..scenario("long-lived", websockets())
+        });
+        let term = first_signal(&drained, Signal::Term);
+        assert!((from..=to).contains(&term), "{config:?}: TERM at {term}");
+        let why = why_signalled(&drained);
+        assert!(
+            why.ends_with(&format!("and none in flight; {left}")),
+            "{why}"
+        );
+        let waited = "2 long-lived connection(s) waited for up to";
+        assert_eq!(said(&drained, waited), from > 2_140, "{config:?}");
+    }
+
+    // Closed by their clients at 3 s, before the wait is over: signalled
+    // as soon as they are gone, with no word of them.
+    let closing = behind_an_ingress(2_000).long_lived(-60_000, 3_000);
+    let drained = conform(&scenario("long-lived, closed", closing));
+    let term = first_signal(&drained, Signal::Term);
+    assert!((3_000..=3_100).contains(&term), "TERM at {term}");
+    assert!(why_signalled(&drained).ends_with("and none in flight"));
+    assert!(said(
+        &drained,
+        "1 long-lived connection(s) waited for up to"
+    ));
+
+    // An app that served nothing, with one WebSocket: `min-drain` first,
+    // then the wait, counted from the drain's start.
+    let lone = Traffic::new().long_lived(-60_000, 60_000);
+    let drained = conform(&Scenario {
+        config: &[("long-lived-wait", "8s")],
+        ..scenario("lone WebSocket", lone)
+    });
+    assert_eq!(first_signal(&drained, Signal::Term), 8_150);
+    assert!(said(&drained, "too little learned to trust it"));
+
+    // A wait past u32::MAX ms is u32::MAX (saturated); the deadline ends it.
+    let drained = conform(&Scenario {
+        config: &[("long-lived-wait", "4294967295ms")],
+        ..scenario("long-lived, endless wait", websockets())
+    });
+    assert_eq!(first_signal(&drained, Signal::Term), 23_000);
+    let waited = "2 long-lived connection(s) waited for up to 4294967";
+    assert!(said(&drained, waited), "{:?}", reasons(&drained));
+    assert!(why_signalled(&drained).starts_with("deadline near"));
 }

@@ -13,8 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use lameduck_core::record::{Call, Entry, Event};
+use lameduck_core::{Signal, SignalAction};
+use lameduck_runtime::{Limits, MAX_REASON, PolicyError};
+
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, Peak, component, get_body, scratch, variant, with_wasi};
+use crate::util::{
+    Agent, App, Peak, component, get_body, policy_loaded, scratch, show, variant, with_wasi,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -47,10 +53,9 @@ fn start(name: &str, args: &[&str], on_term: &str, policy: bool) -> (Agent, App)
     let agent = Agent::start(args, &as_strs(&app.command(&["--on-term", on_term])));
     app.port();
     if policy {
-        agent.wait_until("the policy", 20 * SECOND, |events| {
-            events
-                .iter()
-                .any(|(e, _)| e == "policy" || e == "policy-failed")
+        agent.wait_for("the policy", 20 * SECOND, |r| {
+            r.iter()
+                .any(|e| matches!(e.event, Event::Policy { .. } | Event::PolicyFailed { .. }))
         });
     }
     (agent, app)
@@ -76,6 +81,8 @@ fn term_and_hold(name: &str, agent: &mut Agent, app: &App, grace: Duration) -> O
         peak.threads,
         peak.cpu_ms
     );
+    // Every line of the log, the timeline's and the others, each cut short:
+    // for a person reading the failure.
     assert!(
         exit < grace,
         "{name}: exit {exit:?} after TERM, grace {grace:?}: {:#?}",
@@ -150,24 +157,42 @@ fn with_policy(
 /// lameduck spends is the policy's.
 const NO_PROBES: Option<&str> = Some("probes: []\n");
 
-/// The policy itself decided (its reason is "now"), not the fallback.
+/// The policy itself decided (with its fixture's reason, "now"), not the
+/// fallback.
 fn the_policy_decided(agent: &Agent) {
+    let records = agent.records();
     assert!(
-        messages(agent, "decision")
-            .iter()
-            .any(|m| m.starts_with("now")),
-        "{:?}",
-        agent.events()
+        records.iter().any(|e| matches!(
+            &e.event,
+            Event::Decision {
+                decision,
+                call: Call { fallback: None, .. },
+                ..
+            } if decision.reason == "now"
+        )),
+        "{}",
+        show(&records)
     );
 }
 
-fn messages(agent: &Agent, event: &str) -> Vec<String> {
+/// The errors of calls to the policy that failed (the fallback answered).
+fn policy_errors(agent: &Agent) -> Vec<String> {
     agent
-        .events()
+        .records()
         .into_iter()
-        .filter(|(e, _)| e == event)
-        .map(|(_, m)| m)
+        .filter_map(|e| match e.event {
+            Event::PolicyError { error } => Some(error),
+            _ => None,
+        })
         .collect()
+}
+
+/// How many policies were refused.
+fn refusals(records: &[Entry]) -> usize {
+    records
+        .iter()
+        .filter(|e| matches!(e.event, Event::PolicyFailed { .. }))
+        .count()
 }
 
 /// Issue 12, items 1 and 3: a policy that prints from `init`, `on-signal`
@@ -190,6 +215,8 @@ fn a_policy_that_prints() {
     );
     let outcome = term_and_hold("print", &mut agent, &app, 4 * SECOND);
     assert_eq!(outcome.status, 0);
+    // The policy's own output: lines of the log beside the timeline, its
+    // words (and the agent's note of what it dropped), not records.
     let lines: Vec<String> = agent
         .logs()
         .iter()
@@ -246,15 +273,12 @@ fn straight_line_code_is_held_to_the_budget() {
         true,
     );
     let outcome = term_and_hold("fill", &mut agent, &app, 5 * SECOND);
-    let errors = messages(&agent, "policy-error");
+    // Every failure is the budget's: none is the agent's patience running
+    // out ("did not answer within").
+    let errors = policy_errors(&agent);
+    let budget = PolicyError::Timeout(Limits::default().cpu).to_string();
     assert!(
-        errors
-            .iter()
-            .any(|m| m.contains("ran past its CPU budget of 10ms")),
-        "{errors:?}"
-    );
-    assert!(
-        !errors.iter().any(|m| m.contains("did not answer within")),
+        !errors.is_empty() && errors.iter().all(|e| *e == budget),
         "{errors:?}"
     );
     assert!(
@@ -272,11 +296,9 @@ fn many_memories_count_together() {
     let args = ["--grace-period", "4s"];
     let (mut agent, app) = with_policy("memories", &memories, None, &args, "drain", true);
     term_and_hold("memories", &mut agent, &app, 4 * SECOND);
-    let errors = messages(&agent, "policy-error");
-    assert!(
-        errors.iter().any(|m| m.contains("memory past the limit")),
-        "{errors:?}"
-    );
+    let errors = policy_errors(&agent);
+    let memory = PolicyError::Memory(Limits::default().memory).to_string();
+    assert!(errors.iter().any(|e| *e == memory), "{errors:?}");
 }
 
 /// Issue 12, items 8 and 10: 1 MiB reasons, each different, with
@@ -314,14 +336,24 @@ fn huge_unique_reasons_and_a_status_flood() {
         thread.join().unwrap();
     }
     assert_eq!(outcome.status, 128 + libc::SIGKILL);
-    let decisions = messages(&agent, "decision");
-    assert!(decisions.len() > 64, "{} decisions", decisions.len());
+    // Each reason cut to its bound, saying so in the reason itself (the
+    // agent's bound, written into the data it bounds).
+    let reasons: Vec<String> = agent
+        .records()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Decision { decision, .. } => Some(decision.reason),
+            _ => None,
+        })
+        .collect();
+    assert!(reasons.len() > 64, "{} decisions", reasons.len());
+    let marker = "… [truncated: 1048576 bytes]";
     assert!(
-        decisions
+        reasons
             .iter()
-            .all(|m| m.len() < 1_000 && m.contains("[truncated: 1048576 bytes]")),
+            .all(|r| r.len() == MAX_REASON + marker.len() && r.ends_with(marker)),
         "{:?}",
-        &decisions[..3]
+        &reasons[..3]
     );
     let largest = largest.load(Ordering::Relaxed);
     assert!(largest < 1 << 20, "a /status of {largest} bytes");
@@ -337,8 +369,11 @@ fn unique_reasons_do_not_grow_the_metrics() {
     let (mut agent, app) = with_policy("series", &reasons, NO_PROBES, &args, "drain", true);
     let admin = agent.admin_port();
     agent.signal(libc::SIGTERM);
-    agent.wait_until("70 decisions", 10 * SECOND, |events| {
-        events.iter().filter(|(e, _)| e == "decision").count() > 70
+    agent.wait_for("70 decisions", 10 * SECOND, |r| {
+        r.iter()
+            .filter(|e| matches!(e.event, Event::Decision { .. }))
+            .count()
+            > 70
     });
     let (_, metrics) = get_body(admin, "/metrics").unwrap();
     let series: Vec<&str> = metrics
@@ -384,35 +419,46 @@ fn huge_init_errors_on_repeated_swaps() {
     let huge = component("init-error-huge.wat");
     let swaps = 20;
     for n in 0..swaps {
-        let refused = messages(&agent, "policy-failed").len();
+        let refused = refusals(&agent.records());
         let tmp = dir.join("next.tmp");
         std::fs::write(&tmp, variant(&huge, n)).unwrap();
         std::fs::rename(&tmp, &path).unwrap();
-        agent.wait_until("a refusal", 20 * SECOND, |events| {
-            events.iter().filter(|(e, _)| e == "policy-failed").count() > refused
-        });
+        agent.wait_for("a refusal", 20 * SECOND, |r| refusals(r) > refused);
     }
     // An unrelated file beside it: the refused bytes are not tried again;
     // the reload signal, an operator's, does try them.
-    let refused = messages(&agent, "policy-failed").len();
+    let refused = refusals(&agent.records());
     std::fs::write(dir.join("unrelated"), "x").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(messages(&agent, "policy-failed").len(), refused);
+    assert_eq!(refusals(&agent.records()), refused);
     agent.signal(libc::SIGHUP);
-    agent.wait_until("a refusal on HUP", 20 * SECOND, |events| {
-        events.iter().filter(|(e, _)| e == "policy-failed").count() > refused
-    });
+    let records = agent.wait_for("a refusal on HUP", 20 * SECOND, |r| refusals(r) > refused);
     let (_, status) = get_body(admin, "/status").unwrap();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let reason = status["status"]["last_refused"]["reason"].as_str().unwrap();
     assert!(reason.len() < 1_200, "{} bytes", reason.len());
     assert!(reason.contains("[truncated: 1048576 bytes]"), "{reason}");
     // The last good policy still decides, and the log says which it is.
-    let failed = messages(&agent, "policy-failed");
-    assert!(
-        failed.last().unwrap().contains("the last good policy, ")
-            && failed.last().unwrap().contains("still decides"),
-        "{failed:?}"
+    let good = format!(
+        "{} (sha256 {})",
+        path.display(),
+        &lameduck_runtime::sha256_hex(lameduck_runtime::builtin::get("drain").unwrap())[..12]
+    );
+    let last = records
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::PolicyFailed {
+                source, deciding, ..
+            } => Some((source, deciding)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        last,
+        (&path.display().to_string(), &Some(good)),
+        "{}",
+        show(&records)
     );
     let during = watch.now();
     eprintln!(
@@ -523,7 +569,7 @@ fn admin_accept_errors_back_off() {
     );
     let admin = agent.admin_port();
     app.port();
-    agent.wait_for_event("policy", 20 * SECOND);
+    agent.wait_for("the policy", 20 * SECOND, policy_loaded);
     // Hold connections until the agent has no descriptor left.
     let held: Vec<TcpStream> = (0..100)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", admin)).ok())
@@ -540,6 +586,8 @@ fn admin_accept_errors_back_off() {
         held.len()
     );
     assert!(cpu < 300, "{cpu} ms of CPU in a second out of descriptors");
+    // An accept error is no timeline event: its one trace is a warning in
+    // the log, in words, for an operator.
     assert!(
         messages_any(&agent, "accept"),
         "the accept errors were logged"
@@ -588,12 +636,16 @@ fn term_while_a_large_policy_compiles() {
     let (mut agent, app) = with_policy("compile", &slow, None, &args, "ignore", false);
     let outcome = term_and_hold("TERM while compiling", &mut agent, &app, grace);
     assert_eq!(outcome.status, 128 + libc::SIGKILL);
+    let records = agent.records();
     assert!(
-        messages(&agent, "held")
-            .iter()
-            .any(|m| m == "TERM: held until the policy is loaded"),
-        "the TERM came while the policy loaded: {:?}",
-        agent.events()
+        records.iter().any(|e| matches!(
+            e.event,
+            Event::Held {
+                signal: Signal::Term
+            }
+        )),
+        "the TERM came while the policy loaded:\n{}",
+        show(&records)
     );
 }
 
@@ -603,21 +655,23 @@ fn term_while_a_large_policy_compiles() {
 #[test]
 fn on_signal_cannot_cancel_the_deadline() {
     let _serial = one_at_a_time();
-    for (fixture, answer) in [
-        ("ignore-term.wat", "ignored"),
-        ("memory-bomb.wat", "forwarded"),
+    for (fixture, answer, action) in [
+        ("ignore-term.wat", "ignored", SignalAction::Ignore),
+        ("memory-bomb.wat", "forwarded", SignalAction::Forward),
     ] {
         let policy = component(fixture);
         let args = ["--grace-period", "3s"];
         let (mut agent, app) = with_policy(answer, &policy, None, &args, "ignore", true);
         let outcome = term_and_hold(&format!("TERM {answer}"), &mut agent, &app, 3 * SECOND);
         assert_eq!(outcome.status, 128 + libc::SIGKILL);
+        let records = agent.records();
         assert!(
-            messages(&agent, "signal")
-                .iter()
-                .any(|m| m == &format!("TERM {answer}")),
-            "{:?}",
-            agent.events()
+            records.iter().any(|e| matches!(
+                &e.event,
+                Event::Signal { signal: Signal::Term, action: a, .. } if *a == action
+            )),
+            "{}",
+            show(&records)
         );
     }
 }
@@ -813,7 +867,7 @@ fn a_token_with_a_trailing_newline_is_trimmed() {
     );
     let admin = agent.admin_port();
     app.port();
-    agent.wait_for_event("policy", 20 * SECOND);
+    agent.wait_for("the policy", 20 * SECOND, policy_loaded);
     let (status, body) =
         crate::util::request(admin, "GET", "/prestop", Some("s3cret"), b"").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -844,10 +898,9 @@ fn the_watch_survives_its_directory_being_recreated() {
     std::fs::write(&tmp, jobs).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
     let sha = lameduck_runtime::sha256_hex(jobs);
-    agent.wait_until("the new policy", 20 * SECOND, |events| {
-        events
-            .iter()
-            .any(|(e, m)| e == "policy" && m.contains(&sha[..12]))
+    agent.wait_for("the new policy", 20 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(&e.event, Event::Policy { sha256, .. } if *sha256 == sha))
     });
     term_and_hold("watch", &mut agent, &app, 4 * SECOND);
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Agent, App, get, get_body, lameduck, scratch};
+use lameduck_core::Signal;
+use lameduck_core::record::Event;
+
+use crate::util::{Agent, App, get, get_body, lameduck, policy_loaded, scratch};
 
 const SECOND: Duration = Duration::from_secs(1);
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -26,7 +29,7 @@ fn recorded_drain() -> (String, String) {
     );
     let admin = agent.admin_port();
     let port = app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
 
     // Traffic: a slow request in flight across the TERM, quick ones after.
     let slow = std::thread::spawn(move || get(port, "/slow?ms=700"));
@@ -37,7 +40,17 @@ fn recorded_drain() -> (String, String) {
         get(port, "/").unwrap();
     }
     slow.join().unwrap().unwrap();
-    agent.wait_for_event("sent", 10 * SECOND);
+    agent.wait_for("TERM sent", 10 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::Sent {
+                    signal: Signal::Term,
+                    ..
+                }
+            )
+        })
+    });
 
     let (code, status) = get_body(admin, "/status").unwrap();
     assert_eq!(code, 200, "{status}");

@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lameduck_core::record::{Entry, Event, PulledFrom};
 use lameduck_oci::{BlockingRegistry, Digest, Reference};
 use lameduck_oci_testing::{StallingProxy, TestRegistry, oci_layout, write_auth_file_for};
 use lameduck_runtime::{builtin, sha256_hex};
 use serde_json::Value;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, get_body, lameduck, root, scratch};
+use crate::util::{Agent, App, get_body, lameduck, root, scratch, show};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -87,7 +88,7 @@ fn configmap_write(dir: &Path, key: &str, text: &str, generation: u32) {
     }
 }
 
-fn status(admin: u16) -> Value {
+fn admin_status(admin: u16) -> Value {
     let (_, body) = get_body(admin, "/status").unwrap();
     serde_json::from_str::<Value>(&body).unwrap()["status"].clone()
 }
@@ -101,17 +102,33 @@ fn entries(agent: &Agent, event: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until a `policy` event names `what`.
-fn wait_for_policy(agent: &Agent, what: &str, limit: Duration) {
-    agent.wait_until(&format!("policy {what}"), limit, |events| {
-        events
-            .iter()
-            .any(|(e, m)| e == "policy" && m.contains(what))
-    });
+/// Whether `records` hold a policy loaded from a source naming `what`.
+fn loaded(records: &[Entry], what: &str) -> bool {
+    records
+        .iter()
+        .any(|e| matches!(&e.event, Event::Policy { source, .. } if source.contains(what)))
 }
 
-fn count(agent: &Agent, event: &str) -> usize {
-    agent.events().iter().filter(|(e, _)| e == event).count()
+/// Waits until a policy whose source names `what` is loaded.
+fn wait_for_policy(agent: &Agent, what: &str, limit: Duration) {
+    agent.wait_for(&format!("policy {what}"), limit, |r| loaded(r, what));
+}
+
+/// Waits until an entry of kind `kind` is recorded; returns its words.
+fn wait_for_kind(agent: &Agent, kind: &str, limit: Duration) -> String {
+    let records = agent.wait_for(&format!("`{kind}`"), limit, |r| {
+        r.iter().any(|e| e.event.kind() == kind)
+    });
+    let first = records.iter().find(|e| e.event.kind() == kind).unwrap();
+    first.event.describe()
+}
+
+fn count(agent: &Agent, kind: &str) -> usize {
+    agent
+        .records()
+        .iter()
+        .filter(|e| e.event.kind() == kind)
+        .count()
 }
 
 #[test]
@@ -139,14 +156,17 @@ fn the_python_port_pushed_then_pulled_by_digest_decides_a_real_drain() {
     args.extend(as_strs(&access));
     let mut agent = Agent::start(&args, &as_strs(&app.command(&["--on-term", "drain"])));
     let port = app.port();
-    // The app did not wait for the registry, nor for the compile (seconds).
-    assert_eq!(count(&agent, "policy"), 0, "{:#?}", agent.events());
     let admin = agent.admin_port();
-    wait_for_policy(&agent, &pinned, PYTHON);
+    let records = agent.wait_for("the Python policy", PYTHON, |r| loaded(r, &pinned));
+    // The app did not wait for the registry, nor for the compile.
+    let kinds: Vec<_> = records.iter().map(|e| e.event.kind()).collect();
+    let started = kinds.iter().position(|k| *k == "started");
+    let pulled = kinds.iter().position(|k| *k == "policy-pulled");
+    assert!(started < pulled, "{}", show(&records));
     let pulled = &entries(&agent, "policy-pulled")[0];
     assert_eq!(pulled["data"]["from"], "registry");
     assert_eq!(pulled["data"]["reference"], pinned.as_str());
-    let status = status(admin);
+    let status = admin_status(admin);
     assert_eq!(status["policy"]["source"], pinned.as_str());
     let python = std::fs::read(python_drain()).unwrap();
     assert_eq!(status["policy"]["sha256"], sha256_hex(&python).as_str());
@@ -168,15 +188,20 @@ fn the_python_port_pushed_then_pulled_by_digest_decides_a_real_drain() {
     assert_eq!(get_body(port, "/").unwrap().0, 200);
     agent.signal(libc::SIGTERM);
     let (code, _) = agent.wait(40 * SECOND);
-    assert_eq!(code, 0, "{:#?}", agent.events());
+    assert_eq!(code, 0, "{}", show(&agent.records()));
     assert!(app.log().iter().any(|(_, l)| l == "SIGTERM"));
     let decisions = entries(&agent, "decision");
-    assert!(!decisions.is_empty(), "{:#?}", agent.events());
+    assert!(!decisions.is_empty(), "{}", show(&agent.records()));
     assert!(
         decisions.iter().all(|d| d["data"]["fallback"].is_null()),
         "{decisions:#?}"
     );
-    assert_eq!(count(&agent, "policy-error"), 0, "{:#?}", agent.events());
+    assert_eq!(
+        count(&agent, "policy-error"),
+        0,
+        "{}",
+        show(&agent.records())
+    );
 }
 
 #[test]
@@ -217,19 +242,19 @@ fn a_changed_reference_in_the_watched_file_swaps_the_policy_while_the_app_serves
     configmap_write(&volume, "policy.ref", &format!("{jobs}\n"), 2);
     let until = Instant::now() + 30 * SECOND;
     let mut served = 0;
-    while !agent
-        .events()
-        .iter()
-        .any(|(e, m)| e == "policy" && m.contains(&jobs))
-    {
-        assert!(Instant::now() < until, "no swap: {:#?}", agent.events());
+    while !loaded(&agent.records(), &jobs) {
+        assert!(
+            Instant::now() < until,
+            "no swap:\n{}",
+            show(&agent.records())
+        );
         assert_eq!(get_body(port, "/").unwrap().0, 200);
         served += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(served > 0);
     assert_eq!(agent.app_pid(), app_pid, "the app was never restarted");
-    let status = status(admin);
+    let status = admin_status(admin);
     assert_eq!(status["policy"]["source"], jobs.as_str());
     assert_eq!(
         status["policy"]["sha256"],
@@ -243,8 +268,8 @@ fn a_changed_reference_in_the_watched_file_swaps_the_policy_while_the_app_serves
         .unwrap()
         .pinned(Digest::of(b"nothing"));
     configmap_write(&volume, "policy.ref", &format!("{missing}\n"), 3);
-    agent.wait_for_event("pull-failed", 30 * SECOND);
-    let status = status(admin);
+    let failed = wait_for_kind(&agent, "pull-failed", 30 * SECOND);
+    let status = admin_status(admin);
     assert_eq!(status["policy"]["source"], jobs.as_str());
     let failure = &status["pull"]["last_failure"];
     assert_eq!(failure["source"], missing.to_string().as_str());
@@ -255,12 +280,6 @@ fn a_changed_reference_in_the_watched_file_swaps_the_policy_while_the_app_serves
             .contains("not found on registry"),
         "{failure}"
     );
-    let failed = agent
-        .events()
-        .into_iter()
-        .find(|(e, _)| e == "pull-failed")
-        .unwrap()
-        .1;
     assert!(
         failed.contains(&format!("the last good policy, {jobs}")) && failed.contains("tried again"),
         "{failed}"
@@ -300,7 +319,7 @@ fn restarted_with_the_registry_stopped_it_starts_from_the_cache() {
     assert_eq!(pulled["from"], "cache", "{pulled}");
     let policy = &entries(&second, "policy")[0]["data"];
     assert_eq!(policy["origin"], "from the compile cache", "{policy}");
-    let status = status(second.admin_port());
+    let status = admin_status(second.admin_port());
     assert_eq!(status["pull"]["from_cache"], true);
     assert_eq!(status["pull"]["digest"], pinned.rsplit('@').next().unwrap());
     assert!(status["pull"]["last_failure"].is_null(), "{status}");
@@ -341,6 +360,7 @@ fn a_registry_that_stalls_mid_blob_during_a_drain_leaves_its_deadline_alone() {
     let file = dir.join("policy.ref");
     std::fs::write(&file, format!("{delay}\n")).unwrap();
     let app = App::new("registry-stall-app");
+    let ca = registry.ca_file();
     let args = [
         "--policy",
         file.to_str().unwrap(),
@@ -349,11 +369,11 @@ fn a_registry_that_stalls_mid_blob_during_a_drain_leaves_its_deadline_alone() {
         "--registry-auth",
         auth.to_str().unwrap(),
         "--registry-ca",
-        registry.ca_file().to_str().unwrap(),
+        ca.to_str().unwrap(),
         "--grace-period",
-        "5s",
+        "6s",
         "--safety-margin",
-        "1s",
+        "2s",
     ];
     // The app ignores TERM: the drain lasts until its deadline, 4 s.
     let mut agent = Agent::start(&args, &as_strs(&app.command(&["--on-term", "ignore"])));
@@ -361,15 +381,15 @@ fn a_registry_that_stalls_mid_blob_during_a_drain_leaves_its_deadline_alone() {
     wait_for_policy(&agent, &delay, 30 * SECOND);
     agent.signal(libc::SIGTERM);
     let sent = Instant::now();
-    agent.wait_for_event("drain", 5 * SECOND);
+    wait_for_kind(&agent, "drain", 5 * SECOND);
     std::fs::write(dir.join("next.ref"), format!("{stalling}\n")).unwrap();
     std::fs::rename(dir.join("next.ref"), &file).unwrap();
     let until = Instant::now() + 3 * SECOND;
     while proxy.stalled() == 0 {
         assert!(
             Instant::now() < until,
-            "the pull never reached the blob: {:#?}",
-            agent.events()
+            "the pull never reached the blob:\n{}",
+            show(&agent.records())
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -381,21 +401,18 @@ fn a_registry_that_stalls_mid_blob_during_a_drain_leaves_its_deadline_alone() {
         stalled_at < 4 * SECOND,
         "stalled {stalled_at:?} into the drain"
     );
-    // The deadline was 4 s after TERM; the kubelet's KILL would come at 5 s.
-    assert!(took < 5 * SECOND, "exited {took:?} after TERM");
+    // The deadline was 4 s after TERM; the kubelet's KILL would come at 6 s.
+    assert!(took < 6 * SECOND, "exited {took:?} after TERM");
     assert!(took > 3 * SECOND, "exited {took:?} after TERM");
     let deadline = entries(&agent, "deadline");
-    assert_eq!(deadline.len(), 1, "{:#?}", agent.events());
+    assert_eq!(deadline.len(), 1, "{}", show(&agent.records()));
     let at = deadline[0]["drain_ms"].as_u64().unwrap();
     assert!((4_000..4_100).contains(&at), "the deadline at {at} ms");
     // Nothing came of the stalled pull: delay decided to the end.
     assert!(
-        !agent
-            .events()
-            .iter()
-            .any(|(e, m)| e == "policy" && m.contains("drain-py")),
-        "{:#?}",
-        agent.events()
+        !loaded(&agent.records(), "drain-py"),
+        "{}",
+        show(&agent.records())
     );
     assert!(
         entries(&agent, "decision")
@@ -411,6 +428,7 @@ fn a_tag_moved_to_garbage_keeps_the_last_good() {
     let cache = dir.join("cache");
     let tag = format!("oci://{}/policies/drain:stable", registry.host());
     let (delay, _) = push(&registry, &builtin_file(&dir, "delay"), &tag, &cache);
+    let delay_digest = delay.rsplit('@').next().unwrap();
     let delay_sha = sha256_hex(builtin::get("delay").unwrap());
 
     let mut args = vec!["--admin", "127.0.0.1:0", "--policy", &tag];
@@ -420,13 +438,9 @@ fn a_tag_moved_to_garbage_keeps_the_last_good() {
     args.extend(as_strs(&access));
     let mut agent = Agent::start(&args, &["sleep", "60"]);
     let admin = agent.admin_port();
-    wait_for_policy(&agent, &delay, 30 * SECOND);
-    let pulled = &agent
-        .events()
-        .into_iter()
-        .find(|(e, _)| e == "policy-pulled")
-        .unwrap()
-        .1;
+    // Loaded as the tag, labelled with the digest it named.
+    wait_for_policy(&agent, &format!("{tag}@{delay_digest}"), 30 * SECOND);
+    let pulled = wait_for_kind(&agent, "policy-pulled", SECOND);
     assert!(
         pulled.contains(&format!("a tag is not pinned: pin {delay}")),
         "{pulled}"
@@ -440,20 +454,27 @@ fn a_tag_moved_to_garbage_keeps_the_last_good() {
         "rootfs": { "type": "layers", "diff_ids": [Digest::of(&tar).to_string()] },
     }))
     .unwrap();
-    let image = oci_layout(
+    oci_layout(
         &layout,
         "stable",
         ("application/vnd.oci.image.config.v1+json", &config),
         &[("application/vnd.oci.image.layer.v1.tar", &tar)],
     );
     registry.skopeo_push_layout(&layout, "stable", "policies/drain");
-    agent.wait_for_event("tag-moved", 10 * SECOND);
-    agent.wait_until("the fallback to the last pull", 30 * SECOND, |events| {
-        events
-            .iter()
-            .any(|(e, m)| e == "policy-pulled" && m.contains("the tag's last pull"))
+    let image = Digest::of(&registry.skopeo_manifest("policies/drain:stable"));
+    wait_for_kind(&agent, "tag-moved", 10 * SECOND);
+    agent.wait_for("the fallback to the last pull", 30 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::PolicyPulled {
+                    from: PulledFrom::LastPull,
+                    ..
+                }
+            )
+        })
     });
-    let status = status(admin);
+    let status = admin_status(admin);
     assert_eq!(status["policy"]["sha256"], delay_sha.as_str(), "{status}");
     let failure = status["pull"]["last_failure"]["reason"].as_str().unwrap();
     assert!(
@@ -469,10 +490,8 @@ fn a_tag_moved_to_garbage_keeps_the_last_good() {
     let tagged = Reference::parse(&tag).unwrap();
     let garbage = b"\0asm\x0d\0\x01\0 not a component".to_vec();
     client.push(&garbage, &tagged).unwrap();
-    agent.wait_until("the garbage refused", 30 * SECOND, |events| {
-        events.iter().any(|(e, _)| e == "policy-failed")
-    });
-    let status = status(admin);
+    wait_for_kind(&agent, "policy-failed", 30 * SECOND);
+    let status = admin_status(admin);
     assert_eq!(status["policy"]["sha256"], delay_sha.as_str(), "{status}");
     let refused = &status["last_refused"];
     assert!(
@@ -488,13 +507,21 @@ fn a_tag_moved_to_garbage_keeps_the_last_good() {
     );
     // Refused once: the tag still names it, and it is not tried again.
     std::thread::sleep(SECOND);
-    assert_eq!(count(&agent, "policy-failed"), 1, "{:#?}", agent.events());
+    assert_eq!(
+        count(&agent, "policy-failed"),
+        1,
+        "{}",
+        show(&agent.records())
+    );
 
     // 3. A good policy under the tag again: swapped in.
     let jobs = builtin::get("jobs").unwrap();
     let pinned = client.push(jobs, &tagged).unwrap();
     wait_for_policy(&agent, &pinned.digest().unwrap().to_string(), 30 * SECOND);
-    assert_eq!(status(admin)["policy"]["sha256"], sha256_hex(jobs).as_str());
+    assert_eq!(
+        admin_status(admin)["policy"]["sha256"],
+        sha256_hex(jobs).as_str()
+    );
     let (_, metrics) = get_body(admin, "/metrics").unwrap();
     for result in ["pull", "last-pull"] {
         assert!(
@@ -528,20 +555,14 @@ fn nothing_pullable_at_start_the_built_in_logic_decides_until_the_registry_is_ba
     let mut agent = Agent::start(&args, &as_strs(&app.command(&["--on-term", "drain"])));
     app.port();
     let admin = agent.admin_port();
-    agent.wait_for_event("pull-failed", 30 * SECOND);
-    let failed = agent
-        .events()
-        .into_iter()
-        .find(|(e, _)| e == "pull-failed")
-        .unwrap()
-        .1;
+    let failed = wait_for_kind(&agent, "pull-failed", 30 * SECOND);
     assert!(
         failed.contains(&format!("cannot reach registry {}", registry.host()))
             && failed.contains("the built-in drain logic decides")
             && failed.contains("tried again in 5s"),
         "{failed}"
     );
-    let status = status(admin);
+    let status = admin_status(admin);
     assert!(status["policy"].is_null(), "{status}");
     assert!(
         status["pull"]["last_failure"]["reason"]
@@ -553,6 +574,6 @@ fn nothing_pullable_at_start_the_built_in_logic_decides_until_the_registry_is_ba
     // The registry is back: the next try pulls it.
     registry.resume();
     wait_for_policy(&agent, &jobs, 30 * SECOND);
-    assert_eq!(self::status(admin)["pull"]["from"], "registry");
+    assert_eq!(admin_status(admin)["pull"]["from"], "registry");
     agent.kill();
 }

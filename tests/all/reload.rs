@@ -4,11 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lameduck_core::Signal;
+use lameduck_core::record::{Entry, Event};
 use lameduck_runtime::builtin;
 use lameduck_runtime::sha256_hex;
 
 use crate::supervision::as_strs;
-use crate::util::{Agent, App, component, get_body, scratch, variant};
+use crate::util::{Agent, App, component, get_body, policy_loaded, scratch, show, variant};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -30,15 +32,26 @@ fn live_sha(admin: u16) -> String {
 
 /// Waits until the agent logs that the policy with `sha` is loaded.
 fn wait_for_policy(agent: &Agent, sha: &str) {
-    agent.wait_until(&format!("policy {sha}"), 20 * SECOND, |events| {
-        events
-            .iter()
-            .any(|(e, m)| e == "policy" && m.contains(&sha[..12]))
+    agent.wait_for(&format!("policy {sha}"), 20 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(&e.event, Event::Policy { sha256, .. } if sha256 == sha))
     });
 }
 
-fn count(agent: &Agent, event: &str) -> usize {
-    agent.events().iter().filter(|(e, _)| e == event).count()
+/// How many policies were loaded.
+fn loads(records: &[Entry]) -> usize {
+    records
+        .iter()
+        .filter(|e| matches!(e.event, Event::Policy { .. }))
+        .count()
+}
+
+/// How many policies were refused.
+fn refusals(records: &[Entry]) -> usize {
+    records
+        .iter()
+        .filter(|e| matches!(e.event, Event::PolicyFailed { .. }))
+        .count()
 }
 
 #[test]
@@ -85,10 +98,10 @@ fn a_swap_while_serving_and_bad_policies_keep_the_last_good_one() {
         ("init trap", component("init-trap.wat"), "trapped"),
     ];
     for (what, bytes, reason) in bad {
-        let refused = count(&agent, "policy-failed");
+        let refused = refusals(&agent.records());
         replace(&policy, &bytes);
-        agent.wait_until(&format!("refusal of the {what}"), 10 * SECOND, |events| {
-            events.iter().filter(|(e, _)| e == "policy-failed").count() > refused
+        agent.wait_for(&format!("refusal of the {what}"), 10 * SECOND, |r| {
+            refusals(r) > refused
         });
         let (_, body) = get_body(admin, "/status").unwrap();
         let status: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -130,7 +143,10 @@ fn a_swap_in_mid_drain_changes_the_behaviour_but_not_the_deadline() {
     app.port();
     wait_for_policy(&agent, &sha256_hex(builtin::get("delay").unwrap()));
     agent.signal(libc::SIGTERM);
-    agent.wait_for_event("drain", 5 * SECOND);
+    agent.wait_for("the drain", 5 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(e.event, Event::DrainBegan { .. }))
+    });
     // `delay` would wait 5 s; after 1.5 s, a policy that stops the app at
     // once takes over.
     std::thread::sleep(Duration::from_millis(1_500));
@@ -149,10 +165,17 @@ fn a_swap_in_mid_drain_changes_the_behaviour_but_not_the_deadline() {
         "TERM {:.3}s after the swap",
         term - swapped
     );
-    let events = agent.events();
-    assert_eq!(events.iter().filter(|(e, _)| e == "drain").count(), 1);
-    let drain_event = events.iter().find(|(e, _)| e == "drain").unwrap();
-    assert!(drain_event.1.contains("deadline in 18s"), "{drain_event:?}");
+    // One drain, whose budget (the grace period less the safety margin)
+    // the swap did not change.
+    let records = agent.records();
+    let budgets: Vec<u32> = records
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::DrainBegan { budget_ms, .. } => Some(budget_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(budgets, [18_000], "{}", show(&records));
 }
 
 #[test]
@@ -207,11 +230,11 @@ fn five_swaps_in_quick_succession_end_on_the_last() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(live_sha(admin), last);
     // The same bytes again are a no-op: no new load.
-    let loads = count(&agent, "policy");
+    let before = loads(&agent.records());
     replace(&policy, &versions[4]);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(count(&agent, "policy"), loads);
-    assert_eq!(count(&agent, "policy-failed"), 0);
+    assert_eq!(loads(&agent.records()), before);
+    assert_eq!(refusals(&agent.records()), 0);
     agent.kill();
 }
 
@@ -250,11 +273,20 @@ fn the_reload_signal_reloads_and_others_are_still_forwarded() {
     let app = App::new("reload-signal");
     let mut agent = Agent::start(&["--reload-signal", "HUP"], &as_strs(&app.command(&[])));
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     agent.signal(libc::SIGHUP);
     agent.signal(libc::SIGUSR1);
     app.wait_for("SIGUSR1", 5 * SECOND);
-    agent.wait_for_message("HUP: reloading the policy", 5 * SECOND);
+    agent.wait_for("the reload on HUP", 5 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::Reload {
+                    signal: Signal::Hup
+                }
+            )
+        })
+    });
     assert!(
         !app.log().iter().any(|(_, l)| l == "SIGHUP"),
         "HUP was not forwarded"

@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use lameduck_core::record::Event;
+
 use crate::util::{App, get, get_body, lameduck, scratch, serving};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -20,8 +22,11 @@ fn recorded_drain() -> String {
     agent.signal(libc::SIGTERM);
     // Several decisions while the request holds the drain (however busy
     // the machine, and so however long each takes).
-    agent.wait_until("three decisions", 10 * SECOND, |events| {
-        events.iter().filter(|(e, _)| e == "decision").count() >= 3
+    agent.wait_for("three decisions", 10 * SECOND, |r| {
+        r.iter()
+            .filter(|e| matches!(e.event, Event::Decision { .. }))
+            .count()
+            >= 3
     });
     let (code, status) = get_body(admin, "/status").unwrap();
     assert_eq!(code, 200);

@@ -4,9 +4,21 @@
 
 use std::time::Duration;
 
-use crate::util::{App, component, get_body, scratch, serving};
+use lameduck_core::Signal;
+use lameduck_core::record::{Call, Entry, Event};
+
+use crate::util::{App, component, get_body, scratch, serving, show};
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// Whether a shadow policy has been loaded (`at_least` of them).
+fn shadows_loaded(records: &[Entry], at_least: usize) -> bool {
+    records
+        .iter()
+        .filter(|e| matches!(e.event, Event::ShadowPolicy { .. }))
+        .count()
+        >= at_least
+}
 
 /// `/status` as JSON.
 fn status(admin: u16) -> serde_json::Value {
@@ -34,13 +46,19 @@ fn a_disagreeing_shadow_shows_in_metrics_timeline_and_status_while_the_live_deci
         ],
         &[],
     );
-    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    agent.wait_for("the shadow", 10 * SECOND, |r| shadows_loaded(r, 1));
     let began = std::time::Instant::now();
     agent.signal(libc::SIGTERM);
-    agent.wait_until("a disagreement", 10 * SECOND, |events| {
-        events
-            .iter()
-            .any(|(e, m)| e == "shadow" && m.starts_with("shadow DISAGREES"))
+    agent.wait_for("a disagreement", 10 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::Shadow {
+                    agrees: Some(false),
+                    ..
+                }
+            )
+        })
     });
     let seen = status(admin);
     let shadow_status = &seen["status"]["shadow"];
@@ -74,13 +92,22 @@ fn a_disagreeing_shadow_shows_in_metrics_timeline_and_status_while_the_live_deci
         began.elapsed() >= Duration::from_millis(1_500),
         "the drain kept min-drain"
     );
-    let sent = agent
-        .events()
-        .into_iter()
-        .filter(|(e, _)| e == "decision")
-        .find(|(_, m)| m.contains("→ TERM"))
-        .expect("the live decision sent TERM");
-    assert!(sent.1.contains("min-drain"), "{sent:?} at {term:?}");
+    let records = agent.records();
+    let sent = records
+        .iter()
+        .find(|e| {
+            matches!(&e.event, Event::Decision { decision, .. }
+                if decision.signal == Some(Signal::Term))
+        })
+        .unwrap_or_else(|| panic!("the live decision sent TERM:\n{}", show(&records)));
+    // The live policy's own answer, once min-drain had passed.
+    let Event::Decision { snapshot, call, .. } = &sent.event else {
+        unreachable!()
+    };
+    assert!(
+        call.fallback.is_none() && snapshot.elapsed_ms >= 1_500,
+        "{sent:?} at {term:?}"
+    );
 }
 
 #[test]
@@ -101,24 +128,46 @@ fn a_failing_shadow_changes_nothing() {
         ],
         &[],
     );
-    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    agent.wait_for("the shadow", 10 * SECOND, |r| shadows_loaded(r, 1));
     let term = std::time::Instant::now();
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(10 * SECOND).0, 0);
     let took = term.elapsed();
     assert!(took < 6 * SECOND, "the deadline was kept: {took:?}");
-    let events = agent.events();
+    let records = agent.records();
     assert!(
-        events
-            .iter()
-            .any(|(e, m)| e == "shadow" && m.contains("no answer to compare")),
-        "{events:?}"
+        records.iter().any(|e| matches!(
+            e.event,
+            Event::Shadow {
+                failure: Some(_),
+                agrees: None,
+                ..
+            }
+        )),
+        "the shadow's failures are recorded:\n{}",
+        show(&records)
     );
     assert!(
-        !events
-            .iter()
-            .any(|(e, m)| e == "policy-error" || (e == "decision" && m.contains("fallback"))),
-        "the live policy answered for itself: {events:?}"
+        !records.iter().any(|e| matches!(
+            e.event,
+            Event::PolicyError { .. }
+                | Event::Signal {
+                    call: Call {
+                        fallback: Some(_),
+                        ..
+                    },
+                    ..
+                }
+                | Event::Decision {
+                    call: Call {
+                        fallback: Some(_),
+                        ..
+                    },
+                    ..
+                }
+        )),
+        "the live policy answered for itself:\n{}",
+        show(&records)
     );
 }
 
@@ -129,7 +178,7 @@ fn a_shadow_is_swapped_by_a_file_change_and_a_bad_one_keeps_the_last_good() {
     std::fs::write(&shadow, component("now.wat")).unwrap();
     let app = App::new("shadow-swaps-app");
     let (agent, admin, _) = serving(&app, &["--shadow-policy", shadow.to_str().unwrap()], &[]);
-    agent.wait_for_event("shadow-policy", 10 * SECOND);
+    agent.wait_for("the shadow", 10 * SECOND, |r| shadows_loaded(r, 1));
     let first = status(admin)["status"]["shadow"]["policy"]["sha256"].clone();
     assert!(first.is_string(), "{first}");
 
@@ -138,9 +187,7 @@ fn a_shadow_is_swapped_by_a_file_change_and_a_bad_one_keeps_the_last_good() {
     let next = dir.join("next.wasm.tmp");
     std::fs::write(&next, component("ignore-term.wat")).unwrap();
     std::fs::rename(&next, &shadow).unwrap();
-    agent.wait_until("a second shadow", 10 * SECOND, |events| {
-        events.iter().filter(|(e, _)| e == "shadow-policy").count() >= 2
-    });
+    agent.wait_for("a second shadow", 10 * SECOND, |r| shadows_loaded(r, 2));
     let seen = status(admin);
     let second = &seen["status"]["shadow"]["policy"]["sha256"];
     assert_ne!(&first, second, "{seen:#}");
@@ -148,7 +195,10 @@ fn a_shadow_is_swapped_by_a_file_change_and_a_bad_one_keeps_the_last_good() {
 
     // Garbage is refused; the last good shadow stays, and says why.
     std::fs::write(&shadow, b"not a component").unwrap();
-    agent.wait_for_event("shadow-failed", 10 * SECOND);
+    agent.wait_for("the shadow refused", 10 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(e.event, Event::ShadowFailed { .. }))
+    });
     let seen = status(admin);
     assert_eq!(
         &seen["status"]["shadow"]["policy"]["sha256"], second,
@@ -160,5 +210,12 @@ fn a_shadow_is_swapped_by_a_file_change_and_a_bad_one_keeps_the_last_good() {
             .is_some_and(|r| !r.is_empty()),
         "{seen:#}"
     );
-    assert!(!agent.events().iter().any(|(e, _)| e == "policy-failed"));
+    let records = agent.records();
+    assert!(
+        !records
+            .iter()
+            .any(|e| matches!(e.event, Event::PolicyFailed { .. })),
+        "{}",
+        show(&records)
+    );
 }

@@ -5,7 +5,10 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::util::{Agent, App, get, get_body};
+use lameduck_core::Signal;
+use lameduck_core::record::Event;
+
+use crate::util::{Agent, App, get, get_body, policy_loaded, show};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -59,7 +62,7 @@ fn sidecar(app: &App, port: u16, grace: &str) -> (Agent, u16) {
         config.to_str().unwrap(),
     ]);
     let admin = agent.admin_port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     (agent, admin)
 }
 
@@ -110,12 +113,18 @@ fn the_prestop_hook_holds_until_the_request_in_flight_is_answered() {
     let (status, _) = agent.wait(5 * SECOND);
     assert_eq!(status, 0);
     assert!(stopped.elapsed() < SECOND, "the sidecar stopped at once");
-    let events = agent.events();
+    // In sidecar mode, "sent" is the hook released for the app's TERM.
+    let records = agent.records();
     assert!(
-        events
-            .iter()
-            .any(|(e, m)| e == "sent" && m.contains("TERM")),
-        "{events:?}"
+        records.iter().any(|e| matches!(
+            e.event,
+            Event::Sent {
+                signal: Signal::Term,
+                ..
+            }
+        )),
+        "{}",
+        show(&records)
     );
 }
 
@@ -157,8 +166,12 @@ fn the_deadline_releases_the_hook_and_nothing_is_killed() {
     app.stop();
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(5 * SECOND).0, 0);
+    let records = agent.records();
     assert!(
-        !agent.events().iter().any(|(e, _)| e == "killed"),
-        "a sidecar kills nothing"
+        !records
+            .iter()
+            .any(|e| matches!(e.event, Event::Killed { .. })),
+        "a sidecar kills nothing:\n{}",
+        show(&records)
     );
 }

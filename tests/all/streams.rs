@@ -117,27 +117,33 @@ fn a_streamed_answer_holds_term_until_it_ends() {
 }
 
 /// Two calls on one connection, the way HTTP/2 multiplexes them: a slow
-/// one, and while it is owed a quicker one, answered first. Returns when
-/// the slow one was answered (wall clock).
-fn overlapping_calls(port: u16) -> f64 {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.write_all(b"CALL slow 3000\n").unwrap();
+/// one, and while it is owed a quicker one, answered first. `overlap` is
+/// how long both are owed. Returns when the slow one was answered (wall
+/// clock).
+fn overlapping_calls(conn: &mut TcpStream, slow_ms: u64, overlap_ms: u64) -> f64 {
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    conn.write_all(format!("CALL slow {slow_ms}\n").as_bytes())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    conn.write_all(b"CALL quick 300\n").unwrap();
-    let mut lines = std::io::BufReader::new(conn).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "DONE quick");
-    assert_eq!(lines.next().unwrap().unwrap(), "DONE slow");
+    conn.write_all(format!("CALL quick {overlap_ms}\n").as_bytes())
+        .unwrap();
+    for want in ["DONE quick", "DONE slow"] {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), want, "the connection ended early");
+    }
     now()
 }
 
-/// TERM 1.2 s into the slow call: returns (TERM − the slow call's answer,
-/// the answers cut).
+/// TERM 1.2 s into a slow call: returns (TERM − the slow call's answer,
+/// the answers cut). Before it, one exchange of the same shape with a
+/// second of overlap, as steady HTTP/2 traffic shows the agent many: the
+/// agent learns from what it sees, and a sample lands in a second.
 fn multiplexed(name: &str, with_gauge: bool) -> (f64, u32) {
     let app = App::new(name);
     let config = app.dir.join("lameduck.yaml");
     let args_path = config.display().to_string();
-    // The app's HTTP port is written before its calls port is known: write
-    // the config once both are, through a first start that only learns them.
     let mut args = vec!["--grace-period", "15s", "--policy-config"];
     let policy = if with_gauge {
         "min-drain=1s,quiet-max=1s,in-flight-metric=gauge"
@@ -177,8 +183,14 @@ fn multiplexed(name: &str, with_gauge: bool) -> (f64, u32) {
     app.port();
     std::thread::sleep(SECOND);
     let port = calls_port(&app);
-    let began = Instant::now();
-    let client = std::thread::spawn(move || overlapping_calls(port));
+    let (began, begin) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        overlapping_calls(&mut conn, 1_500, 1_000);
+        began.send(Instant::now()).unwrap();
+        overlapping_calls(&mut conn, 3_000, 300)
+    });
+    let began = begin.recv().unwrap();
     std::thread::sleep(Duration::from_millis(1_200).saturating_sub(began.elapsed()));
     agent.signal(libc::SIGTERM);
     let answered = client.join().unwrap();

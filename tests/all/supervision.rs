@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::util::{Agent, App, scratch};
+use lameduck_core::record::Event;
+use lameduck_core::{Signal, SignalAction};
+
+use crate::util::{Agent, App, policy_loaded, scratch, show};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -12,22 +15,27 @@ fn usr1_and_hup_are_forwarded_to_the_app() {
     let app = App::new("forward");
     let mut agent = Agent::start(&["--grace-period", "5s"], &as_strs(&app.command(&[])));
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     agent.signal(libc::SIGUSR1);
     app.wait_for("SIGUSR1", 5 * SECOND);
     agent.signal(libc::SIGHUP);
     app.wait_for("SIGHUP", 5 * SECOND);
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(10 * SECOND).0, 0);
-    let forwarded: Vec<String> = agent
-        .events()
+    let answered: Vec<(Signal, SignalAction)> = agent
+        .records()
         .into_iter()
-        .filter(|(e, _)| e == "signal")
-        .map(|(_, m)| m)
+        .filter_map(|e| match e.event {
+            Event::Signal { signal, action, .. } => Some((signal, action)),
+            _ => None,
+        })
         .collect();
     assert_eq!(
-        forwarded[..2],
-        ["USR1 forwarded".to_string(), "HUP forwarded".to_string()]
+        answered[..2],
+        [
+            (Signal::Usr1, SignalAction::Forward),
+            (Signal::Hup, SignalAction::Forward)
+        ]
     );
 }
 
@@ -100,7 +108,7 @@ fn an_app_ignoring_term_is_killed_before_the_grace_period_ends() {
         &as_strs(&app.command(&["--on-term", "ignore"])),
     );
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     let term = std::time::Instant::now();
     agent.signal(libc::SIGTERM);
     let (status, _) = agent.wait(10 * SECOND);
@@ -111,11 +119,30 @@ fn an_app_ignoring_term_is_killed_before_the_grace_period_ends() {
         "lameduck outlived the grace period: {took:?}"
     );
     app.wait_for("SIGTERM", SECOND);
-    let events: Vec<String> = agent.events().into_iter().map(|(e, _)| e).collect();
-    for expected in ["drain", "sent", "deadline", "killed", "exit"] {
+    let records = agent.records();
+    let expected: [(&str, fn(&Event) -> bool); 5] = [
+        ("drain", |e| matches!(e, Event::DrainBegan { .. })),
+        ("TERM sent", |e| {
+            matches!(
+                e,
+                Event::Sent {
+                    signal: Signal::Term,
+                    ..
+                }
+            )
+        }),
+        ("deadline", |e| matches!(e, Event::Deadline { .. })),
+        ("killed", |e| matches!(e, Event::Killed { .. })),
+        (
+            "exit by KILL",
+            |e| matches!(e, Event::Exited { status } if *status == 128 + libc::SIGKILL),
+        ),
+    ];
+    for (what, happened) in expected {
         assert!(
-            events.iter().any(|e| e == expected),
-            "no {expected}: {events:?}"
+            records.iter().any(|e| happened(&e.event)),
+            "no {what}:\n{}",
+            show(&records)
         );
     }
 }
@@ -128,7 +155,7 @@ fn a_third_int_kills_at_once() {
         &as_strs(&app.command(&["--on-term", "ignore"])),
     );
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     for _ in 0..3 {
         agent.signal(libc::SIGINT);
         std::thread::sleep(Duration::from_millis(50));
@@ -145,22 +172,33 @@ fn a_repeated_term_does_not_restart_the_drain() {
         &as_strs(&app.command(&["--on-term", "ignore"])),
     );
     app.port();
-    agent.wait_for_event("policy", 10 * SECOND);
+    agent.wait_for("the policy", 10 * SECOND, policy_loaded);
     agent.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(1_500));
     agent.signal(libc::SIGTERM);
     agent.wait(10 * SECOND);
-    let events = agent.events();
+    let records = agent.records();
     assert_eq!(
-        events.iter().filter(|(e, _)| e == "drain").count(),
+        records
+            .iter()
+            .filter(|e| matches!(e.event, Event::DrainBegan { .. }))
+            .count(),
         1,
-        "{events:?}"
+        "{}",
+        show(&records)
     );
     assert!(
-        events
-            .iter()
-            .any(|(_, m)| m == "TERM received; the drain goes on"),
-        "{events:?}"
+        records.iter().any(|e| matches!(
+            e.event,
+            Event::Signal {
+                signal: Signal::Term,
+                action: SignalAction::Drain,
+                drain_goes_on: true,
+                ..
+            }
+        )),
+        "{}",
+        show(&records)
     );
 }
 
@@ -168,11 +206,13 @@ fn a_repeated_term_does_not_restart_the_drain() {
 fn an_app_exiting_on_its_own_ends_the_agent_with_its_status() {
     let mut agent = Agent::start(&[], &["sh", "-c", "sleep 0.3; exit 7"]);
     assert_eq!(agent.wait(10 * SECOND).0, 7);
+    let records = agent.records();
     assert!(
-        agent
-            .events()
+        records
             .iter()
-            .any(|(e, m)| e == "exit" && m == "the app exited with code 7")
+            .any(|e| matches!(e.event, Event::Exited { status: 7 })),
+        "{}",
+        show(&records)
     );
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use lameduck_core::record::{Entry, Event};
+
 /// The repository's root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -147,11 +149,13 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `lameduck run` around a command, with its log (JSON lines) collected.
+/// `lameduck run` around a command, with its log (JSON lines) collected and
+/// read back as the timeline's typed records.
 pub struct Agent {
     pub child: std::process::Child,
     logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-    /// Lines of its stderr that are not JSON log lines (a panic's message).
+    /// Lines of its stderr that are not JSON log lines (a panic's message,
+    /// or every line with `--log-format text`).
     raw: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     started: std::time::Instant,
@@ -193,8 +197,13 @@ impl Agent {
     /// compile cache unless `args` say otherwise, then `args`.
     fn command(subcommand: &str, args: &[&str]) -> std::process::Command {
         let mut agent = std::process::Command::new(lameduck());
-        agent.args([subcommand, "--log-format", "json"]);
-        for (flag, default) in [("--admin", "off"), ("--cache-dir", "off")] {
+        agent.arg(subcommand);
+        let defaults = [
+            ("--log-format", "json"),
+            ("--admin", "off"),
+            ("--cache-dir", "off"),
+        ];
+        for (flag, default) in defaults {
             if !args.contains(&flag) {
                 agent.args([flag, default]);
             }
@@ -281,13 +290,22 @@ impl Agent {
 
     /// The admin server's port, from the agent's log.
     pub fn admin_port(&self) -> u16 {
-        self.wait_for_event("admin", std::time::Duration::from_secs(10));
-        let (_, message) = self
-            .events()
-            .into_iter()
-            .find(|(e, _)| e == "admin")
+        let records = self.wait_for(
+            "the admin server",
+            std::time::Duration::from_secs(10),
+            |r| r.iter().any(|e| matches!(e.event, Event::Admin { .. })),
+        );
+        let address = records
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::Admin { address } => Some(address),
+                _ => None,
+            })
             .unwrap();
-        message.rsplit(':').next().unwrap().parse().unwrap()
+        address
+            .parse::<std::net::SocketAddr>()
+            .unwrap_or_else(|e| panic!("the admin server's address {address}: {e}"))
+            .port()
     }
 
     pub fn pid(&self) -> i32 {
@@ -322,66 +340,96 @@ impl Agent {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "lameduck still running after {limit:?}; log: {:#?}",
-                self.events()
+                "lameduck still running after {limit:?}; log:\n{}",
+                show(&self.records())
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
-    /// Every log line so far.
+    /// Every log line so far, as JSON: the timeline's entries and the other
+    /// lines (the agent's warnings, a policy's own output).
     pub fn logs(&self) -> Vec<serde_json::Value> {
         self.logs.lock().unwrap().clone()
     }
 
-    /// The timeline entries so far: (event, message).
-    pub fn events(&self) -> Vec<(String, String)> {
+    /// The timeline so far: each log line that is a timeline entry (it has
+    /// an `event`), read back as its typed record. A line that does not read
+    /// fails the test, showing the line.
+    pub fn records(&self) -> Vec<Entry> {
         self.logs()
-            .iter()
-            .filter_map(|l| {
-                Some((
-                    l.get("event")?.as_str()?.to_string(),
-                    l.get("message")?.as_str()?.to_string(),
-                ))
-            })
+            .into_iter()
+            .filter(|line| line.get("event").is_some())
+            .map(|line| read(&line))
             .collect()
     }
 
-    /// Waits until the timeline entries so far, (event, message), satisfy
-    /// `done`; fails naming `what` and showing them if that takes `limit`.
-    pub fn wait_until(
+    /// Waits until the records so far satisfy `done`, and returns them; fails
+    /// naming `what` and showing them if that takes `limit`.
+    pub fn wait_for(
         &self,
         what: &str,
         limit: std::time::Duration,
-        done: impl Fn(&[(String, String)]) -> bool,
-    ) {
+        done: impl Fn(&[Entry]) -> bool,
+    ) -> Vec<Entry> {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let events = self.events();
-            if done(&events) {
-                return;
+            let records = self.records();
+            if done(&records) {
+                return records;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {what} within {limit:?}: {events:#?}"
+                "no {what} within {limit:?}:\n{}",
+                show(&records)
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
 
-    /// Waits until a timeline entry with this message appears.
-    pub fn wait_for_message(&self, message: &str, limit: std::time::Duration) {
-        self.wait_until(&format!("`{message}`"), limit, |events| {
-            events.iter().any(|(_, m)| m == message)
-        });
-    }
+/// Records as a person reads them in a test's failure: when, what, and the
+/// event in words.
+pub fn show(records: &[Entry]) -> String {
+    records
+        .iter()
+        .map(|e| {
+            format!(
+                "{:>7} ms {}: {}\n",
+                e.at_ms,
+                e.event.kind(),
+                e.event.describe()
+            )
+        })
+        .collect()
+}
 
-    /// Waits until a timeline entry of kind `event` appears.
-    pub fn wait_for_event(&self, event: &str, limit: std::time::Duration) {
-        self.wait_until(&format!("`{event}`"), limit, |events| {
-            events.iter().any(|(e, _)| e == event)
-        });
+/// The timeline of a `/status` answer, as typed records.
+pub fn timeline(status: &serde_json::Value) -> Vec<Entry> {
+    status["timeline"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no timeline in {status}"))
+        .iter()
+        .map(read)
+        .collect()
+}
+
+/// A timeline entry as its typed record; one that does not read fails the
+/// test, showing it.
+fn read(entry: &serde_json::Value) -> Entry {
+    match Entry::from_json(entry.clone()) {
+        Ok(Some(record)) => record,
+        Ok(None) => panic!("a kind of event lameduck-core does not know: {entry}"),
+        Err(e) => panic!("a timeline entry that does not read ({e}): {entry}"),
     }
+}
+
+/// Whether a policy has been loaded: what most tests wait for before they
+/// signal the agent.
+pub fn policy_loaded(records: &[Entry]) -> bool {
+    records
+        .iter()
+        .any(|e| matches!(e.event, Event::Policy { .. }))
 }
 
 /// An agent started with `args` and `env`, serving `app` (which drains on
@@ -394,7 +442,11 @@ pub fn serving(app: &App, args: &[&str], env: &[(&str, &str)]) -> (Agent, u16, u
     let agent = Agent::start_with_env(&args, env, &command);
     let admin = agent.admin_port();
     let port = app.port();
-    agent.wait_for_event("policy", std::time::Duration::from_secs(10));
+    agent.wait_for(
+        "the policy",
+        std::time::Duration::from_secs(10),
+        policy_loaded,
+    );
     (agent, admin, port)
 }
 

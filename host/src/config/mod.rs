@@ -23,7 +23,7 @@ use lameduck_runtime::Limits;
 pub use args::Args;
 pub use declare::{Declaration, Shape};
 use declare::{Kind, optional, settings};
-pub use kinds::{Listen, ReloadSignal, parse_duration};
+pub use kinds::parse_duration;
 pub use layers::MAX_CONFIG_BYTES;
 
 use crate::log::LogFormat;

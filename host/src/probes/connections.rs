@@ -139,6 +139,9 @@ struct Seen {
     /// Whether it owed an answer at that look: data came in after the
     /// last data went out.
     owed: bool,
+    /// Without `tcp_info` (`/proc/net/tcp`): since when its queues have
+    /// been seen empty, look after look.
+    quiet_since: Option<Instant>,
 }
 
 /// What an open connection is, at one look.
@@ -344,10 +347,8 @@ impl ConnectionsProbe {
             .and_then(|diag| dump_served(diag, self.served, &mut self.sockets));
             match result {
                 Ok(()) => return Ok(Evidence::SockDiag),
-                Err(e @ DumpError::Refused(_)) => {
-                    tracing::warn!("connections: {e}; reading /proc/net/tcp instead");
-                    self.source = Source::ProcNetTcp;
-                }
+                // Said once, by the controller, when it sees the reading.
+                Err(DumpError::Refused(_)) => self.source = Source::ProcNetTcp,
                 Err(e) => {
                     tracing::warn!("connections: {e}; reading /proc/net/tcp this time");
                     *diag = None;
@@ -496,6 +497,8 @@ struct Look {
     /// sent between: calls overlap on this connection.
     overlapped: bool,
     age: Duration,
+    /// When it was taken.
+    taken: Instant,
 }
 
 impl Look {
@@ -527,6 +530,11 @@ impl Look {
         let owed = recv_at.is_some() && recv_at > sent_at;
         let overlapped = before.is_some_and(|b| b.owed) && received && !sending;
         let first_seen = before.map_or(at, |b| b.first_seen);
+        let queued = s.recv_queue > 0 || s.send_queue > 0;
+        let quiet_since = match (queued, before.and_then(|b| b.quiet_since)) {
+            (true, _) => None,
+            (false, since) => Some(since.unwrap_or(at)),
+        };
         Look {
             seen: Seen {
                 state: s.state,
@@ -535,11 +543,13 @@ impl Look {
                 first_seen,
                 sends,
                 owed,
+                quiet_since,
             },
             read_at,
             sending,
             overlapped,
             age: at.saturating_duration_since(first_seen),
+            taken: at,
         }
     }
 
@@ -556,6 +566,19 @@ impl Look {
         multiplexed: bool,
         long_lived: Duration,
     ) -> Class {
+        // Without `tcp_info`, only the queues tell: a request being answered
+        // leaves them empty, as an idle connection does; it is unsure until
+        // they have been empty for as long as the agent holds what it
+        // cannot see.
+        if self.read_at.is_none() && owes == Owes::Yes {
+            return match self.seen.quiet_since {
+                None => Class::InFlight,
+                Some(since) if self.taken.saturating_duration_since(since) >= LONGEST_HELD => {
+                    Class::Idle
+                }
+                Some(_) => Class::Unsure,
+            };
+        }
         let stream = self.seen.sends >= 2;
         if stream && self.age >= long_lived {
             return Class::LongLived;

@@ -62,18 +62,20 @@ impl Get {
 
     /// One GET, bounded by `timeout`, as a probe's value.
     pub async fn once(&self, timeout: std::time::Duration) -> ProbeValue {
-        let get = async {
-            match self.fetch(MAX_BODY).await {
-                Ok((status, body)) => ProbeValue::Http(HttpResponse {
-                    status,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                }),
-                Err(e) => ProbeValue::Failed(e),
-            }
-        };
-        tokio::time::timeout(timeout, get)
+        tokio::time::timeout(timeout, self.value())
             .await
             .unwrap_or_else(|_| ProbeValue::Failed(format!("no answer within {timeout:?}")))
+    }
+
+    /// One GET as a probe's value; the caller bounds the time.
+    async fn value(&self) -> ProbeValue {
+        match self.fetch(MAX_BODY).await {
+            Ok((status, body)) => ProbeValue::Http(HttpResponse {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+            Err(e) => ProbeValue::Failed(e),
+        }
     }
 
     async fn get(&self, target: &Target, max_body: usize) -> Result<(u16, Bytes), String> {
@@ -137,8 +139,7 @@ impl HttpProbe {
 
 impl Sample for HttpProbe {
     async fn sample(&mut self) -> ProbeValue {
-        // The caller bounds the time.
-        self.get.once(std::time::Duration::MAX).await
+        self.get.value().await
     }
 }
 

@@ -24,8 +24,9 @@ use crate::{
 /// Milliseconds since the driver started.
 pub type Millis = u64;
 
-/// The shortest recheck honoured, so a policy cannot spin the agent.
-pub const MIN_RECHECK_MS: u32 = 5;
+/// The shortest recheck honoured, so a policy cannot spin the agent (the
+/// driver also spaces its samples by what they cost).
+pub const MIN_RECHECK_MS: u32 = 10;
 
 /// The value of a probe that has not been sampled yet.
 pub const NOT_SAMPLED: &str = "not sampled yet";

@@ -15,7 +15,7 @@ use super::{Call, Event, read};
 use crate::{Signal, SignalAction};
 
 /// Every kind of event this reader knows.
-pub const KINDS: [&str; 27] = [
+pub const KINDS: [&str; 28] = [
     "started",
     "admin",
     "held",
@@ -39,6 +39,7 @@ pub const KINDS: [&str; 27] = [
     "shadow-policy",
     "shadow-failed",
     "shadow",
+    "degraded",
     "omitted",
     "policy-pulled",
     "pull-failed",

@@ -208,6 +208,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "is_false")]
         shadow: bool,
     },
+    /// A probe's evidence got worse: it failed for the first time, or reads
+    /// less than it could (netlink refused: `/proc/net/tcp` only). Said once,
+    /// until it recovers.
+    Degraded { probe: String, why: String },
     /// An entry too large to keep whole: its kind and size.
     Omitted { kind: String, bytes: u64 },
 }

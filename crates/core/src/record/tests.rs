@@ -197,6 +197,10 @@ fn every_event() -> Vec<Event> {
             agrees: None,
             failure: Some("trapped".into()),
         },
+        Event::Degraded {
+            probe: "connections".into(),
+            why: "netlink refused".into(),
+        },
         Event::Omitted {
             kind: "decision".into(),
             bytes: 40_000,

@@ -33,6 +33,7 @@ impl Event {
             Event::ShadowPolicy { .. } => "shadow-policy",
             Event::ShadowFailed { .. } => "shadow-failed",
             Event::Shadow { .. } => "shadow",
+            Event::Degraded { .. } => "degraded",
             Event::Omitted { .. } => "omitted",
             Event::PolicyPulled { .. } => "policy-pulled",
             Event::PullFailed { .. } => "pull-failed",
@@ -164,6 +165,7 @@ impl Event {
                 }
                 (None, ..) => format!("shadow agrees: {}", describe_answer(answer)),
             },
+            Event::Degraded { probe, why } => format!("probe {probe}: {why}"),
             Event::Omitted { kind, bytes } => {
                 format!("a {kind} entry of {bytes} bytes, too large to keep")
             }

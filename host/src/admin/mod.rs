@@ -11,6 +11,11 @@
 //! * `GET /timeline.svg` — the timeline as a picture (see [`lameduck_picture`]);
 //! * `PUT /policy` — a new policy component, when turned on: needs the
 //!   bearer token; validated like any reload, answered 200 or 422.
+//!
+//! Its clients cannot make it grow or slow down the kubelet's probes:
+//! see [`limits`].
+
+mod limits;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use lameduck_core::ProbeValue;
 use lameduck_core::record::Entry;
@@ -41,6 +46,8 @@ pub struct Admin {
     pub own: Own,
     /// What the picture knows beside the timeline.
     pub frame: Frame,
+    /// What keeps the server small.
+    pub limits: limits::Limits,
     /// `PUT /policy`, when on: its bearer token and where pushes go.
     pub push: Option<(String, Reloader)>,
     /// The bearer token `/prestop` requires, if any.
@@ -86,20 +93,55 @@ async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
         admin.own.note_admin_accept();
         let admin = admin.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
+            // Over the cap: closed at once.
+            let Some(_open) = admin.limits.open() else {
+                return;
+            };
+            let turns = limits::Turns::default();
+            let service = {
+                let (admin, turns) = (admin.clone(), turns.clone());
+                hyper::service::service_fn(move |req| {
+                    let (admin, turns) = (admin.clone(), turns.clone());
+                    async move { Ok::<_, Infallible>(admin.handle(req, &turns).await) }
+                })
+            };
+            let io = hyper_util::rt::TokioIo::new(limits::Stalling::new(stream));
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits::HEAD_TIMEOUT)
                 .serve_connection(io, service)
                 .await;
+            // The heavy turns this connection took are given back here,
+            // once its answers are written (or its reader dropped).
+            drop(turns);
         });
     }
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Reply {
+    async fn handle(&self, req: Request<Incoming>, turns: &limits::Turns) -> Reply {
+        let heavy = matches!(
+            (req.method(), req.uri().path()),
+            (&Method::GET, "/metrics" | "/status" | "/timeline.svg") | (&Method::PUT, "/policy")
+        );
+        if heavy && !self.limits.heavy(turns) {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: other answers are being written; try again\n",
+            );
+        }
+        let mut reply = self.route(req).await;
+        if heavy {
+            // The connection ends with this answer, and gives its turn back.
+            reply.headers_mut().insert(
+                hyper::header::CONNECTION,
+                "close".parse().expect("a header value"),
+            );
+        }
+        reply
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Reply {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => self.readyz(&req).await,
@@ -217,11 +259,8 @@ impl Admin {
             .expect("a valid response")
     }
 
-    /// The timeline drawn, from the bounded copy `/status` serves, one
-    /// picture at a time (a long timeline takes milliseconds to draw).
+    /// The timeline drawn, from the bounded copy `/status` serves.
     async fn picture(&self) -> Reply {
-        static DRAWING: Semaphore = Semaphore::const_new(1);
-        let _turn = DRAWING.acquire().await.expect("never closed");
         let kept = self.shared.timeline.kept();
         let entries: Vec<Entry> = kept
             .entries
