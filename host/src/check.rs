@@ -24,11 +24,11 @@ pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
     );
     line("policy", &config.policy.to_string());
     let (source, bytes) = match crate::pull::fetch(config, &config.policy) {
-        Ok((source, bytes, pulled)) => {
-            if let Some(pulled) = pulled {
-                line("pulled", &pulled);
+        Ok(fetched) => {
+            if let Some(pulled) = &fetched.pulled {
+                line("pulled", pulled);
             }
-            (source, bytes)
+            (fetched.name, fetched.bytes)
         }
         Err(e) => return reject(&e),
     };

@@ -47,15 +47,25 @@ pub fn label(reference: &Reference, digest: &Digest) -> String {
     }
 }
 
-/// A command's policy (`check`, `replay`, `simulate`, `push`): its name
-/// and its bytes, pulled at once when `source` is a reference (or a file
-/// holding one); with how it was pulled, in words.
-pub fn fetch(
-    config: &Config,
-    source: &PolicySource,
-) -> Result<(String, std::borrow::Cow<'static, [u8]>, Option<String>), String> {
+/// A command's policy, read or pulled.
+pub struct Fetched {
+    /// What the command calls it: the source, or the reference with its
+    /// digest.
+    pub name: String,
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// How it was pulled, in words, if it was.
+    pub pulled: Option<String>,
+}
+
+/// A command's policy (`check`, `replay`, `simulate`), pulled at once when
+/// `source` is a reference (or a file holding one).
+pub fn fetch(config: &Config, source: &PolicySource) -> Result<Fetched, String> {
     match source.read()? {
-        Content::Component(bytes) => Ok((source.to_string(), bytes, None)),
+        Content::Component(bytes) => Ok(Fetched {
+            name: source.to_string(),
+            bytes,
+            pulled: None,
+        }),
         Content::Reference(reference) => {
             let pulled = Puller::new(config).pull(&reference)?;
             let from = match (&pulled.from, &pulled.failure) {
@@ -66,8 +76,11 @@ pub fn fetch(
                     failure.as_deref().unwrap_or("?")
                 ),
             };
-            let note = format!("{} {from} in {:?}", pulled.label(), pulled.took);
-            Ok((pulled.label(), pulled.component.into(), Some(note)))
+            Ok(Fetched {
+                name: pulled.label(),
+                pulled: Some(format!("{} {from} in {:?}", pulled.label(), pulled.took)),
+                bytes: pulled.component.into(),
+            })
         }
     }
 }
