@@ -577,3 +577,31 @@ fn nothing_pullable_at_start_the_built_in_logic_decides_until_the_registry_is_ba
     assert_eq!(admin_status(admin)["pull"]["from"], "registry");
     agent.kill();
 }
+
+/// Figures, not assertions (README, "Distributing policies"): `cargo test
+/// -p lameduck-tests --test all registry::pull_and_compile -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement; run it by name with --ignored --nocapture"]
+fn pull_and_compile_the_python_port_cold_and_cached() {
+    let registry = TestRegistry::start();
+    let dir = scratch("registry-measure");
+    let target = format!("oci://{}/policies/drain-py:v1", registry.host());
+    let (pinned, _) = push(&registry, &python_drain(), &target, &dir.join("pusher"));
+    let cache = dir.join("cache");
+    for round in ["cold", "cached", "cached"] {
+        let output = std::process::Command::new(lameduck())
+            .arg("check")
+            .args(access(&registry))
+            .args(["--cache-dir", cache.to_str().unwrap(), "--policy", &pinned])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{stdout}");
+        for line in stdout.lines() {
+            if line.starts_with("pulled") || line.starts_with("compiled") {
+                println!("{round:<7}{line}");
+            }
+        }
+    }
+}
