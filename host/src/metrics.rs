@@ -26,6 +26,7 @@ pub struct Metrics {
     shadow_disagreements: Family<Labels, Counter>,
     pulls: Family<Labels, Counter>,
     pull_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    learning_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     drain_began: Mutex<Option<Instant>>,
     /// The reasons with a series of their own.
     reasons: Mutex<HashSet<String>>,
@@ -107,10 +108,17 @@ impl Default for Metrics {
             "How long the last successful pull of a policy took, retries included",
             pull_seconds.clone(),
         );
+        let learning_interval = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "learning_interval_seconds",
+            "How often learning samples are taken while serving (wider than 0.1 when they cost too much CPU)",
+            learning_interval.clone(),
+        );
         let metrics = Metrics {
             pulls,
             pull_seconds,
             shadow_disagreements,
+            learning_interval,
             registry,
             phase,
             drain_seconds,
@@ -127,6 +135,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn set_learning_interval(&self, ms: u32) {
+        self.learning_interval.set(f64::from(ms) / 1000.0);
+    }
+
     pub fn set_phase(&self, phase: Phase) {
         for p in [Phase::Serving, Phase::Draining] {
             let label = vec![("phase", format!("{p:?}").to_lowercase())];
