@@ -22,10 +22,14 @@ pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
         "config",
         &config_file.map_or("(defaults)".into(), |p| p.display().to_string()),
     );
-    let source = config.policy.to_string();
-    line("policy", &source);
-    let bytes = match config.policy.read() {
-        Ok(bytes) => bytes,
+    line("policy", &config.policy.to_string());
+    let (source, bytes) = match crate::pull::fetch(config, &config.policy) {
+        Ok(fetched) => {
+            if let Some(pulled) = &fetched.pulled {
+                line("pulled", pulled);
+            }
+            (fetched.name, fetched.bytes)
+        }
         Err(e) => return reject(&e),
     };
     line("size", &format!("{} bytes", bytes.len()));

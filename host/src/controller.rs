@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::decider::Decider;
-use crate::inbox::{self, Message, Role};
+use crate::inbox::{self, Message, Pulling, Role};
 use crate::probes::Probes;
 use crate::question::{Answered, Question, Reply, Shadowed};
 use crate::reload::Reloader;
@@ -250,6 +250,7 @@ impl Controller {
                     Step::Nothing
                 }
             }
+            Message::Pulling { role, news } => self.pulling(role, news),
             Message::Sampled(values) => {
                 self.say_degraded(&values);
                 Step::Input(Input::Sampled(values))
@@ -441,6 +442,76 @@ impl Controller {
                 _ => {}
             }
         }
+    }
+
+    /// Records what a reloader did with a registry, shows it in `/status`
+    /// and counts it. A failed pull of the live policy releases the signals
+    /// held for it: the last good policy, or the built-in logic, decides.
+    fn pulling(&mut self, role: Role, news: Pulling) -> Step {
+        let shadow = role == Role::Shadow;
+        let (event, step) = match news {
+            Pulling::Pulled {
+                reference,
+                digest,
+                from,
+                failure,
+                took,
+                bytes,
+            } => {
+                self.shared
+                    .pulled(shadow, &reference, &digest, from, failure.as_deref(), took);
+                let event = Event::PolicyPulled {
+                    reference,
+                    digest,
+                    from,
+                    pull_ms: took.as_millis() as u64,
+                    bytes,
+                    failure,
+                    shadow,
+                };
+                (event, Step::Nothing)
+            }
+            Pulling::Failed {
+                reference,
+                reason,
+                retry,
+            } => {
+                self.shared.pull_failed(shadow, &reference, &reason);
+                let deciding = match shadow {
+                    true => None,
+                    false => self.shared.status().policy.map(|p| {
+                        format!("{} (sha256 {})", p.source, p.sha256.get(..12).unwrap_or(""))
+                    }),
+                };
+                let event = Event::PullFailed {
+                    reference,
+                    reason,
+                    deciding,
+                    retry_ms: retry.map(|r| r.as_millis() as u64),
+                    shadow,
+                };
+                let step = match shadow {
+                    true => Step::Nothing,
+                    false => Step::Input(Input::PolicyRefused),
+                };
+                (event, step)
+            }
+            Pulling::TagMoved {
+                reference,
+                from,
+                to,
+            } => (
+                Event::TagMoved {
+                    reference,
+                    from,
+                    to,
+                    shadow,
+                },
+                Step::Nothing,
+            ),
+        };
+        self.record(event);
+        step
     }
 
     /// Records what the controller itself did (the agent's rules record

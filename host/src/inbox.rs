@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use lameduck_core::ProbeValue;
+use lameduck_core::record::PulledFrom;
 use lameduck_runtime::{Compiled, Instance};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +48,9 @@ pub enum Message {
         source: String,
         reason: String,
     },
+    /// What a reloader did with a registry: for the timeline, `/status`
+    /// and `/metrics`.
+    Pulling { role: Role, news: Pulling },
     /// The probes' readings.
     Sampled(Vec<(String, ProbeValue)>),
     /// Learning samples cost more CPU than their share allows: they are
@@ -67,4 +71,33 @@ pub enum Message {
 pub enum Role {
     Live,
     Shadow,
+}
+
+/// News of a policy named by an `oci://` reference.
+pub enum Pulling {
+    /// Its component was fetched and its digests checked; it is loaded next.
+    Pulled {
+        /// The reference as given.
+        reference: String,
+        /// The manifest digest it names.
+        digest: String,
+        from: PulledFrom,
+        /// Why the registry was not used, if it was not.
+        failure: Option<String>,
+        took: std::time::Duration,
+        bytes: u64,
+    },
+    /// It could not be fetched; the last good policy still decides.
+    Failed {
+        reference: String,
+        reason: String,
+        /// When it is tried again, if it is.
+        retry: Option<std::time::Duration>,
+    },
+    /// A tag polled names another digest than the one deciding.
+    TagMoved {
+        reference: String,
+        from: Option<String>,
+        to: String,
+    },
 }

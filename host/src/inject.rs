@@ -40,6 +40,25 @@ pub fn base_config(path: &Path) -> Result<BaseConfig, String> {
     Ok(BaseConfig::new(text, facts))
 }
 
+/// `--policy`: a reference to pull (its syntax checked here); a warning
+/// when it names a tag, which a ConfigMap would then not pin.
+pub fn policy_reference(text: &str) -> Result<String, String> {
+    if !text.starts_with(lameduck_oci::SCHEME) {
+        return Err(format!(
+            "`{text}` is not a reference: a ConfigMap cannot hold a component (at most 1 MiB), \
+             it holds its reference, oci://REGISTRY/REPO@sha256:DIGEST (`lameduck push` prints it)"
+        ));
+    }
+    let reference = lameduck_oci::Reference::parse(text).map_err(|e| e.to_string())?;
+    if !reference.is_pinned() {
+        eprintln!(
+            "lameduck inject: {reference} is a tag, not pinned: pods may run different policies \
+             under the same name; pin the digest `lameduck push` prints"
+        );
+    }
+    Ok(reference.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ pub mod inject;
 pub mod log;
 mod metrics;
 pub mod probes;
+mod pull;
+pub mod push;
 mod question;
 mod reload;
 pub mod replay;

@@ -119,7 +119,11 @@ fn level(event: &Event) -> Level {
         | Event::Deadline { .. }
         | Event::Killed { .. }
         | Event::Degraded { .. }
-        | Event::Omitted { .. } => Level::WARN,
+        | Event::Omitted { .. }
+        | Event::PullFailed { .. }
+        | Event::PolicyPulled {
+            failure: Some(_), ..
+        } => Level::WARN,
         _ => Level::INFO,
     }
 }

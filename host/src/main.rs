@@ -63,6 +63,20 @@ enum Command {
         /// The scenario (YAML).
         scenario: PathBuf,
     },
+    /// Check a policy component as `check` does (compiled, instantiated,
+    /// `init`-ed with an empty config), push it to a registry as a wasm
+    /// artifact, and print the reference pinned to its digest as the last
+    /// line: `oci://REGISTRY/REPO@sha256:…`, to put in policy.file or in a
+    /// ConfigMap's reference file. Takes the registry settings of `run`.
+    Push {
+        #[command(flatten)]
+        settings: Settings,
+        /// The component.
+        file: PathBuf,
+        /// Where to push it: oci://REGISTRY/REPO:TAG.
+        #[arg(value_name = "oci://REGISTRY/REPO:TAG")]
+        target: String,
+    },
     /// Copy this binary to DEST (for an init container: the image has no `cp`).
     Install {
         /// Where to put the binary, e.g. /lameduck/lameduck on an emptyDir.
@@ -114,6 +128,12 @@ struct InjectArgs {
     /// list or as words: --command 'web=[/docker-entrypoint.sh, nginx, -g, "daemon off;"]'.
     #[arg(long, value_name = "NAME=CMD", value_parser = lameduck_inject::parse_command)]
     command: Vec<(String, Vec<String>)>,
+    /// The policy, by reference: oci://REGISTRY/REPO@sha256:DIGEST (what
+    /// `lameduck push` prints). The ConfigMap holds it under the key
+    /// policy.ref, the file policy.file names: change it there, and lameduck
+    /// pulls and swaps the policy while the app serves.
+    #[arg(long, value_name = "oci://REF", value_parser = lameduck::inject::policy_reference)]
+    policy: Option<String>,
 }
 
 impl InjectArgs {
@@ -129,6 +149,7 @@ impl InjectArgs {
             config,
             container: self.container,
             commands: self.command,
+            policy: self.policy,
         })
     }
 }
@@ -262,6 +283,16 @@ fn main() {
             let config = load(&settings);
             init_logging(config.log_format);
             lameduck::simulate::simulate(&config, &scenario, svg.as_deref())
+        }
+        Command::Push {
+            settings,
+            file,
+            target,
+        } => {
+            die_on_closed_pipe();
+            let config = load(&settings);
+            init_logging(config.log_format);
+            lameduck::push::push(&config, &file, &target)
         }
         Command::Install { dest } => match install(&dest) {
             Ok(()) => 0,

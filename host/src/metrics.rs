@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lameduck_core::record::PulledFrom;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,6 +24,8 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     shadow_disagreements: Family<Labels, Counter>,
+    pulls: Family<Labels, Counter>,
+    pull_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     learning_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     drain_began: Mutex<Option<Instant>>,
     /// The reasons with a series of their own.
@@ -91,6 +94,20 @@ impl Default for Metrics {
             "Answers of the shadow policy that differ from the live policy's, by call",
             shadow_disagreements.clone(),
         );
+        let pulls = Family::<Labels, Counter>::default();
+        registry.register(
+            "policy_pulls",
+            "Pulls of policies named by a reference, by result: pull (from the registry), \
+             cache (the pinned digest, from the cache), last-pull (a tag's last pull, from the \
+             cache: the registry failed), failed",
+            pulls.clone(),
+        );
+        let pull_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "policy_pull_duration_seconds",
+            "How long the last successful pull of a policy took, retries included",
+            pull_seconds.clone(),
+        );
         let learning_interval = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "learning_interval_seconds",
@@ -98,6 +115,8 @@ impl Default for Metrics {
             learning_interval.clone(),
         );
         let metrics = Metrics {
+            pulls,
+            pull_seconds,
             shadow_disagreements,
             learning_interval,
             registry,
@@ -167,6 +186,26 @@ impl Metrics {
         let result = if ok { "ok" } else { "failed" };
         self.reloads
             .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// A policy was pulled, from where, in how long.
+    pub fn pull(&self, from: PulledFrom, took: Duration) {
+        let result = match from {
+            PulledFrom::Registry => "pull",
+            PulledFrom::Cache => "cache",
+            PulledFrom::LastPull => "last-pull",
+        };
+        self.pulls
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        self.pull_seconds.set(took.as_secs_f64());
+    }
+
+    /// A pull of a policy, or the look-up of its tag, failed.
+    pub fn pull_failed(&self) {
+        self.pulls
+            .get_or_create(&vec![("result", "failed".to_string())])
             .inc();
     }
 

@@ -55,8 +55,11 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
         println!("the picture of {name}: {}", svg.display());
     }
 
-    let source = config.policy.to_string();
-    let bytes = config.policy.read()?;
+    let fetched = crate::pull::fetch(config, &config.policy)?;
+    if let Some(pulled) = &fetched.pulled {
+        eprintln!("pulled {pulled}");
+    }
+    let (source, bytes) = (fetched.name, fetched.bytes);
     let compiler =
         Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
     let compiled = compiler

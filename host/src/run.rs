@@ -90,8 +90,9 @@ pub fn sidecar(config: Config) -> i32 {
 }
 
 /// Everything that can be refused without compiling is refused before the
-/// app starts (the policy is read in full beside it); the admin port is
-/// bound, so that a port in use is a configuration error.
+/// app starts (the policy is read in full beside it); a reference's syntax
+/// is checked, but the registry is not called before the app starts. The
+/// admin port is bound, so that a port in use is a configuration error.
 fn prepare(config: &Config) -> Result<Option<std::net::TcpListener>, String> {
     config.policy.inspect().map_err(|e| format!("policy {e}"))?;
     let listener = config.admin.map(bind).transpose();
@@ -137,25 +138,13 @@ fn agent(
     };
     let probes = Probes::new(&config.probes, reaper, pid, &agent_itself);
     // The policy compiles beside the app; early signals wait for it.
-    let reloader = Reloader::start(
-        Role::Live,
-        config.limits(),
-        config.cache_dir.clone(),
-        config.policy.clone(),
-        config.policy_config.clone(),
-        sender.clone(),
-    );
+    // A policy named by a reference is pulled on the same thread, first.
+    let reloader = Reloader::start(Role::Live, config.policy.clone(), &config, sender.clone());
     // A shadow, if any, loads on its own thread, in its own engine.
-    let shadow = config.shadow.clone().map(|source| {
-        Reloader::start(
-            Role::Shadow,
-            config.limits(),
-            config.cache_dir.clone(),
-            source,
-            config.policy_config.clone(),
-            sender.clone(),
-        )
-    });
+    let shadow = config
+        .shadow
+        .clone()
+        .map(|source| Reloader::start(Role::Shadow, source, &config, sender.clone()));
     if let Some(listener) = admin_listener {
         let address = listener.local_addr().expect("a bound listener");
         shared.timeline.record(

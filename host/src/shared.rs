@@ -4,6 +4,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use std::time::Duration;
+
+use lameduck_core::record::PulledFrom;
 use serde::Serialize;
 
 use crate::log::Log;
@@ -30,6 +33,9 @@ pub struct Status {
     pub policy: Option<PolicyStatus>,
     /// The last policy that was refused, and why.
     pub last_refused: Option<Refused>,
+    /// The last pull of a policy named by a reference, if the policy is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullStatus>,
     /// The shadow policy, if one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
@@ -43,6 +49,8 @@ pub struct ShadowStatus {
     /// The shadow deciding now; `None` while it loads or if it was refused.
     pub policy: Option<PolicyStatus>,
     pub last_refused: Option<Refused>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullStatus>,
     /// Questions it answered, and how many of its answers differed from the
     /// live policy's (readiness, signal or what next; reasons aside).
     pub answered: u64,
@@ -53,6 +61,24 @@ pub struct ShadowStatus {
 pub struct PolicyStatus {
     pub source: String,
     pub sha256: String,
+}
+
+/// A policy named by a reference: what was pulled last, and what failed last.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullStatus {
+    /// The reference as given (`oci://…@sha256:…` or `…:TAG`).
+    pub reference: String,
+    /// The manifest digest the last pull got; `None` before one succeeds.
+    pub digest: Option<String>,
+    /// Where its bytes came from: `registry`, `cache` (the pinned digest),
+    /// `last-pull` (a tag's last pull, the registry having failed).
+    pub from: Option<PulledFrom>,
+    /// Whether they came from the on-disk cache.
+    pub from_cache: bool,
+    /// How long the last pull took.
+    pub pull_ms: Option<u64>,
+    /// The last pull, or look-up of a tag, that failed, and why.
+    pub last_failure: Option<Refused>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +100,7 @@ impl Shared {
                 phase: Phase::Serving,
                 policy: None,
                 last_refused: None,
+                pull: None,
                 shadow: shadow.then(ShadowStatus::default),
                 config,
             }),
@@ -163,6 +190,62 @@ impl Shared {
                 reason: reason.to_string(),
             })
         });
+    }
+
+    /// A policy named by `reference` was pulled (the live one's, or the
+    /// shadow's); `failure`: why the registry was not used, if it was not.
+    pub fn pulled(
+        &self,
+        shadow: bool,
+        reference: &str,
+        digest: &str,
+        from: PulledFrom,
+        failure: Option<&str>,
+        took: Duration,
+    ) {
+        self.metrics.pull(from, took);
+        self.update_pull(shadow, reference, |pull| {
+            pull.digest = Some(digest.to_string());
+            pull.from = Some(from);
+            pull.from_cache = from != PulledFrom::Registry;
+            pull.pull_ms = Some(took.as_millis() as u64);
+            if let Some(failure) = failure {
+                pull.last_failure = Some(Refused {
+                    source: reference.to_string(),
+                    reason: failure.to_string(),
+                });
+            }
+        });
+    }
+
+    /// A pull of `reference` (or a look-up of the tag) failed.
+    pub fn pull_failed(&self, shadow: bool, reference: &str, reason: &str) {
+        self.metrics.pull_failed();
+        self.update_pull(shadow, reference, |pull| {
+            pull.last_failure = Some(Refused {
+                source: reference.to_string(),
+                reason: reason.to_string(),
+            })
+        });
+    }
+
+    /// The pull status of `reference`: a reference other than the last one
+    /// starts afresh.
+    fn update_pull(&self, shadow: bool, reference: &str, change: impl FnOnce(&mut PullStatus)) {
+        let change = |pull: &mut Option<PullStatus>| {
+            if pull.as_ref().is_none_or(|p| p.reference != reference) {
+                *pull = Some(PullStatus {
+                    reference: reference.to_string(),
+                    ..PullStatus::default()
+                });
+            }
+            change(pull.as_mut().expect("just set"));
+        };
+        if shadow {
+            self.update_shadow(|s| change(&mut s.pull));
+        } else {
+            self.update(|s| change(&mut s.pull));
+        }
     }
 
     /// The shadow answered a question, as the live policy did or not.

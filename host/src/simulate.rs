@@ -43,8 +43,11 @@ fn setup(config: &Config) -> Result<Setup, String> {
 /// The configured policy, compiled and `init`-ed, with the native fallback
 /// answering for it when it fails, as in the agent.
 fn load(config: &Config) -> Result<Policy, String> {
-    let source = config.policy.to_string();
-    let bytes = config.policy.read()?;
+    let fetched = crate::pull::fetch(config, &config.policy)?;
+    if let Some(pulled) = &fetched.pulled {
+        eprintln!("pulled {pulled}");
+    }
+    let (source, bytes) = (fetched.name, fetched.bytes);
     let compiler =
         Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
     let compiled = compiler

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::util::root;
 
 /// The crates, each with the workspace crates it may depend on.
-const LAYERS: [(&str, &[&str]); 8] = [
+const LAYERS: [(&str, &[&str]); 10] = [
     ("crates/core", &[]),
     ("crates/engine", &[]),
     ("guest-sdk", &["lameduck-core"]),
@@ -32,6 +32,8 @@ const LAYERS: [(&str, &[&str]); 8] = [
         ],
     ),
     ("crates/inject", &[]),
+    ("crates/oci", &[]),
+    ("crates/oci-testing", &["lameduck-oci"]),
     (
         "host",
         &[
@@ -40,6 +42,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "lameduck-picture",
             "lameduck-simulate",
             "lameduck-inject",
+            "lameduck-oci",
         ],
     ),
 ];

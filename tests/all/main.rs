@@ -7,6 +7,7 @@ mod drain;
 mod faults;
 mod inject;
 mod picture;
+mod registry;
 mod reload;
 mod replay;
 mod rollout;

@@ -69,10 +69,15 @@ impl BaseConfig {
         self.facts.safety_margin
     }
 
-    /// The config for a pod: `grace_period` is the pod's, and the app's
+    /// The config for a pod: `grace_period` is the pod's, the app's
     /// readiness URL, if any, is `admin.readiness_url` (unless the file
-    /// has one).
-    pub fn render(&self, grace_seconds: u64, readiness_url: Option<&str>) -> String {
+    /// has one), and `policy_file`, if given, is `policy.file`.
+    pub fn render(
+        &self,
+        grace_seconds: u64,
+        readiness_url: Option<&str>,
+        policy_file: Option<&str>,
+    ) -> String {
         let base = self.text.as_deref().unwrap_or(HEADER);
         let doc = match Document::from_str(base) {
             Ok(doc) if doc.as_mapping().is_some() => doc,
@@ -97,6 +102,13 @@ impl BaseConfig {
             }
             let admin = config.get_mapping("admin").expect("just set");
             admin.set("readiness_url", url);
+        }
+        if let Some(file) = policy_file {
+            if config.get_mapping("policy").is_none() {
+                config.set("policy", Mapping::new());
+            }
+            let policy = config.get_mapping("policy").expect("just set");
+            policy.set("file", file);
         }
         doc.to_string()
     }

@@ -60,6 +60,9 @@ pub struct Options {
     /// Entrypoint mode: the commands of containers whose manifest has none,
     /// by container name.
     pub commands: Vec<(String, Vec<String>)>,
+    /// The policy's reference (`oci://…`, checked by the caller): the
+    /// ConfigMap holds it as a reference file, which `policy.file` names.
+    pub policy: Option<String>,
 }
 
 impl Options {
@@ -72,6 +75,7 @@ impl Options {
             config: BaseConfig::default(),
             container: None,
             commands: Vec::new(),
+            policy: None,
         }
     }
 }

@@ -22,6 +22,11 @@ pub const BIN_DIR: &str = "/lameduck-bin";
 pub const CONFIG_VOLUME: &str = "lameduck-config";
 pub const CONFIG_DIR: &str = "/etc/lameduck";
 pub const CONFIG_KEY: &str = "lameduck.yaml";
+/// The ConfigMap's key holding the policy's reference (`--policy oci://…`),
+/// a file in the config volume that `policy.file` names: the kubelet swaps
+/// it when the ConfigMap changes, and lameduck, watching it, pulls and
+/// swaps the policy it names.
+pub const POLICY_KEY: &str = "policy.ref";
 /// The environment inject sets on lameduck's container.
 pub const ENV_CONFIG: &str = "LAMEDUCK_CONFIG";
 pub const ENV_NODE_IP: &str = "LAMEDUCK_NODE_IP";
@@ -314,7 +319,12 @@ pub struct ConfigMapRef {
     pub name: String,
 }
 
-/// The ConfigMap holding `lameduck.yaml`.
+/// The reference file's path, in the config volume.
+pub fn policy_file() -> String {
+    format!("{CONFIG_DIR}/{POLICY_KEY}")
+}
+
+/// The ConfigMap holding `lameduck.yaml`, and the policy's reference if given.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMap {
@@ -325,12 +335,21 @@ pub struct ConfigMap {
 }
 
 impl ConfigMap {
-    pub fn new(name: String, namespace: Option<String>, config: String) -> Self {
+    pub fn new(
+        name: String,
+        namespace: Option<String>,
+        config: String,
+        policy: Option<&str>,
+    ) -> Self {
+        let mut data = BTreeMap::from([(CONFIG_KEY, config)]);
+        if let Some(reference) = policy {
+            data.insert(POLICY_KEY, format!("{reference}\n"));
+        }
         ConfigMap {
             api_version: "v1",
             kind: "ConfigMap",
             metadata: Metadata { name, namespace },
-            data: BTreeMap::from([(CONFIG_KEY, config)]),
+            data,
         }
     }
 

@@ -287,9 +287,12 @@ pub(super) fn decide(
     let (grace_seconds, set_grace) = grace(spec, options)?;
 
     let (config_map_name, namespace) = config_map_place(object, existing)?;
-    let config = options
-        .config
-        .render(grace_seconds, readiness_url.as_deref());
+    let policy_file = options.policy.as_ref().map(|_| objects::policy_file());
+    let config = options.config.render(
+        grace_seconds,
+        readiness_url.as_deref(),
+        policy_file.as_deref(),
+    );
     Ok(Decision::Inject(Plan {
         kind,
         app,
@@ -298,7 +301,12 @@ pub(super) fn decide(
         command,
         readiness,
         add_prestop,
-        config_map: objects::ConfigMap::new(config_map_name, namespace, config),
+        config_map: objects::ConfigMap::new(
+            config_map_name,
+            namespace,
+            config,
+            options.policy.as_deref(),
+        ),
         notes,
     }))
 }

@@ -344,18 +344,58 @@ fn a_base_config_keeps_its_comments_and_its_readiness_url() {
         theirs,
     );
     assert_eq!(
-        base.render(45, Some("http://127.0.0.1:2/ready")),
+        base.render(45, Some("http://127.0.0.1:2/ready"), None),
         "# mine\nadmin:\n  readiness_url: http://127.0.0.1:1/up  # theirs\ngrace_period: 45s\n"
     );
     let base = BaseConfig::new("# only a comment\n".into(), Facts::default());
     assert_eq!(
-        base.render(30, None),
+        base.render(30, None, None),
         "# only a comment\ngrace_period: 30s\n"
     );
     assert!(
         BaseConfig::default()
-            .render(30, None)
+            .render(30, None, None)
             .ends_with("\ngrace_period: 30s\n")
+    );
+}
+
+#[test]
+fn a_policy_reference_goes_into_the_config_map_as_the_file_policy_file_names() {
+    let reference = format!(
+        "oci://registry.example:5000/drain@sha256:{}",
+        "ab".repeat(32)
+    );
+    for mode in [Mode::Entrypoint, Mode::Sidecar] {
+        let options = Options {
+            policy: Some(reference.clone()),
+            config: BaseConfig::new(
+                "# mine\npolicy:\n  file: /somewhere/else.wasm  # replaced\n".into(),
+                Facts::default(),
+            ),
+            ..Options::new(mode)
+        };
+        let out = ok(&deployment(APP), &options);
+        let map = object(&out.text, "ConfigMap");
+        assert_eq!(
+            map["data"]["policy.ref"].as_str(),
+            Some(&*format!("{reference}\n"))
+        );
+        let config = lameduck_yaml(&out.text);
+        assert_eq!(
+            config["policy"]["file"].as_str(),
+            Some("/etc/lameduck/policy.ref")
+        );
+        // The reference file is in the volume lameduck's container mounts.
+        let spec = pod_spec(&out.text);
+        let mounts = serde_yaml::to_string(&spec).unwrap();
+        assert!(mounts.contains("mountPath: /etc/lameduck"), "{mounts}");
+    }
+    // Without --policy, the ConfigMap holds the config alone.
+    let out = ok(&deployment(APP), &Options::new(Mode::Sidecar));
+    assert!(
+        object(&out.text, "ConfigMap")["data"]
+            .get("policy.ref")
+            .is_none()
     );
 }
 

@@ -123,7 +123,7 @@ impl Kind for Switch {
     }
 }
 
-/// A policy: `builtin:NAME` or a component file.
+/// A policy: `builtin:NAME`, a component file or an `oci://` reference.
 pub struct Source;
 
 impl Kind for Source {
@@ -131,9 +131,9 @@ impl Kind for Source {
     fn read(yaml: &Value) -> Result<PolicySource, String> {
         let text = scalar(yaml)?;
         if text.is_empty() {
-            return Err("empty: give builtin:NAME or a component file".into());
+            return Err("empty: give builtin:NAME, a component file or an oci:// reference".into());
         }
-        Ok(PolicySource::parse(&text))
+        PolicySource::parse(&text)
     }
     fn show(value: &PolicySource) -> serde_json::Value {
         json!(value.to_string())
@@ -327,6 +327,77 @@ impl Kind for Dir {
     }
 }
 
+/// A file a setting names (a path as given), or nothing.
+pub struct File;
+
+impl Kind for File {
+    type Value = Option<PathBuf>;
+    fn read(yaml: &Value) -> Result<Option<PathBuf>, String> {
+        let text = scalar(yaml)?;
+        if text.is_empty() {
+            return Err("empty: give a file's path".into());
+        }
+        Ok(Some(PathBuf::from(text)))
+    }
+    fn show(value: &Option<PathBuf>) -> serde_json::Value {
+        json!(value.as_ref().map(|p| p.display().to_string()))
+    }
+}
+
+/// Registries by `host:port`, as references name them: a list.
+pub struct Registries;
+
+impl Registries {
+    /// `host`, `host:port` or `[v6]:port`, as the reference grammar has it.
+    pub fn parse(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        // The grammar is the references' own: checked by parsing one.
+        match lameduck_oci::Reference::parse(&format!("oci://{text}/x:y")) {
+            Ok(reference) if reference.registry() == text => Ok(text.to_string()),
+            Ok(_) => Err(format!("`{text}` is not a registry (HOST:PORT)")),
+            Err(lameduck_oci::Error::Reference { reason, .. }) => {
+                Err(format!("`{text}` is not a registry (HOST:PORT): {reason}"))
+            }
+            Err(e) => Err(format!("`{text}`: {e}")),
+        }
+    }
+}
+
+impl Kind for Registries {
+    type Value = Vec<String>;
+    const SHAPE: Shape = Shape::List;
+    fn read(yaml: &Value) -> Result<Vec<String>, String> {
+        let items = match yaml {
+            Value::Sequence(items) => items.iter().collect(),
+            Value::Null => Vec::new(),
+            one => vec![one],
+        };
+        items
+            .into_iter()
+            .map(|item| Registries::parse(&scalar(item)?))
+            .collect()
+    }
+    fn show(value: &Vec<String>) -> serde_json::Value {
+        json!(value)
+    }
+}
+
+/// How often to look a tag up again: a duration more than nothing, or `off`.
+pub struct Refresh;
+
+impl Kind for Refresh {
+    type Value = Option<Duration>;
+    fn read(yaml: &Value) -> Result<Option<Duration>, String> {
+        match scalar(yaml)?.as_str() {
+            "off" | "" => Ok(None),
+            text => Budget::parse(text).map(Some),
+        }
+    }
+    fn show(value: &Option<Duration>) -> serde_json::Value {
+        value.as_ref().map_or(json!("off"), Time::show)
+    }
+}
+
 /// The probes: a list, each with a name, a timeout and one kind.
 pub struct Probes;
 
@@ -387,6 +458,25 @@ mod tests {
                 .unwrap_err()
                 .contains("more than 0ms")
         );
+    }
+
+    #[test]
+    fn registries_are_host_and_port() {
+        let list = serde_yaml::from_str("[registry.local:5000, 10.0.0.7:5000, localhost]");
+        assert_eq!(
+            Registries::read(&list.unwrap()),
+            Ok(vec![
+                "registry.local:5000".to_string(),
+                "10.0.0.7:5000".into(),
+                "localhost".into()
+            ])
+        );
+        for bad in ["http://r:5000", "r:5000/x", "r:99999", "bad_host:1"] {
+            let e = Registries::read(&text(bad)).unwrap_err();
+            assert!(e.contains("is not a registry (HOST:PORT)"), "{bad}: {e}");
+        }
+        assert_eq!(Refresh::read(&text("off")), Ok(None));
+        assert!(Refresh::read(&text("0s")).is_err());
     }
 
     #[test]

@@ -41,11 +41,11 @@ settings! {
         "Time kept between the agent's own deadline and the kubelet's SIGKILL.";
     policy: PolicySource = PolicySource::Builtin(lameduck_runtime::builtin::DEFAULT.into()),
         "policy.file", flag "policy", env "LAMEDUCK_POLICY",
-        as kinds::Source, "FILE", "builtin:jobs",
-        "The policy: a component file, or builtin:drain|delay|jobs.";
+        as kinds::Source, "FILE|oci://REF", "builtin:jobs",
+        "The policy: a component file, builtin:drain|delay|jobs, or oci://REGISTRY/REPO@sha256:DIGEST (or :TAG) — given here or as the content of the file named here.";
     shadow: Option<PolicySource> = None,
         "policy.shadow", flag "shadow-policy", env "LAMEDUCK_SHADOW_POLICY",
-        as kinds::Shadow, "FILE", "builtin:delay",
+        as kinds::Shadow, "FILE|oci://REF", "builtin:delay",
         "A second policy, asked every question the live one is, its answers recorded, compared and counted, never obeyed.";
     policy_config: Vec<(String, String)> = Vec::new(),
         "policy.config", flag "policy-config", env "LAMEDUCK_POLICY_CONFIG",
@@ -99,7 +99,23 @@ settings! {
     cache_dir: Option<PathBuf> = default_cache_dir(),
         "cache_dir", flag "cache-dir", env "LAMEDUCK_CACHE_DIR",
         as kinds::Dir, "DIR|off", "/var/cache/lameduck",
-        "Where compiled policies are cached, or off.";
+        "Where compiled policies, and policies pulled from registries, are cached, or off.";
+    registry_auth: Option<PathBuf> = None,
+        "registry.auth_file", flag "registry-auth", env "LAMEDUCK_REGISTRY_AUTH",
+        as kinds::File, "FILE", "/var/run/secrets/registry/.dockerconfigjson",
+        "Credentials for registries: a Docker config JSON, as an imagePullSecret holds it; registries it does not name are used anonymously.";
+    registry_ca: Option<PathBuf> = None,
+        "registry.ca_file", flag "registry-ca", env "LAMEDUCK_REGISTRY_CA",
+        as kinds::File, "FILE", "/etc/lameduck/registry-ca.pem",
+        "CA certificates (PEM) trusted for registries besides the system's; an image without system roots needs it for any HTTPS registry.";
+    insecure_registries: Vec<String> = Vec::new(),
+        "registry.insecure", flag "insecure-registry", env "LAMEDUCK_INSECURE_REGISTRIES",
+        as kinds::Registries, "HOST:PORT", "registry.local:5000",
+        "A registry spoken to over plain HTTP; repeatable. Every other one is HTTPS only.";
+    registry_refresh: Option<Duration> = None,
+        "registry.refresh", flag "registry-refresh", env "LAMEDUCK_REGISTRY_REFRESH",
+        as kinds::Refresh, "DURATION|off", "5m",
+        "How often a policy named by a tag (oci://…:TAG) is looked up again; a new digest is pulled and swapped in.";
 }
 
 /// A configuration error, located.

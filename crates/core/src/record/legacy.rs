@@ -15,7 +15,7 @@ use super::{Call, Event, read};
 use crate::{Signal, SignalAction};
 
 /// Every kind of event this reader knows.
-pub const KINDS: [&str; 25] = [
+pub const KINDS: [&str; 28] = [
     "started",
     "admin",
     "held",
@@ -41,6 +41,9 @@ pub const KINDS: [&str; 25] = [
     "shadow",
     "degraded",
     "omitted",
+    "policy-pulled",
+    "pull-failed",
+    "tag-moved",
 ];
 
 /// The event of kind `kind` with `data`; `None` for a kind this reader

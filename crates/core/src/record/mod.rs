@@ -164,12 +164,69 @@ pub enum Event {
         agrees: Option<bool>,
         failure: Option<String>,
     },
+    /// A policy named by an OCI reference was fetched, its digests checked.
+    PolicyPulled {
+        /// The reference as given (`oci://REGISTRY/REPO@sha256:…` or `…:TAG`).
+        reference: String,
+        /// The manifest digest it names now.
+        digest: String,
+        /// Where the component's bytes came from.
+        from: PulledFrom,
+        /// How long the pull took, retries included.
+        pull_ms: u64,
+        /// The component's size.
+        bytes: u64,
+        /// Why the registry was not used, when a tag was served from its last pull.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
+        /// The shadow policy's, not the live one's.
+        #[serde(default, skip_serializing_if = "is_false")]
+        shadow: bool,
+    },
+    /// A policy named by an OCI reference could not be pulled; the last
+    /// good policy (or the built-in logic) still decides.
+    PullFailed {
+        reference: String,
+        reason: String,
+        /// The last good policy, which still decides (`source (sha256 …)`);
+        /// `None` when the built-in drain logic does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deciding: Option<String>,
+        /// When the pull is tried again, if it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        shadow: bool,
+    },
+    /// A tag polled every `registry.refresh` names another digest: it is pulled.
+    TagMoved {
+        reference: String,
+        /// The digest deciding until now, if one from this tag does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        to: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        shadow: bool,
+    },
     /// A probe's evidence got worse: it failed for the first time, or reads
     /// less than it could (netlink refused: `/proc/net/tcp` only). Said once,
     /// until it recovers.
     Degraded { probe: String, why: String },
     /// An entry too large to keep whole: its kind and size.
     Omitted { kind: String, bytes: u64 },
+}
+
+/// Where a pulled policy's bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PulledFrom {
+    /// The registry (over the network).
+    Registry,
+    /// The on-disk cache, by the pinned digest: the network was not used.
+    Cache,
+    /// The on-disk cache, by what a tag named when it was last pulled,
+    /// because the registry failed.
+    LastPull,
 }
 
 /// How a policy call went, as the driver saw it.

@@ -205,6 +205,59 @@ fn every_event() -> Vec<Event> {
             kind: "decision".into(),
             bytes: 40_000,
         },
+        Event::PolicyPulled {
+            reference: format!("oci://127.0.0.1:5000/drain@sha256:{}", "ab".repeat(32)),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            from: PulledFrom::Cache,
+            pull_ms: 31,
+            bytes: 18_400_000,
+            failure: None,
+            shadow: false,
+        },
+        Event::PolicyPulled {
+            reference: "oci://registry.example:5000/policies/drain:stable".into(),
+            digest: format!("sha256:{}", "cd".repeat(32)),
+            from: PulledFrom::Registry,
+            pull_ms: 812,
+            bytes: 1_000,
+            failure: None,
+            shadow: true,
+        },
+        Event::PolicyPulled {
+            reference: "oci://r/drain:stable".into(),
+            digest: format!("sha256:{}", "ef".repeat(32)),
+            from: PulledFrom::LastPull,
+            pull_ms: 5,
+            bytes: 1_000,
+            failure: Some("cannot reach registry r".into()),
+            shadow: false,
+        },
+        Event::PullFailed {
+            reference: "oci://r/drain:stable".into(),
+            reason: "HTTP 401".into(),
+            deciding: Some("builtin:drain (sha256 0123456789ab)".into()),
+            retry_ms: Some(5_000),
+            shadow: false,
+        },
+        Event::PullFailed {
+            reference: "oci://r/drain:stable".into(),
+            reason: "stalled".into(),
+            deciding: None,
+            retry_ms: None,
+            shadow: true,
+        },
+        Event::TagMoved {
+            reference: "oci://r/drain:stable".into(),
+            from: Some(format!("sha256:{}", "ab".repeat(32))),
+            to: format!("sha256:{}", "cd".repeat(32)),
+            shadow: false,
+        },
+        Event::TagMoved {
+            reference: "oci://r/drain:stable".into(),
+            from: None,
+            to: format!("sha256:{}", "cd".repeat(32)),
+            shadow: true,
+        },
     ];
     for action in [
         SignalAction::Forward,
@@ -382,4 +435,57 @@ fn a_gist_has_no_figures_and_a_bound() {
     );
     assert_eq!(gist("quiet for 1259 ms", 9), "quiet for");
     assert_eq!(gist("é".repeat(10).as_str(), 5), "éé");
+}
+
+#[test]
+fn a_pull_says_where_from_and_how_to_pin_a_tag() {
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    let pulled = |reference: &str, from, failure: Option<&str>| {
+        Event::PolicyPulled {
+            reference: reference.into(),
+            digest: digest.clone(),
+            from,
+            pull_ms: 812,
+            bytes: 1_000,
+            failure: failure.map(str::to_string),
+            shadow: false,
+        }
+        .describe()
+    };
+    let tag = pulled(
+        "oci://registry.example:5000/policies/drain:stable",
+        PulledFrom::Registry,
+        None,
+    );
+    assert_eq!(
+        tag,
+        format!(
+            "policy oci://registry.example:5000/policies/drain:stable pulled (sha256:cdcdcdcdcdcd) \
+             from the registry in 812 ms, 1000 bytes; a tag is not pinned: pin \
+             oci://registry.example:5000/policies/drain@{digest} to get exactly this again"
+        )
+    );
+    let pinned = pulled(&format!("oci://r/drain@{digest}"), PulledFrom::Cache, None);
+    assert!(
+        pinned.ends_with("from the cache, by its pinned digest in 812 ms, 1000 bytes"),
+        "{pinned}"
+    );
+    let fallback = pulled("oci://r/drain:v1", PulledFrom::LastPull, Some("HTTP 503"));
+    assert!(
+        fallback.contains("as the tag's last pull: the registry failed (HTTP 503)"),
+        "{fallback}"
+    );
+    let failed = Event::PullFailed {
+        reference: "oci://r/drain:v1".into(),
+        reason: "HTTP 401".into(),
+        deciding: None,
+        retry_ms: Some(5_000),
+        shadow: false,
+    }
+    .describe();
+    assert_eq!(
+        failed,
+        "policy oci://r/drain:v1 not pulled: HTTP 401; the built-in drain logic decides; \
+         tried again in 5s"
+    );
 }

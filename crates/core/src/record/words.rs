@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Answer, Event};
+use super::{Answer, Event, PulledFrom};
 use crate::{Child, Decision, Next, ProbeValue, Signal, SignalAction, Snapshot};
 
 impl Event {
@@ -35,6 +35,9 @@ impl Event {
             Event::Shadow { .. } => "shadow",
             Event::Degraded { .. } => "degraded",
             Event::Omitted { .. } => "omitted",
+            Event::PolicyPulled { .. } => "policy-pulled",
+            Event::PullFailed { .. } => "pull-failed",
+            Event::TagMoved { .. } => "tag-moved",
         }
     }
 
@@ -166,6 +169,77 @@ impl Event {
             Event::Omitted { kind, bytes } => {
                 format!("a {kind} entry of {bytes} bytes, too large to keep")
             }
+            Event::PolicyPulled {
+                reference,
+                digest,
+                from,
+                pull_ms,
+                bytes,
+                failure,
+                shadow,
+            } => {
+                let whence = match (from, failure) {
+                    (PulledFrom::Registry, _) => "from the registry".to_string(),
+                    (PulledFrom::Cache, _) => "from the cache, by its pinned digest".to_string(),
+                    (PulledFrom::LastPull, Some(failure)) => format!(
+                        "from the cache, as the tag's last pull: the registry failed ({failure})"
+                    ),
+                    (PulledFrom::LastPull, None) => "from the cache, as the tag's last pull".into(),
+                };
+                let mut text = format!(
+                    "{}{reference} pulled ({}) {whence} in {pull_ms} ms, {bytes} bytes",
+                    role(*shadow),
+                    short_digest(digest)
+                );
+                if !is_pinned(reference) {
+                    text.push_str(&format!(
+                        "; a tag is not pinned: pin {} to get exactly this again",
+                        pinned(reference, digest)
+                    ));
+                }
+                text
+            }
+            Event::PullFailed {
+                reference,
+                reason,
+                deciding,
+                retry_ms,
+                shadow,
+            } => {
+                let mut text = format!("{}{reference} not pulled: {reason}", role(*shadow));
+                match (shadow, deciding) {
+                    (true, _) => {}
+                    (false, Some(last)) => {
+                        text.push_str(&format!("; the last good policy, {last}, still decides"))
+                    }
+                    (false, None) => text.push_str("; the built-in drain logic decides"),
+                }
+                if let Some(ms) = retry_ms {
+                    text.push_str(&format!(
+                        "; tried again in {:?}",
+                        Duration::from_millis(*ms)
+                    ));
+                }
+                text
+            }
+            Event::TagMoved {
+                reference,
+                from,
+                to,
+                shadow,
+            } => match from {
+                Some(from) => format!(
+                    "{}tag {reference} moved from {} to {}: pulling it",
+                    role(*shadow),
+                    short_digest(from),
+                    short_digest(to)
+                ),
+                None => format!(
+                    "{}tag {reference} names {}: pulling it",
+                    role(*shadow),
+                    short_digest(to)
+                ),
+            },
         }
     }
 }
@@ -215,6 +289,38 @@ pub fn gist(reason: &str, max: usize) -> String {
 /// The first characters of a digest, enough to tell it apart.
 fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
+}
+
+/// `sha256:` and the first characters of a content digest.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => format!("{algorithm}:{}", short(hex)),
+        None => short(digest).to_string(),
+    }
+}
+
+/// Who a pull was for, leading its words.
+fn role(shadow: bool) -> &'static str {
+    if shadow { "shadow policy " } else { "policy " }
+}
+
+/// Whether a reference names a digest (`…@sha256:…`).
+fn is_pinned(reference: &str) -> bool {
+    reference.contains('@')
+}
+
+/// A tag reference pinned to `digest`: what to write to get exactly it again.
+fn pinned(reference: &str, digest: &str) -> String {
+    // `oci://host:port/repo:tag`: the tag follows the last colon after the
+    // last slash (the registry's port comes before the first slash).
+    let name = match reference.rsplit_once('/') {
+        Some((head, last)) => match last.split_once(':') {
+            Some((repo, _tag)) => format!("{head}/{repo}"),
+            None => reference.to_string(),
+        },
+        None => reference.to_string(),
+    };
+    format!("{name}@{digest}")
 }
 
 /// A decision in words: its reason and what it does.

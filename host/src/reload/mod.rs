@@ -2,25 +2,30 @@
 //!
 //! One thread does every load: the first one at start-up, a change of the
 //! policy file (watched, including a Kubernetes ConfigMap volume's atomic
-//! `..data` symlink swap), a reload signal, a `PUT /policy`. Each new
-//! component is compiled, checked against the world, instantiated and
-//! `init`-ed with the configured config; only then is it handed to the
-//! controller, which swaps it in between two calls. A component that fails
-//! any step is refused and the last good policy keeps deciding. The same
-//! bytes again are a no-op.
+//! `..data` symlink swap), a reload signal, a `PUT /policy`, and the pulls
+//! of a policy named by a reference ([`remote`]). Each new component is
+//! compiled, checked against the world, instantiated and `init`-ed with the
+//! configured config; only then is it handed to the controller, which
+//! swaps it in between two calls. A component that fails any step is
+//! refused and the last good policy keeps deciding. The same bytes again
+//! are a no-op.
 
-use std::path::{Path, PathBuf};
+mod remote;
+mod watch;
+
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::config::Config;
 use crate::inbox::{self, Message, Role, Swapped};
-use crate::source::PolicySource;
-use lameduck_runtime::{
-    Compiled, Compiler, Instance, Limits, MAX_ERROR, PolicyError, bounded, sha256_hex,
-};
+use crate::pull::Puller;
+use crate::source::{Content, PolicySource};
+use lameduck_runtime::{Compiled, Compiler, Instance, MAX_ERROR, PolicyError, bounded, sha256_hex};
+use remote::Remote;
+use watch::{REWATCH_EVERY, Watch};
 
 /// File events closer together than this are one change (an editor's or
 /// the kubelet's several steps). Correctness does not depend on it — every
@@ -39,6 +44,10 @@ pub enum Request {
     Bytes { bytes: Vec<u8>, reply: Swapped },
     /// The watched directory itself was removed or renamed: watch it again.
     Rewatch,
+    /// Time to look the tag up again (`registry.refresh`).
+    Refresh,
+    /// Time to try a failed pull again.
+    Retry,
 }
 
 /// A handle to send the reloader requests.
@@ -48,22 +57,26 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts the reloader thread of the `role` policy; it sets up the
-    /// engine, loads `source`, and watches it if it is a file.
+    /// Starts the reloader thread of the `role` policy, read from `source`
+    /// with `config`'s budgets, cache, policy config and registry settings;
+    /// it sets up the engine, loads the policy (pulling it, if a reference
+    /// names it), and watches it if it is a file.
     pub fn start(
         role: Role,
-        limits: Limits,
-        cache_dir: Option<PathBuf>,
         source: PolicySource,
-        config: Vec<(String, String)>,
+        config: &Config,
         inbox: inbox::Sender,
     ) -> Reloader {
         let (requests, queue) = mpsc::channel();
         let reloader = Reloader { requests };
         let watch = match &source {
             PolicySource::File(path) => Some(Watch::start(path, reloader.clone())),
-            PolicySource::Builtin(_) => None,
+            PolicySource::Builtin(_) | PolicySource::Oci(_) => None,
         };
+        let (limits, cache_dir) = (config.limits(), config.cache_dir.clone());
+        let policy_config = config.policy_config.clone();
+        let puller = Puller::new(config);
+        let refresh = config.registry_refresh;
         std::thread::Builder::new()
             .name("lameduck-reload".into())
             .spawn(move || {
@@ -84,11 +97,14 @@ impl Reloader {
                     role,
                     compiler,
                     source,
-                    config,
+                    config: policy_config,
                     inbox,
                     current: None,
                     refused: None,
                     watch,
+                    puller,
+                    refresh,
+                    remote: None,
                 };
                 loader.load_source(true);
                 loader.serve(queue)
@@ -134,18 +150,26 @@ struct Loader {
     /// refuse it again.
     refused: Option<String>,
     watch: Option<Watch>,
+    /// The registry client, for policies named by a reference.
+    puller: Puller,
+    /// How often a tag is looked up again.
+    refresh: Option<Duration>,
+    /// The reference the source names now, if it names one.
+    remote: Option<Remote>,
 }
 
 impl Loader {
     fn serve(&mut self, queue: mpsc::Receiver<Request>) {
         loop {
-            // While the watched directory is gone, look for it now and then.
-            let request = match self.watch.as_ref().filter(|w| w.lost()) {
-                Some(_) => match queue.recv_timeout(REWATCH_EVERY) {
-                    Ok(request) => request,
-                    Err(mpsc::RecvTimeoutError::Timeout) => Request::Rewatch,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                },
+            // Wait for a request, or until the next thing to do on time.
+            let request = match self.next_timer() {
+                Some((at, timer)) => {
+                    match queue.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                        Ok(request) => request,
+                        Err(mpsc::RecvTimeoutError::Timeout) => timer,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
                 None => match queue.recv() {
                     Ok(request) => request,
                     Err(_) => return,
@@ -157,27 +181,51 @@ impl Loader {
                     while let Ok(next) = queue.recv_timeout(SETTLE) {
                         match next {
                             Request::Source { deliberate: d } => deliberate |= d,
-                            Request::Bytes { bytes, reply } => {
-                                self.load("PUT /policy", &bytes, true, Some(reply));
-                            }
-                            Request::Rewatch => {
-                                self.rewatch();
-                            }
+                            other => self.handle(other),
                         }
                     }
                     self.load_source(deliberate);
                 }
-                Request::Bytes { bytes, reply } => {
-                    self.load("PUT /policy", &bytes, true, Some(reply));
-                }
-                Request::Rewatch => {
-                    if self.rewatch() {
-                        // The file may have changed while nobody looked.
-                        self.load_source(false);
-                    }
-                }
+                other => self.handle(other),
             }
         }
+    }
+
+    /// Any request but a read of the source.
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Source { deliberate } => self.load_source(deliberate),
+            Request::Bytes { bytes, reply } => {
+                self.load("PUT /policy", &bytes, true, Some(reply));
+            }
+            Request::Rewatch => {
+                if self.rewatch() {
+                    // The file may have changed while nobody looked.
+                    self.load_source(false);
+                }
+            }
+            Request::Refresh => self.refresh(),
+            Request::Retry => self.retry(),
+        }
+    }
+
+    /// The next thing to do on time, and when: look for the watched
+    /// directory again while it is gone, try a failed pull again, look a
+    /// tag up again.
+    fn next_timer(&self) -> Option<(Instant, Request)> {
+        let mut timers = Vec::new();
+        if self.watch.as_ref().is_some_and(Watch::lost) {
+            timers.push((Instant::now() + REWATCH_EVERY, Request::Rewatch));
+        }
+        if let Some(remote) = &self.remote {
+            if let Some(at) = remote.retry_at() {
+                timers.push((at, Request::Retry));
+            }
+            if let Some(at) = remote.refresh_at() {
+                timers.push((at, Request::Refresh));
+            }
+        }
+        timers.into_iter().min_by_key(|(at, _)| *at)
     }
 
     /// Watches the policy's directory again, if it exists; returns whether
@@ -186,11 +234,15 @@ impl Loader {
         self.watch.as_mut().is_some_and(Watch::renew)
     }
 
-    /// Reads the policy source and loads it.
+    /// Reads the policy source and loads it; a reference is pulled first.
     fn load_source(&mut self, deliberate: bool) {
         let label = self.source.to_string();
         match self.source.read() {
-            Ok(bytes) => self.load(&label, &bytes, deliberate, None),
+            Ok(Content::Component(bytes)) => {
+                self.remote = None;
+                self.load(&label, &bytes, deliberate, None);
+            }
+            Ok(Content::Reference(reference)) => self.follow(reference, deliberate),
             Err(e) => {
                 let key = format!("unreadable: {e}");
                 if deliberate || self.refused.as_deref() != Some(&key) {
@@ -203,7 +255,15 @@ impl Loader {
 
     /// Compiles, checks, instantiates and `init`s; hands the result to the
     /// controller to swap in. `swapped` hears when it decides, or why not.
-    fn load(&mut self, label: &str, bytes: &[u8], deliberate: bool, swapped: Option<Swapped>) {
+    /// Returns whether these bytes are the policy now (loaded, or already
+    /// live).
+    fn load(
+        &mut self,
+        label: &str,
+        bytes: &[u8],
+        deliberate: bool,
+        swapped: Option<Swapped>,
+    ) -> bool {
         let answer = |swapped: Option<Swapped>, result: Result<String, String>| {
             if let Some(swapped) = swapped {
                 let _ = swapped.send(result);
@@ -213,20 +273,22 @@ impl Loader {
         if self.current.as_deref() == Some(&sha256) {
             tracing::debug!(policy = label, "the same policy again: nothing to do");
             self.refused = None;
-            return answer(
+            answer(
                 swapped,
                 Ok(format!(
                     "{label} (sha256 {}) is already live",
                     &sha256[..12]
                 )),
             );
+            return true;
         }
         if !deliberate && self.refused.as_deref() == Some(&sha256) {
             tracing::debug!(
                 policy = label,
                 "refused before, and unchanged: not loaded again until it changes or a reload is asked for"
             );
-            return answer(swapped, Err("refused before, and unchanged".into()));
+            answer(swapped, Err("refused before, and unchanged".into()));
+            return false;
         }
         let loaded = self
             .compiler
@@ -246,12 +308,14 @@ impl Loader {
                     instance,
                     swapped,
                 });
+                true
             }
             Err(reason) => {
                 let reason = bounded(reason, 2 * MAX_ERROR);
                 self.refused = Some(sha256);
                 self.refuse(label, reason.clone());
                 answer(swapped, Err(reason));
+                false
             }
         }
     }
@@ -289,95 +353,6 @@ fn retrying<T>(mut attempt: impl FnMut(usize) -> Result<T, PolicyError>) -> Resu
         match attempt(n) {
             Err(PolicyError::Timeout(_)) if n < ATTEMPTS => n += 1,
             result => return result,
-        }
-    }
-}
-
-/// While the watched directory is gone, how often to look for it.
-const REWATCH_EVERY: Duration = Duration::from_millis(250);
-
-/// The watch on the directory holding the policy file: a ConfigMap volume
-/// replaces the file by swapping a `..data` symlink beside it, which a
-/// watch on the file itself would never see. Every event in the directory
-/// asks for a reload; unchanged bytes cost a read and a hash. When the
-/// directory itself is removed or renamed, the watch goes with it: it is
-/// set up again on the same path once the directory is back.
-struct Watch {
-    dir: PathBuf,
-    reloader: Reloader,
-    watcher: Option<notify::RecommendedWatcher>,
-    /// The loss of the watch was logged; its return will be.
-    lost_logged: bool,
-}
-
-impl Watch {
-    fn start(path: &Path, reloader: Reloader) -> Watch {
-        let dir: PathBuf = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut watch = Watch {
-            dir,
-            reloader,
-            watcher: None,
-            lost_logged: false,
-        };
-        watch.renew();
-        watch
-    }
-
-    fn lost(&self) -> bool {
-        self.watcher.is_none()
-    }
-
-    /// Watches the directory afresh; returns whether it is watched.
-    fn renew(&mut self) -> bool {
-        use notify::Watcher;
-        use notify::event::{EventKind, ModifyKind};
-        self.watcher = None;
-        let dir = self.dir.clone();
-        let reloader = self.reloader.clone();
-        let handler = move |event: notify::Result<notify::Event>| {
-            let request = match event {
-                // The directory itself went away (or was renamed): the
-                // watch went with it.
-                Ok(e)
-                    if e.paths.iter().any(|p| p == &dir)
-                        && matches!(
-                            e.kind,
-                            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-                        ) =>
-                {
-                    Request::Rewatch
-                }
-                Ok(e) if e.kind.is_access() => return,
-                // A missed event (a queue overflow) may have been a change.
-                Ok(_) | Err(_) => Request::Source { deliberate: false },
-            };
-            let _ = reloader.requests.send(request);
-        };
-        let watched = notify::recommended_watcher(handler).and_then(|mut watcher| {
-            watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
-            Ok(watcher)
-        });
-        let dir = self.dir.display();
-        match watched {
-            Ok(watcher) => {
-                self.watcher = Some(watcher);
-                if std::mem::take(&mut self.lost_logged) {
-                    tracing::info!(dir = %dir, "the policy's directory is back: watching it again");
-                }
-                true
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut self.lost_logged, true) {
-                    tracing::warn!(
-                        dir = %dir,
-                        "the policy's directory cannot be watched ({e}): looking for it every {REWATCH_EVERY:?}"
-                    );
-                }
-                false
-            }
         }
     }
 }
