@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::util::root;
 
 /// The crates, each with the workspace crates it may depend on.
-const LAYERS: [(&str, &[&str]); 8] = [
+const LAYERS: [(&str, &[&str]); 9] = [
     ("crates/core", &[]),
     ("crates/engine", &[]),
+    ("crates/yaml", &[]),
     ("guest-sdk", &["lameduck-core"]),
     (
         "crates/runtime",
@@ -29,9 +30,10 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "lameduck-runtime",
             "lameduck-sdk",
             "lameduck-picture",
+            "lameduck-yaml",
         ],
     ),
-    ("crates/inject", &[]),
+    ("crates/inject", &["lameduck-yaml"]),
     (
         "host",
         &[
@@ -40,6 +42,7 @@ const LAYERS: [(&str, &[&str]); 8] = [
             "lameduck-picture",
             "lameduck-simulate",
             "lameduck-inject",
+            "lameduck-yaml",
         ],
     ),
 ];
