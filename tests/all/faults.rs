@@ -298,7 +298,7 @@ fn many_memories_count_together() {
     term_and_hold("memories", &mut agent, &app, 4 * SECOND);
     let errors = policy_errors(&agent);
     let memory = PolicyError::Memory(Limits::default().memory).to_string();
-    assert!(errors.iter().any(|e| *e == memory), "{errors:?}");
+    assert!(errors.contains(&memory), "{errors:?}");
 }
 
 /// Issue 12, items 8 and 10: 1 MiB reasons, each different, with

@@ -76,6 +76,10 @@ fn run(what: &str, args: &[&str], input: Input<'_>) -> Ran {
         Input::File(path) => Stdio::from(std::fs::File::open(path).unwrap()),
     });
     let start = Instant::now();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, for its usage"
+    )]
     let mut child = command.spawn().unwrap();
     let pid = child.id() as i32;
     let read = |mut pipe: Box<dyn std::io::Read + Send>| {
@@ -101,6 +105,7 @@ fn run(what: &str, args: &[&str], input: Input<'_>) -> Ran {
         }
         if start.elapsed() > LIMIT {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{what}: still running after {LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -120,7 +120,8 @@ fn an_app_ignoring_term_is_killed_before_the_grace_period_ends() {
     );
     app.wait_for("SIGTERM", SECOND);
     let records = agent.records();
-    let expected: [(&str, fn(&Event) -> bool); 5] = [
+    type Expected = (&'static str, fn(&Event) -> bool);
+    let expected: [Expected; 5] = [
         ("drain", |e| matches!(e, Event::DrainBegan { .. })),
         ("TERM sent", |e| {
             matches!(

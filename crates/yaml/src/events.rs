@@ -7,8 +7,6 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-use unsafe_libyaml as sys;
-
 /// Where an event begins: line and column from 1, as serde_yaml counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -17,7 +15,7 @@ pub struct Location {
 }
 
 impl Location {
-    fn of(mark: sys::yaml_mark_t) -> Location {
+    fn of(mark: unsafe_libyaml::yaml_mark_t) -> Location {
         Location {
             line: mark.line as usize + 1,
             column: mark.column as usize + 1,
@@ -60,24 +58,24 @@ pub enum Event {
 pub struct Parser<'a> {
     /// Boxed, never moved: libyaml keeps a pointer to it (its own reader's
     /// state) from `yaml_parser_set_input_string` on.
-    sys: Box<sys::yaml_parser_t>,
+    sys: Box<unsafe_libyaml::yaml_parser_t>,
     input: PhantomData<&'a [u8]>,
 }
 
 impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8]) -> Parser<'a> {
-        let mut sys = Box::<sys::yaml_parser_t>::new_uninit();
+        let mut sys = Box::<unsafe_libyaml::yaml_parser_t>::new_uninit();
         // SAFETY: `yaml_parser_initialize` writes every field (it zeroes the
         // struct, then allocates its buffers); it fails only when malloc
         // does, which Rust's own allocations treat as fatal too. The input
         // outlives the parser ('a), and the parser stays in its box.
         let sys = unsafe {
             let ptr = sys.as_mut_ptr();
-            if sys::yaml_parser_initialize(ptr).fail {
+            if unsafe_libyaml::yaml_parser_initialize(ptr).fail {
                 panic!("libyaml could not allocate its parser");
             }
-            sys::yaml_parser_set_encoding(ptr, sys::YAML_UTF8_ENCODING);
-            sys::yaml_parser_set_input_string(ptr, input.as_ptr(), input.len() as u64);
+            unsafe_libyaml::yaml_parser_set_encoding(ptr, unsafe_libyaml::YAML_UTF8_ENCODING);
+            unsafe_libyaml::yaml_parser_set_input_string(ptr, input.as_ptr(), input.len() as u64);
             sys.assume_init()
         };
         Parser {
@@ -89,21 +87,21 @@ impl<'a> Parser<'a> {
     /// The next event and where it begins, or libyaml's complaint and where.
     pub fn next_event(&mut self) -> Result<(Event, Location), (String, Location)> {
         // Once failed, libyaml stays failed: its complaint again.
-        if self.sys.error != sys::YAML_NO_ERROR {
+        if self.sys.error != unsafe_libyaml::YAML_NO_ERROR {
             return Err(complaint(&self.sys));
         }
-        let parser: *mut sys::yaml_parser_t = &mut *self.sys;
-        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+        let parser: *mut unsafe_libyaml::yaml_parser_t = &mut *self.sys;
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
         // SAFETY: the parser was initialised in `new`; an event that
         // `yaml_parser_parse` filled is read, then deleted, once.
         unsafe {
-            if sys::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+            if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
                 return Err(complaint(&*parser));
             }
             let event = event.as_mut_ptr();
             let read = convert(&*event);
             let at = Location::of((*event).start_mark);
-            sys::yaml_event_delete(event);
+            unsafe_libyaml::yaml_event_delete(event);
             Ok((read, at))
         }
     }
@@ -112,12 +110,12 @@ impl<'a> Parser<'a> {
 impl Drop for Parser<'_> {
     fn drop(&mut self) {
         // SAFETY: initialised in `new`, deleted once.
-        unsafe { sys::yaml_parser_delete(&mut *self.sys) }
+        unsafe { unsafe_libyaml::yaml_parser_delete(&mut *self.sys) }
     }
 }
 
 /// libyaml's error, as serde_yaml words it.
-fn complaint(parser: &sys::yaml_parser_t) -> (String, Location) {
+fn complaint(parser: &unsafe_libyaml::yaml_parser_t) -> (String, Location) {
     // SAFETY: libyaml's problem and context are static C strings or null.
     let text = |ptr: *const std::ffi::c_char| {
         NonNull::new(ptr.cast_mut())
@@ -134,22 +132,22 @@ fn complaint(parser: &sys::yaml_parser_t) -> (String, Location) {
 /// # Safety
 ///
 /// `event` was filled by `yaml_parser_parse` and not yet deleted.
-unsafe fn convert(event: &sys::yaml_event_t) -> Event {
+unsafe fn convert(event: &unsafe_libyaml::yaml_event_t) -> Event {
     // SAFETY: the union's field is the one `type_` names; anchors are C
     // strings or null; a scalar's value is `length` bytes.
     unsafe {
         match event.type_ {
-            sys::YAML_DOCUMENT_START_EVENT => {
+            unsafe_libyaml::YAML_DOCUMENT_START_EVENT => {
                 let version = event.data.document_start.version_directive;
                 Event::DocumentStart {
                     version: NonNull::new(version).map(|v| (v.as_ref().major, v.as_ref().minor)),
                 }
             }
-            sys::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
-            sys::YAML_ALIAS_EVENT => Event::Alias {
+            unsafe_libyaml::YAML_DOCUMENT_END_EVENT => Event::DocumentEnd,
+            unsafe_libyaml::YAML_ALIAS_EVENT => Event::Alias {
                 anchor: anchor(event.data.alias.anchor).unwrap_or_default(),
             },
-            sys::YAML_SCALAR_EVENT => {
+            unsafe_libyaml::YAML_SCALAR_EVENT => {
                 let scalar = event.data.scalar;
                 let kept = (scalar.length as usize).min(KEPT);
                 let value = match NonNull::new(scalar.value) {
@@ -161,15 +159,15 @@ unsafe fn convert(event: &sys::yaml_event_t) -> Event {
                     value,
                 }
             }
-            sys::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
+            unsafe_libyaml::YAML_SEQUENCE_START_EVENT => Event::SequenceStart {
                 anchor: anchor(event.data.sequence_start.anchor),
             },
-            sys::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
-            sys::YAML_MAPPING_START_EVENT => Event::MappingStart {
+            unsafe_libyaml::YAML_SEQUENCE_END_EVENT => Event::SequenceEnd,
+            unsafe_libyaml::YAML_MAPPING_START_EVENT => Event::MappingStart {
                 anchor: anchor(event.data.mapping_start.anchor),
             },
-            sys::YAML_MAPPING_END_EVENT => Event::MappingEnd,
-            sys::YAML_STREAM_START_EVENT => Event::StreamStart,
+            unsafe_libyaml::YAML_MAPPING_END_EVENT => Event::MappingEnd,
+            unsafe_libyaml::YAML_STREAM_START_EVENT => Event::StreamStart,
             // NO-EVENT never comes from a parser that did not fail.
             _ => Event::StreamEnd,
         }
