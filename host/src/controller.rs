@@ -111,6 +111,7 @@ impl Controller {
                 runtime.shutdown_background();
             })
             .expect("spawn the probe thread");
+        shared.metrics.set_learning_interval(LEARN_EVERY_MS);
         Controller {
             fallback: Fallback::new(decider.config()),
             patience: decider.patience(),
@@ -252,6 +253,23 @@ impl Controller {
             Message::Sampled(values) => {
                 self.say_degraded(&values);
                 Step::Input(Input::Sampled(values))
+            }
+            Message::LearningSpaced(every) => {
+                self.shared
+                    .metrics
+                    .set_learning_interval(every.unwrap_or(LEARN_EVERY_MS));
+                if let Some(ms) = every {
+                    self.record(Event::Degraded {
+                        probe: "learning".into(),
+                        why: format!(
+                            "a learning sample costs more CPU than 1/{LEARN_DUTY} of a core allows: \
+                             one every {ms} ms, not every {LEARN_EVERY_MS} ms; silences shorter than \
+                             that merge into longer ones, so the quiet period learned is longer, \
+                             never shorter"
+                        ),
+                    });
+                }
+                Step::Nothing
             }
             Message::Answered(answered) => match &self.asking {
                 Some((question, _)) if question.id == answered.id => {
@@ -454,6 +472,8 @@ async fn sample(
     let thread_time = || cpu_time::ThreadTime::now().as_duration();
     let mut learn_again = std::time::Instant::now();
     let mut decide_again = tokio::time::Instant::now();
+    // Learning spaced out wider than promised, as last said.
+    let mut spaced: Option<u32> = None;
     while let Some(kind) = requests.recv().await {
         let values = match kind {
             // Too soon for what the last one cost: nothing learned this time.
@@ -461,7 +481,19 @@ async fn sample(
             Sample::Learn => {
                 let (began, cpu) = (std::time::Instant::now(), thread_time());
                 let values = probes.learn();
-                learn_again = began + (thread_time() - cpu) * LEARN_DUTY;
+                let spacing = (thread_time() - cpu) * LEARN_DUTY;
+                learn_again = began + spacing;
+                // Said when it goes past the promise, and when it is back
+                // (rounded to 100 ms, so a wobble is not news).
+                let every =
+                    lameduck_core::millis(spacing).div_ceil(LEARN_EVERY_MS) * LEARN_EVERY_MS;
+                let now = (every > LEARN_EVERY_MS).then_some(every);
+                if now != spaced && (now.is_none() || now > spaced) {
+                    spaced = now;
+                    if inbox.send(Message::LearningSpaced(now)).is_err() {
+                        return;
+                    }
+                }
                 values
             }
             Sample::All => {

@@ -49,6 +49,10 @@ pub enum Message {
     },
     /// The probes' readings.
     Sampled(Vec<(String, ProbeValue)>),
+    /// Learning samples cost more CPU than their share allows: they are
+    /// taken every so many ms, not every `LEARN_EVERY_MS` (`None`: back
+    /// to that).
+    LearningSpaced(Option<u32>),
     /// The policy's answer to a question.
     Answered(Answered),
     /// The shadow policy's answer to the same question.

@@ -23,6 +23,7 @@ pub struct Metrics {
     failures: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     shadow_disagreements: Family<Labels, Counter>,
+    learning_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     drain_began: Mutex<Option<Instant>>,
     /// The reasons with a series of their own.
     reasons: Mutex<HashSet<String>>,
@@ -90,8 +91,15 @@ impl Default for Metrics {
             "Answers of the shadow policy that differ from the live policy's, by call",
             shadow_disagreements.clone(),
         );
+        let learning_interval = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "learning_interval_seconds",
+            "How often learning samples are taken while serving (wider than 0.1 when they cost too much CPU)",
+            learning_interval.clone(),
+        );
         let metrics = Metrics {
             shadow_disagreements,
+            learning_interval,
             registry,
             phase,
             drain_seconds,
@@ -108,6 +116,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn set_learning_interval(&self, ms: u32) {
+        self.learning_interval.set(f64::from(ms) / 1000.0);
+    }
+
     pub fn set_phase(&self, phase: Phase) {
         for p in [Phase::Serving, Phase::Draining] {
             let label = vec![("phase", format!("{p:?}").to_lowercase())];

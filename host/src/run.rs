@@ -234,6 +234,9 @@ fn agent(
 fn bind(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
+    // A longer queue than std's 128: in a flood of clients, the kubelet's
+    // probe waits its turn rather than for a SYN to be sent again (1 s).
+    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(1024)?)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

@@ -287,3 +287,102 @@ fn prestop_auth_refuses_a_call_without_the_token() {
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(10 * SECOND).0, 0);
 }
+
+/// The agent's resident memory now, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+/// 3,000 clients that ask for `/status` and the picture late in a drain and
+/// never read: the agent's memory stays bounded (it grew by 500 MB before
+/// the admin server was bounded in total), `/healthz` answers all along,
+/// and the drain ends when it would have.
+#[test]
+fn a_flood_of_clients_that_never_read_leaves_memory_healthz_and_the_deadline_alone() {
+    // SAFETY: setrlimit on this process, with a valid struct.
+    unsafe {
+        let limit = libc::rlimit {
+            rlim_cur: 8_192,
+            rlim_max: 8_192,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let app = App::new("admin-flood");
+    let (mut agent, admin, _) = serving(
+        &app,
+        &["--grace-period", "12s", "--policy-config", "min-drain=6s"],
+        &[],
+    );
+    let pid = agent.pid();
+    let before = rss_kib(pid);
+    agent.signal(libc::SIGTERM);
+    let began = std::time::Instant::now();
+    agent.wait_for("the drain", 5 * SECOND, |r| {
+        r.iter()
+            .any(|e| matches!(e.event, Event::DrainBegan { .. }))
+    });
+    // A timeline worth reading first: a second of decisions.
+    std::thread::sleep(SECOND);
+    let flood = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+        for i in 0..3_000 {
+            let path = if i % 2 == 0 {
+                "/status"
+            } else {
+                "/timeline.svg"
+            };
+            match std::net::TcpStream::connect_timeout(&address, SECOND) {
+                Ok(mut conn) => {
+                    use std::io::Write;
+                    let _ = write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+                    held.push(conn);
+                }
+                // The agent is gone: the drain is over.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                Err(_) => {}
+            }
+        }
+        // Held, unread, until the drain is over.
+        std::thread::sleep(6 * SECOND);
+        held.len()
+    });
+    let (mut peak, mut slowest, mut failed, mut asked) = (before, Duration::ZERO, 0, 0);
+    while began.elapsed() < 5 * SECOND {
+        let asking = std::time::Instant::now();
+        match get_body(admin, "/healthz") {
+            Ok((200, _)) => {}
+            _ => failed += 1,
+        }
+        asked += 1;
+        slowest = slowest.max(asking.elapsed());
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = agent.wait(15 * SECOND);
+    let drained = began.elapsed();
+    let opened = flood.join().unwrap();
+    eprintln!(
+        "flood: {opened} connections; /healthz: {failed} of {asked} failed, {slowest:?} at worst; memory {before} → {peak} KiB"
+    );
+    assert!(
+        opened > 256,
+        "the flood opened {opened} connections, no more than the server holds"
+    );
+    assert_eq!(status, 0);
+    assert!(
+        drained < 12 * SECOND,
+        "the drain took {drained:?}, past the grace period"
+    );
+    // How long it took is printed, not judged: the machine is shared.
+    assert_eq!(failed, 0, "/healthz failed {failed} times of {asked}");
+    assert!(
+        peak < before + 64 * 1024,
+        "memory grew from {before} KiB to {peak} KiB"
+    );
+}

@@ -904,3 +904,58 @@ fn the_watch_survives_its_directory_being_recreated() {
     });
     term_and_hold("watch", &mut agent, &app, 4 * SECOND);
 }
+
+/// CPU ticks (user + system) of the thread of `pid` named `name`.
+fn thread_ticks(pid: i32, name: &str) -> Option<u64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        if comm.ends_with(&format!("({name}")) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after comm.
+            return Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?);
+        }
+    }
+    None
+}
+
+/// Issue 23, item 8: a policy asking to look again after 0 ms kept the
+/// probe thread at 96 % of a core for the whole drain. Sampling has a floor
+/// of its own: a share of a core (1/5), whatever the policy asks.
+#[test]
+fn a_policy_asking_to_recheck_at_once_cannot_keep_the_probes_busy() {
+    let _serial = one_at_a_time();
+    let policy = component("recheck-zero.wat");
+    // The default probes: `connections`, a sample a socket dump.
+    let args = ["--grace-period", "4s"];
+    let (mut agent, app) = with_policy("recheck-zero", &policy, None, &args, "ignore", true);
+    let pid = agent.pid();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let before = thread_ticks(pid, "lameduck-probes").expect("the probe thread");
+    let began = std::time::Instant::now();
+    agent.signal(libc::SIGTERM);
+    // Most of the drain, read before the deadline ends it.
+    std::thread::sleep(3 * SECOND);
+    let after = thread_ticks(pid, "lameduck-probes").expect("the probe thread");
+    let share = (after - before) as f64 / hz / began.elapsed().as_secs_f64();
+    let (status, _) = agent.wait(15 * SECOND);
+    assert_eq!(status, 128 + libc::SIGKILL);
+    drop(app);
+    let decisions = agent
+        .records()
+        .iter()
+        .filter(|e| matches!(e.event, Event::Decision { .. }))
+        .count();
+    assert!(decisions > 10, "{decisions} decisions");
+    eprintln!(
+        "probe thread: {:.1} % of a core, {decisions} decisions",
+        share * 100.0
+    );
+    // 1/5 of a core, and what the thread does besides sampling.
+    assert!(
+        share < 0.4,
+        "the probe thread used {:.0} % of a core over the drain",
+        share * 100.0
+    );
+}

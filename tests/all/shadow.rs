@@ -148,7 +148,17 @@ fn a_failing_shadow_changes_nothing() {
         show(&records)
     );
     assert!(
-        !records.iter().any(|e| matches!(
+        live_answered_alone(&records),
+        "the live policy answered for itself:\n{}",
+        show(&records)
+    );
+}
+
+/// The live policy answered every call itself: no fallback, no policy
+/// error.
+fn live_answered_alone(records: &[Entry]) -> bool {
+    !records.iter().any(|e| {
+        matches!(
             e.event,
             Event::PolicyError { .. }
                 | Event::Signal {
@@ -165,8 +175,80 @@ fn a_failing_shadow_changes_nothing() {
                     },
                     ..
                 }
-        )),
+        )
+    })
+}
+
+/// When the app got its TERM, in ms since the drain began.
+fn term_sent(records: &[Entry]) -> Option<u64> {
+    records.iter().find_map(|e| match e.event {
+        Event::Sent {
+            signal: Signal::Term,
+            ..
+        } => e.drain_ms.map(u64::from),
+        _ => None,
+    })
+}
+
+/// A drain of the built-in `drain` that holds 3 s (`min-drain`), beside
+/// `shadow` if any: (when the app got TERM, the records).
+fn drain_beside(name: &str, shadow: Option<&std::path::Path>) -> (u64, Vec<Entry>) {
+    let app = App::new(name);
+    let mut args = vec!["--grace-period", "20s", "--policy-config", "min-drain=3s"];
+    let shadow = shadow.map(|s| s.to_str().unwrap().to_string());
+    if let Some(shadow) = &shadow {
+        args.extend(["--shadow-policy", shadow]);
+    }
+    let (mut agent, _, _) = serving(&app, &args, &[]);
+    if shadow.is_some() {
+        agent.wait_for("the shadow", 10 * SECOND, |r| shadows_loaded(r, 1));
+    }
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(20 * SECOND).0, 0);
+    let records = agent.records();
+    let term = term_sent(&records).unwrap_or_else(|| panic!("no TERM:\n{}", show(&records)));
+    (term, records)
+}
+
+#[test]
+fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
+    let dir = scratch("shadow-slow-trap");
+    let shadow = dir.join("slow-init-trap.wasm");
+    std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
+    let (alone, _) = drain_beside("shadow-slow-trap-alone", None);
+    let (beside, records) = drain_beside("shadow-slow-trap-app", Some(&shadow));
+    assert!(
+        live_answered_alone(&records),
         "the live policy answered for itself:\n{}",
+        show(&records)
+    );
+    let failures = records
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event,
+                Event::Shadow {
+                    failure: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        failures >= 2,
+        "the shadow failed, and again once made anew:\n{}",
+        show(&records)
+    );
+    // The live drain held as long as without the shadow: min-drain, then
+    // the built-in's decision (a tick of 100 ms), give or take a loaded
+    // machine's scheduling.
+    assert!(
+        alone >= 3_000 && beside >= 3_000,
+        "TERM at {alone} ms alone, {beside} ms beside the shadow"
+    );
+    assert!(
+        beside.abs_diff(alone) < 500,
+        "TERM at {alone} ms alone, {beside} ms beside the shadow:\n{}",
         show(&records)
     );
 }

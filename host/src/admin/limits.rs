@@ -1,5 +1,7 @@
 //! What keeps the admin server small whatever its clients do: a cap on the
-//! connections open at once, a few heavy answers (`/status`, the picture,
+//! connections open at once (more wait in the kernel's accept queue, so a
+//! probe that comes in a flood waits its turn rather than being turned
+//! away), a few heavy answers (`/status`, the picture,
 //! `/metrics`, `PUT /policy`) built at a time, a client that does not send
 //! its request head in time or does not read its answer dropped. The
 //! kubelet's probes (`/healthz`, `/readyz`) and `/prestop` take none of the
@@ -12,7 +14,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Connections served at once; more are closed as they are accepted.
+/// Connections served at once; more are not accepted until one ends.
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// Heavy answers built and in flight at once; more get 503 at once.
@@ -34,34 +35,28 @@ pub const WRITE_STALL: Duration = Duration::from_secs(5);
 
 /// The server's limits, shared by its connections.
 pub struct Limits {
-    open: AtomicUsize,
+    places: Arc<Semaphore>,
     heavy: Arc<Semaphore>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            open: AtomicUsize::new(0),
+            places: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             heavy: Arc::new(Semaphore::new(HEAVY)),
         }
     }
 }
 
-/// A connection's place among the open ones; given back when dropped.
-pub struct Open<'a>(&'a AtomicUsize);
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Limits {
-    /// A place for one more connection, if there is room.
-    pub fn open(&self) -> Option<Open<'_>> {
-        let before = self.open.fetch_add(1, Ordering::SeqCst);
-        let open = Open(&self.open);
-        (before < MAX_CONNECTIONS).then_some(open)
+    /// A place for one more connection, once there is room; given back
+    /// when dropped.
+    pub async fn place(&self) -> OwnedSemaphorePermit {
+        self.places
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// A turn for a heavy answer, if one is free. `turns` keeps it until

@@ -81,6 +81,8 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100
 async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
     loop {
+        // Accepted only with a place to serve it: more wait in the queue.
+        let place = admin.limits.place().await;
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -93,10 +95,7 @@ async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
         admin.own.note_admin_accept();
         let admin = admin.clone();
         tokio::spawn(async move {
-            // Over the cap: closed at once.
-            let Some(_open) = admin.limits.open() else {
-                return;
-            };
+            let _place = place;
             let turns = limits::Turns::default();
             let service = {
                 let (admin, turns) = (admin.clone(), turns.clone());
@@ -119,20 +118,22 @@ async fn serve(listener: std::net::TcpListener, admin: Arc<Admin>) {
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<Incoming>, turns: &limits::Turns) -> Reply {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, turns: &limits::Turns) -> Reply {
         let heavy = matches!(
             (req.method(), req.uri().path()),
             (&Method::GET, "/metrics" | "/status" | "/timeline.svg") | (&Method::PUT, "/policy")
         );
-        if heavy && !self.limits.heavy(turns) {
-            return text(
+        let mut reply = if heavy && !self.limits.heavy(turns) {
+            text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy: other answers are being written; try again\n",
-            );
-        }
-        let mut reply = self.route(req).await;
+            )
+        } else {
+            self.clone().route(req).await
+        };
         if heavy {
-            // The connection ends with this answer, and gives its turn back.
+            // The connection ends with this answer, and gives its turn back
+            // (a client turned away holds no place either).
             reply.headers_mut().insert(
                 hyper::header::CONNECTION,
                 "close".parse().expect("a header value"),
@@ -141,7 +142,7 @@ impl Admin {
         reply
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Reply {
+    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Reply {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => self.readyz(&req).await,
@@ -156,8 +157,8 @@ impl Admin {
                 )
                 .body(Full::new(Bytes::from(self.shared.metrics.encode())))
                 .expect("a valid response"),
-            (&Method::GET, "/status") => self.status(),
-            (&Method::GET, "/timeline.svg") => self.picture().await,
+            (&Method::GET, "/status") => self.built(Admin::status).await,
+            (&Method::GET, "/timeline.svg") => self.built(Admin::picture).await,
             (&Method::PUT, "/policy") => self.push(req).await,
             (_, "/healthz" | "/readyz" | "/prestop" | "/metrics" | "/status" | "/timeline.svg") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
@@ -260,7 +261,15 @@ impl Admin {
     }
 
     /// The timeline drawn, from the bounded copy `/status` serves.
-    async fn picture(&self) -> Reply {
+    /// Builds a heavy answer on a blocking thread: however long it takes,
+    /// accepts and the probes' answers go on here meanwhile.
+    async fn built(self: Arc<Self>, build: fn(&Admin) -> Reply) -> Reply {
+        tokio::task::spawn_blocking(move || build(&self))
+            .await
+            .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")))
+    }
+
+    fn picture(&self) -> Reply {
         let kept = self.shared.timeline.kept();
         let entries: Vec<Entry> = kept
             .entries

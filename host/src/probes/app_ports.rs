@@ -41,6 +41,14 @@ impl AppPorts {
         }
     }
 
+    /// The ports as last looked up, without looking: what [`AppPorts::get`]
+    /// returns but for ports that began to be listened on since.
+    pub fn known(&self) -> &[u16] {
+        match self {
+            AppPorts::Given(ports) | AppPorts::Found { found: ports, .. } => ports,
+        }
+    }
+
     /// The ports, looked up again in `sockets` now and then.
     pub fn get(&mut self, sockets: &[Socket]) -> &[u16] {
         match self {
@@ -160,6 +168,7 @@ mod tests {
             .dump(
                 Family::V4,
                 &netlink_packet_sock_diag::inet::StateFlags::LISTEN,
+                &[],
                 &mut sockets,
             )
             .unwrap();

@@ -11,6 +11,13 @@
 //! count) are taken off. An accept whose socket came and went unseen on
 //! another port cannot be told from the app's, and is counted: being
 //! conservative only makes the drain wait longer.
+//!
+//! What a sample costs grows with what happened, not with the node: where
+//! nothing happened on TCP since the last dump (the namespace's counters, a
+//! read of a small file), a learning sample takes none; where no
+//! connection was accepted, the known ones are looked up one by one; only
+//! then is the kernel's table walked, with a filter on the app's ports.
+//! What one connection is at a look is [`look`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -20,25 +27,25 @@ use netlink_packet_sock_diag::inet::StateFlags;
 use super::app_ports::AppPorts;
 use super::exclusions::{Agent, Exclude, Exclusions, Own, Reason};
 use super::silences::SilenceLog;
+use super::snmp::{Snmp, TcpCounters};
 use super::sockets::{DumpError, Family, SockDiag, Socket, state};
 use super::traffic::{Evidence, Excluded, Traffic};
-use super::{Sample, proc_net_tcp, snmp};
+use super::{Sample, proc_net_tcp};
 use lameduck_core::ProbeValue;
 use lameduck_core::millis;
 
-/// Two readings of one connection's last arrival this close are the same
-/// arrival: more than the kernel's tick (at most 10 ms) plus a dump.
-const SAME_ARRIVAL: Duration = Duration::from_millis(15);
+mod look;
 
-/// How long an exchange the clocks cannot order counts as a request in
-/// progress: as long as any request was seen to wait for its answer,
-/// `LONGEST_UNKNOWN` before any was, never more than `LONGEST_HELD` (a
-/// long-lived stream would otherwise have every quick exchange hold the
-/// drain until its deadline). `LONGEST_HELD` is also how long a connection
-/// where calls are multiplexed stays in flight after it received data: an
-/// answer on it does not say every call on it is answered.
-const LONGEST_UNKNOWN: Duration = Duration::from_secs(1);
-const LONGEST_HELD: Duration = Duration::from_secs(5);
+use look::{Class, Look, Owes, Seen, owes};
+
+/// The most sockets looked up one by one rather than dumped: a lookup costs
+/// the kernel a hash lookup and an answer, a dump a walk of its whole table
+/// (262,144 buckets on a node with a few GiB).
+const LOOK_UP_AT_MOST: usize = 256;
+
+/// While nothing happens on TCP, how long a learning sample may reuse the
+/// last dump's reading if a clock may change it.
+const STALE: Duration = Duration::from_secs(1);
 
 /// `connections: { ports: [8080], exclude: { peers: [...], ports: [...] },
 /// long_lived: 10s }`; no ports: the app's own listening ports.
@@ -95,6 +102,8 @@ pub struct ConnectionsProbe {
     /// connection (HTTP/2, gRPC).
     multiplexed: HashSet<u16>,
     source: Source,
+    /// Whether dumps ask the kernel for the sockets on watched ports only.
+    kernel_filter: bool,
     sockets: Vec<Socket>,
     /// What each server-side socket of the previous sample looked like.
     seen: HashMap<u64, Seen>,
@@ -109,11 +118,26 @@ pub struct ConnectionsProbe {
     longest_wait: Option<Duration>,
     time_wait: TimeWaitClock,
     silences: SilenceLog,
+    snmp: Snmp,
+    /// The latest reading from a dump, and the namespace's counters read
+    /// just before it: while they stay the same, so would a dump.
+    last: Option<(Traffic, TcpCounters)>,
+    /// Learning samples that needed no dump.
+    skipped: u64,
     // Scratch space kept between samples.
     arrivals: Vec<Instant>,
     listening: HashSet<u16>,
     own_ports: HashSet<u16>,
     app_ports: Vec<u16>,
+    watched: Vec<u16>,
+    /// The sockets of the last dump, and the namespace's `PassiveOpens`
+    /// read before it: while that stays the same, no connection is new, and
+    /// looking each of them up tells what a dump would.
+    known: Vec<Socket>,
+    dumped_opens: Option<u64>,
+    asking: Vec<Socket>,
+    /// Samples that looked sockets up rather than dumping them.
+    looked_up: u64,
 }
 
 enum Source {
@@ -122,43 +146,6 @@ enum Source {
     SockDiag(Option<SockDiag>),
     /// Netlink was refused.
     ProcNetTcp,
-}
-
-#[derive(Clone, Copy)]
-struct Seen {
-    state: u8,
-    /// The latest arrival seen on it.
-    recv_at: Option<Instant>,
-    /// The latest data seen going out of it.
-    sent_at: Option<Instant>,
-    /// When it was first seen.
-    first_seen: Instant,
-    /// At how many looks data was seen going out since its last request:
-    /// two or more make a stream.
-    sends: u8,
-    /// Whether it owed an answer at that look: data came in after the
-    /// last data went out.
-    owed: bool,
-    /// Without `tcp_info` (`/proc/net/tcp`): since when its queues have
-    /// been seen empty, look after look.
-    quiet_since: Option<Instant>,
-}
-
-/// What an open connection is, at one look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    /// Owes an answer, as its clocks and queues show.
-    InFlight,
-    /// Sending an answer that streams.
-    Streaming,
-    /// In flight as far as the agent can tell, safe first: a young stream
-    /// that paused, an exchange within one kernel tick, a connection that
-    /// multiplexes calls and received data lately.
-    Unsure,
-    /// Old and streaming: a WebSocket, an event stream, a watch.
-    LongLived,
-    /// Owes nothing.
-    Idle,
 }
 
 struct Previous {
@@ -201,6 +188,7 @@ impl ConnectionsProbe {
             long_lived: LONG_LIVED,
             multiplexed: HashSet::new(),
             source: Source::SockDiag(None),
+            kernel_filter: true,
             sockets: Vec::new(),
             seen: HashMap::new(),
             next: HashMap::new(),
@@ -211,10 +199,18 @@ impl ConnectionsProbe {
             longest_wait: None,
             time_wait: TimeWaitClock::default(),
             silences: SilenceLog::default(),
+            snmp: Snmp::new(),
+            last: None,
+            skipped: 0,
             arrivals: Vec::new(),
             listening: HashSet::new(),
             own_ports: HashSet::new(),
             app_ports: Vec::new(),
+            watched: Vec::new(),
+            known: Vec::new(),
+            dumped_opens: None,
+            asking: Vec::new(),
+            looked_up: 0,
         }
     }
 
@@ -230,17 +226,95 @@ impl ConnectionsProbe {
         self.source = Source::ProcNetTcp;
     }
 
+    /// Has the kernel return every socket at every sample, filtered here,
+    /// as before it filtered by port and sockets were looked up (for
+    /// benchmarks).
+    pub fn without_kernel_filter(&mut self) {
+        self.kernel_filter = false;
+    }
+
+    /// Whether the kernel filters this probe's dumps by port (`false` where
+    /// it refused a filter: the sockets are then filtered here).
+    pub fn kernel_filtered(&self) -> bool {
+        matches!(&self.source, Source::SockDiag(Some(diag)) if diag.filtered())
+    }
+
     /// A sample taken while serving: learns the silences between requests.
     /// The reading is the latest value too.
+    ///
+    /// The namespace's TCP counters first, a read of a small file: where no
+    /// segment came in or went out and nothing was accepted since the last
+    /// dump, a dump would find the same sockets with the same clocks, so
+    /// none is taken and the last reading's clocks move on. An idle app
+    /// costs that read, not a walk of the node's socket table.
     pub fn learn(&mut self) -> ProbeValue {
-        value(self.traffic(true))
+        let at = Instant::now();
+        let counters = self.snmp.read().ok();
+        if let Some(traffic) = counters.and_then(|now| self.unchanged(now, at)) {
+            self.skipped += 1;
+            return value(Ok(traffic));
+        }
+        value(self.read(at, counters, true))
+    }
+
+    /// Learning samples that needed no socket dump.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Samples that looked the known sockets up rather than dumping.
+    pub fn looked_up(&self) -> u64 {
+        self.looked_up
+    }
+
+    /// The last reading, `at` now, if nothing happened on TCP since:
+    /// `counters` are the ones read before its dump.
+    fn unchanged(&mut self, counters: TcpCounters, at: Instant) -> Option<Traffic> {
+        let (traffic, before) = self.last.as_ref()?;
+        let then = self.previous.as_ref()?.at;
+        // Without a segment, only the classes a clock decides can change (a
+        // paused stream, calls that overlapped, a stream growing old, and
+        // all of them under `/proc/net/tcp`): where there are some, a dump
+        // at least every `STALE`. A listener that appeared is seen with its
+        // first connection, which is segments.
+        let clocked =
+            traffic.unsure > 0 || traffic.streaming > 0 || traffic.evidence != Evidence::SockDiag;
+        if !counters.quiet_since(before) || clocked && at.saturating_duration_since(then) >= STALE {
+            return None;
+        }
+        let mut traffic = traffic.clone();
+        let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
+        let aged = millis(at.saturating_duration_since(then));
+        traffic.accepted = 0;
+        traffic.excluded.accepts = 0;
+        traffic.since_last_request_ms = since(self.last_request);
+        traffic.since_last_accept_ms = since(self.last_accept);
+        traffic.long_lived_oldest_ms = traffic
+            .long_lived_oldest_ms
+            .map(|ms| ms.saturating_add(aged));
+        self.arrivals.clear();
+        self.silences.observe(at, &mut self.arrivals, false);
+        traffic.silences = self.silences.silences();
+        Some(traffic)
     }
 
     /// One reading, in the calling thread's network namespace; `learning`
     /// while the app serves.
     pub fn traffic(&mut self, learning: bool) -> Result<Traffic, ConnectionsError> {
-        let at = Instant::now();
-        let evidence = self.dump()?;
+        let counters = self.snmp.read().ok();
+        self.read(Instant::now(), counters, learning)
+    }
+
+    /// A reading from a dump taken now (`at`), after the namespace's
+    /// counters were read (`counters`).
+    fn read(
+        &mut self,
+        at: Instant,
+        counters: Option<TcpCounters>,
+        learning: bool,
+    ) -> Result<Traffic, ConnectionsError> {
+        self.last = None;
+        let evidence = self.dump(counters.map(|c| c.passive_opens))?;
         // The agent's own counts before the namespace's: a connection of the
         // agent's in between is counted as the app's this time (safe), and
         // taken off the next.
@@ -249,7 +323,7 @@ impl ConnectionsProbe {
         // Read after the dump: an accept in between is counted now and its
         // socket seen (and taken off, if excluded) next time, never the
         // other way round.
-        let passive_opens = snmp::passive_opens().ok();
+        let passive_opens = self.snmp.read().ok().map(|c| c.passive_opens);
         self.own.client_ports(&mut self.own_ports);
         self.listening.clear();
         self.listening.extend(
@@ -317,7 +391,7 @@ impl ConnectionsProbe {
             local_connects,
         });
         let since = |t: Option<Instant>| t.map(|t| millis(at.saturating_duration_since(t)));
-        Ok(Traffic {
+        let traffic = Traffic {
             evidence,
             open: tally.open,
             in_flight: tally.in_flight,
@@ -332,19 +406,81 @@ impl ConnectionsProbe {
             since_last_accept_ms: since(self.last_accept),
             silences: self.silences.silences(),
             excluded,
-        })
+        };
+        self.last = counters.map(|counters| (traffic.clone(), counters));
+        Ok(traffic)
     }
 
     /// Fills `self.sockets` from netlink, or from `/proc/net/tcp` where
-    /// netlink fails.
-    fn dump(&mut self) -> Result<Evidence, ConnectionsError> {
+    /// netlink fails. `opens`: the namespace's `PassiveOpens`, read before.
+    fn dump(&mut self, opens: Option<u64>) -> Result<Evidence, ConnectionsError> {
         self.sockets.clear();
+        if self.look_up(opens) {
+            return Ok(Evidence::SockDiag);
+        }
+        let evidence = self.dump_all();
+        let dumped = matches!(evidence, Ok(Evidence::SockDiag));
+        self.dumped_opens = opens.filter(|_| dumped);
+        self.known.clear();
+        if dumped {
+            self.known.extend_from_slice(&self.sockets);
+        }
+        evidence
+    }
+
+    /// Where no connection was accepted since the last dump (`opens` as
+    /// then), the sockets it found, each looked up again: the listeners as
+    /// they were (a new one is seen with its first connection), the others
+    /// as they are now. `false` where that cannot stand for a dump: one is
+    /// gone (a dump would show what became of it), or they are too many
+    /// for lookups to cost less than the walk of a dump.
+    fn look_up(&mut self, opens: Option<u64>) -> bool {
+        let Source::SockDiag(Some(diag)) = &mut self.source else {
+            return false;
+        };
+        if !self.kernel_filter
+            || opens.is_none()
+            || opens != self.dumped_opens
+            || self.known.len() > LOOK_UP_AT_MOST
+        {
+            return false;
+        }
+        let (listening, connected): (Vec<&Socket>, Vec<&Socket>) =
+            self.known.iter().partition(|s| s.state == state::LISTEN);
+        self.sockets.extend(listening.into_iter().cloned());
+        self.asking.clear();
+        self.asking.extend(connected.into_iter().cloned());
+        if self.asking.is_empty() {
+            return true;
+        }
+        match diag.look_up(&self.asking, &mut self.sockets) {
+            Ok(true) => {
+                // The next lookups ask for what they are now.
+                self.known.clone_from(&self.sockets);
+                self.looked_up += 1;
+                true
+            }
+            Ok(false) | Err(_) => {
+                self.sockets.clear();
+                false
+            }
+        }
+    }
+
+    /// A dump of every socket on the watched ports (the kernel filtering).
+    fn dump_all(&mut self) -> Result<Evidence, ConnectionsError> {
+        // The ports known before the dump; the listeners' are added to
+        // them once dumped.
+        self.watched.clear();
+        self.watched.extend_from_slice(self.ports.known());
+        self.watched.extend(self.exclusions.admin_port());
         if let Source::SockDiag(diag) = &mut self.source {
+            let watched = self.kernel_filter.then_some(&mut self.watched);
             let result = match diag {
                 Some(diag) => Ok(diag),
                 None => SockDiag::open().map(|opened| diag.insert(opened)),
             }
-            .and_then(|diag| dump_served(diag, self.served, &mut self.sockets));
+            .and_then(|diag| dump_served(diag, self.served, watched, &mut self.sockets));
             match result {
                 Ok(()) => return Ok(Evidence::SockDiag),
                 // Said once, by the controller, when it sees the reading.
@@ -485,120 +621,6 @@ impl ConnectionsProbe {
     }
 }
 
-/// One look at a connection, against what it looked like the time before.
-struct Look {
-    /// What it looks like now.
-    seen: Seen,
-    /// When data last came in, as read now.
-    read_at: Option<Instant>,
-    /// Whether data went out since the previous look.
-    sending: bool,
-    /// Whether data came in again while an answer was owed, with nothing
-    /// sent between: calls overlap on this connection.
-    overlapped: bool,
-    age: Duration,
-    /// When it was taken.
-    taken: Instant,
-}
-
-impl Look {
-    fn at(s: &Socket, before: Option<Seen>, at: Instant) -> Look {
-        let ago = |ms: u32| at.checked_sub(Duration::from_millis(ms.into()));
-        let activity = s.activity;
-        let read_at = activity.and_then(|a| ago(a.last_data_recv_ms));
-        let sent_read = activity
-            .filter(|a| a.bytes_acked > 0 || a.notsent_bytes > 0)
-            .and_then(|a| ago(a.last_data_sent_ms));
-        // The same moment read again keeps the moment first read (the
-        // kernel's clocks tick in 1-10 ms).
-        let same = |then: Option<Instant>, now: Option<Instant>| match (then, now) {
-            (Some(then), Some(now)) if now <= then + SAME_ARRIVAL => Some(then),
-            (_, now) => now,
-        };
-        let recv_at = same(before.and_then(|b| b.recv_at), read_at);
-        let sent_at = same(before.and_then(|b| b.sent_at), sent_read);
-        let received = activity.is_some_and(|a| a.bytes_received > 0)
-            && before.is_none_or(|b| recv_at > b.recv_at);
-        let sending = sent_at.is_some() && before.is_none_or(|b| sent_at > b.sent_at);
-        let mut sends = match before {
-            Some(b) if !received => b.sends,
-            _ => 0,
-        };
-        if sending && sent_at > recv_at {
-            sends = sends.saturating_add(1);
-        }
-        let owed = recv_at.is_some() && recv_at > sent_at;
-        let overlapped = before.is_some_and(|b| b.owed) && received && !sending;
-        let first_seen = before.map_or(at, |b| b.first_seen);
-        let queued = s.recv_queue > 0 || s.send_queue > 0;
-        let quiet_since = match (queued, before.and_then(|b| b.quiet_since)) {
-            (true, _) => None,
-            (false, since) => Some(since.unwrap_or(at)),
-        };
-        Look {
-            seen: Seen {
-                state: s.state,
-                recv_at,
-                sent_at,
-                first_seen,
-                sends,
-                owed,
-                quiet_since,
-            },
-            read_at,
-            sending,
-            overlapped,
-            age: at.saturating_duration_since(first_seen),
-            taken: at,
-        }
-    }
-
-    /// What the connection is: see [`Class`]. A connection that went on
-    /// sending after its request, at two looks or more, streams; a stream
-    /// is long-lived once older than `long_lived`, in flight before, and
-    /// `unsure` while it pauses (a paused stream cannot be told from an
-    /// answer that ended).
-    fn class(
-        &self,
-        owes: Owes,
-        waited: Option<Duration>,
-        longest: Option<Duration>,
-        multiplexed: bool,
-        long_lived: Duration,
-    ) -> Class {
-        // Without `tcp_info`, only the queues tell: a request being answered
-        // leaves them empty, as an idle connection does; it is unsure until
-        // they have been empty for as long as the agent holds what it
-        // cannot see.
-        if self.read_at.is_none() && owes == Owes::Yes {
-            return match self.seen.quiet_since {
-                None => Class::InFlight,
-                Some(since) if self.taken.saturating_duration_since(since) >= LONGEST_HELD => {
-                    Class::Idle
-                }
-                Some(_) => Class::Unsure,
-            };
-        }
-        let stream = self.seen.sends >= 2;
-        if stream && self.age >= long_lived {
-            return Class::LongLived;
-        }
-        if stream {
-            return if self.sending {
-                Class::Streaming
-            } else {
-                Class::Unsure
-            };
-        }
-        match owes {
-            Owes::Yes => Class::InFlight,
-            Owes::Maybe if in_flight(owes, waited, longest) => Class::Unsure,
-            _ if multiplexed && waited.is_some_and(|w| w <= LONGEST_HELD) => Class::Unsure,
-            _ => Class::Idle,
-        }
-    }
-}
-
 /// Dates a socket's entry into TIME_WAIT from the time it has left.
 #[derive(Default)]
 struct TimeWaitClock {
@@ -635,19 +657,31 @@ fn value(reading: Result<Traffic, ConnectionsError>) -> ProbeValue {
 /// families that have a listener or had server-side connections: walking a
 /// family's connections costs a pass over the node's whole table, so a
 /// family nothing listens on is skipped (most pods listen on one).
+///
+/// With `watched` (the app's and the admin server's ports), the kernel
+/// returns the connections on those ports and the listeners' only: the
+/// ones `tally` looks at, so the node's other sockets cost a test each.
 fn dump_served(
     diag: &mut SockDiag,
     served: [bool; 2],
+    watched: Option<&mut Vec<u16>>,
     out: &mut Vec<Socket>,
 ) -> Result<(), DumpError> {
     for family in Family::ALL {
-        diag.dump(family, &StateFlags::LISTEN, out)?;
+        diag.dump(family, &StateFlags::LISTEN, &[], out)?;
     }
+    let ports = match watched {
+        Some(watched) => {
+            watched.extend(out.iter().map(|s| s.local.port()));
+            &watched[..]
+        }
+        None => &[],
+    };
     let listened = |family| out.iter().any(|s| s.family() == family);
     let walk = Family::ALL.map(|family| served[family as usize] || listened(family));
     for family in Family::ALL {
         if walk[family as usize] {
-            diag.dump(family, &connected_states(), out)?;
+            diag.dump(family, &connected_states(), ports, out)?;
         }
     }
     Ok(())
@@ -663,60 +697,6 @@ fn connected_states() -> StateFlags {
         | StateFlags::CLOSE_WAIT
         | StateFlags::LAST_ACK
         | StateFlags::CLOSING
-}
-
-/// Whether an open connection owes a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owes {
-    Yes,
-    No,
-    /// Data came in and went out within the same kernel tick (1–10 ms): a
-    /// quick answer, or a balancer's next request on a pooled connection
-    /// sent the moment the previous answer arrived. The clocks cannot tell.
-    Maybe,
-}
-
-/// Received data not read yet, written data not sent or not acknowledged
-/// yet, or data received after the last data sent: owed. Without
-/// `tcp_info` this cannot be told: owed.
-fn owes(s: &Socket) -> Owes {
-    if s.recv_queue > 0 || s.send_queue > 0 {
-        return Owes::Yes;
-    }
-    let Some(a) = s.activity else {
-        return Owes::Yes;
-    };
-    if a.notsent_bytes > 0 {
-        return Owes::Yes;
-    }
-    if a.bytes_received == 0 {
-        // Accepted and silent so far (a pre-opened pooled connection).
-        return Owes::No;
-    }
-    // Both times count from the accept until data moves, so a connection
-    // that never sent is caught by `bytes_acked` rather than the clock.
-    if a.bytes_acked == 0 {
-        return Owes::Yes;
-    }
-    match a.last_data_recv_ms.cmp(&a.last_data_sent_ms) {
-        std::cmp::Ordering::Less => Owes::Yes,
-        std::cmp::Ordering::Equal => Owes::Maybe,
-        std::cmp::Ordering::Greater => Owes::No,
-    }
-}
-
-/// Whether a connection is waiting for its answer, `waited` after its last
-/// arrival, when the longest wait seen so far is `longest`: a `Maybe` is
-/// taken as a request in progress for as long as any request has been seen
-/// to take, within bounds.
-fn in_flight(owes: Owes, waited: Option<Duration>, longest: Option<Duration>) -> bool {
-    match owes {
-        Owes::Yes => true,
-        Owes::No => false,
-        Owes::Maybe => waited.is_none_or(|waited| {
-            waited <= longest.unwrap_or(LONGEST_UNKNOWN).min(LONGEST_HELD) + SAME_ARRIVAL
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::supervisor::Reaper;
 pub use connections::{ConnectionsError, ConnectionsProbe};
 pub use exclusions::{Agent, Cidr, Exclude, Own};
 pub use http::{Get, HttpProbe};
+pub use snmp::{Snmp, TcpCounters};
 pub use traffic::{Evidence, Excluded, Silences, Traffic};
 
 /// How much of a body or file a probe keeps.

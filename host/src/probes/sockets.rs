@@ -5,6 +5,15 @@
 //! walked in place (header, then the `tcp_info` attribute only) rather than
 //! decoded into owned messages: a dump of 1,000 sockets then allocates
 //! nothing but the records it returns.
+//!
+//! The kernel does the filtering: a dump asks for some TCP states, and for
+//! the sockets on some local ports (a program of [`bytecode`], which the
+//! crates do not build: it is appended to their request). Any state but
+//! LISTEN walks the kernel's whole table of connections, shared by every
+//! namespace of the node; the filter makes the sockets that are not asked
+//! for cost a test each rather than a record built, sent and read.
+
+mod bytecode;
 
 use std::io;
 use std::mem::size_of;
@@ -121,11 +130,57 @@ impl DumpError {
 }
 
 /// A netlink `sock_diag` socket, opened in the calling thread's network
-/// namespace, and the buffer its answers are read into.
+/// namespace, and the buffers its requests and answers are built and read
+/// in.
 pub(super) struct SockDiag {
     socket: NetlinkSocket,
     buf: Vec<u8>,
     sequence: u32,
+    request: Vec<u8>,
+    filter: PortFilter,
+    /// The program for the ports of the latest filtered dump, kept while
+    /// they stay the same.
+    program: Program,
+}
+
+/// Whether the kernel filters dumps by port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortFilter {
+    /// No dump has asked for ports yet.
+    Untried,
+    /// The kernel took the program.
+    Used,
+    /// The kernel refused it: dumps walk every socket in the states asked
+    /// for, and the caller filters.
+    Refused,
+}
+
+/// A filter's program, and the ports it was written for.
+#[derive(Default)]
+struct Program {
+    ports: Vec<u16>,
+    bytes: Vec<u8>,
+    // Scratch space.
+    sorted: Vec<u16>,
+    ranges: Vec<(u16, u16)>,
+    gaps: Vec<u16>,
+}
+
+impl Program {
+    /// The program keeping the sockets on `ports` (not empty).
+    fn for_ports(&mut self, ports: &[u16]) -> &[u8] {
+        if self.ports != ports {
+            self.ports.clear();
+            self.ports.extend_from_slice(ports);
+            self.sorted.clone_from(&self.ports);
+            self.sorted.sort_unstable();
+            self.sorted.dedup();
+            bytecode::port_ranges(&self.sorted, &mut self.ranges, &mut self.gaps);
+            self.bytes.clear();
+            bytecode::write_program(&self.ranges, &mut self.bytes);
+        }
+        &self.bytes
+    }
 }
 
 /// Big enough for the kernel's largest dump batch (it fills up to 32 KiB).
@@ -142,54 +197,140 @@ impl SockDiag {
             socket,
             buf: Vec::with_capacity(RECV_BUFFER),
             sequence: 0,
+            request: Vec::new(),
+            filter: PortFilter::Untried,
+            program: Program::default(),
         })
     }
 
-    /// Appends the TCP sockets of `family` in `states` to `out`, with
-    /// `tcp_info` for those that have it. Any state but LISTEN walks the
-    /// kernel's whole table of connections (shared by every namespace of
-    /// the node, unless `net.ipv4.tcp_child_ehash_entries` gave the pod's
-    /// its own), so it costs even when the namespace has few.
+    /// Appends the TCP sockets of `family` in `states` whose local port is
+    /// one of `ports` (all of them if `ports` is empty) to `out`, with
+    /// `tcp_info` for those that have it.
+    ///
+    /// Any state but LISTEN walks the kernel's whole table of connections
+    /// (shared by every namespace of the node, unless
+    /// `net.ipv4.tcp_child_ehash_entries` gave the pod's its own): the
+    /// walk costs even when the namespace has few, but with `ports` the
+    /// kernel fills nothing for the sockets on other ports. Where it
+    /// refuses the filter, every socket in `states` is returned (and the
+    /// filter is not tried again, see [`SockDiag::filtered`]); when ports
+    /// are many, close ones are merged into ranges: so `out` may hold
+    /// sockets on other ports, and the caller still checks the port.
     pub fn dump(
         &mut self,
         family: Family,
         states: &StateFlags,
+        ports: &[u16],
         out: &mut Vec<Socket>,
     ) -> Result<(), DumpError> {
-        let family = match family {
-            Family::V4 => AF_INET,
-            Family::V6 => AF_INET6,
-        };
-        self.request(family, states)?;
+        let filtered = !ports.is_empty() && self.filter != PortFilter::Refused;
+        if !filtered {
+            return self.dump_once(family, states, None, out);
+        }
+        let before = out.len();
+        match self.dump_once(family, states, Some(ports), out) {
+            Err(DumpError::Io(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                out.truncate(before);
+                // Refused only if the same request without it is taken.
+                self.dump_once(family, states, None, out)?;
+                tracing::warn!(
+                    "netlink sock_diag refused a filter on ports ({e}): dumps walk every socket from now on"
+                );
+                self.filter = PortFilter::Refused;
+                Ok(())
+            }
+            Ok(()) => {
+                self.filter = PortFilter::Used;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the kernel filters dumps by port: it has taken a filter and
+    /// not refused one since. Evidence gathered without it is the same,
+    /// only dearer.
+    pub fn filtered(&self) -> bool {
+        self.filter == PortFilter::Used
+    }
+
+    fn dump_once(
+        &mut self,
+        family: Family,
+        states: &StateFlags,
+        ports: Option<&[u16]>,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), DumpError> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let program = ports.map(|ports| self.program.for_ports(ports));
+        request(&mut self.request, self.sequence, family, states, program);
+        self.socket
+            .send(&self.request, 0)
+            .map_err(DumpError::from_io)?;
         self.receive(out)
     }
 
-    fn request(&mut self, family: u8, states: &StateFlags) -> Result<(), DumpError> {
+    /// Looks up each of `known` again, by its addresses and cookie: a hash
+    /// lookup in the kernel each, where a dump walks the whole table. Their
+    /// answers, in any order, are appended to `out`. `false` where one is
+    /// gone (or an answer is missing): then `out` lacks it, and only a dump
+    /// tells what became of it.
+    ///
+    /// The requests go in one message; the kernel answers each before the
+    /// send returns (a request that is not a dump is handled in the
+    /// sender's call), so the answers are read without waiting.
+    pub fn look_up(&mut self, known: &[Socket], out: &mut Vec<Socket>) -> Result<bool, DumpError> {
         self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = self.sequence;
-        let socket_id = if family == AF_INET {
-            SocketId::new_v4()
-        } else {
-            SocketId::new_v6()
-        };
-        let mut packet = NetlinkMessage::new(
-            header,
-            SockDiagMessage::InetRequest(InetRequest {
-                family,
-                protocol: IPPROTO_TCP,
-                extensions: ExtensionFlags::INFO,
-                states: states.clone(),
-                socket_id,
-            })
-            .into(),
-        );
-        packet.finalize();
-        let mut bytes = vec![0; packet.buffer_len()];
-        packet.serialize(&mut bytes);
-        self.socket.send(&bytes, 0).map_err(DumpError::from_io)?;
-        Ok(())
+        self.request.clear();
+        for socket in known {
+            lookup(&mut self.request, self.sequence, socket);
+        }
+        self.socket
+            .send(&self.request, 0)
+            .map_err(DumpError::from_io)?;
+        let (mut answers, mut all) = (0, true);
+        while answers < known.len() {
+            self.buf.clear();
+            let received = match self
+                .socket
+                .recv(&mut self.buf, libc::MSG_TRUNC | libc::MSG_DONTWAIT)
+            {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(DumpError::from_io(e)),
+            };
+            if received > self.buf.len() {
+                return Err(DumpError::Decode(format!(
+                    "a {received}-byte message did not fit"
+                )));
+            }
+            let mut rest = &self.buf[..];
+            while !rest.is_empty() {
+                let message = NetlinkBuffer::new_checked(rest)
+                    .map_err(|e| DumpError::Decode(e.to_string()))?;
+                let length = message.length() as usize;
+                if message.sequence_number() == self.sequence {
+                    match message.message_type() {
+                        // Gone (ENOENT), or any other refusal.
+                        NLMSG_ERROR => {
+                            answers += 1;
+                            all = false;
+                        }
+                        SOCK_DIAG_BY_FAMILY => {
+                            answers += 1;
+                            out.push(socket(message.payload())?);
+                        }
+                        _ => {}
+                    }
+                }
+                let step = length.next_multiple_of(4).min(rest.len());
+                if step == 0 {
+                    break;
+                }
+                rest = &rest[step..];
+            }
+        }
+        Ok(all)
     }
 
     fn receive(&mut self, out: &mut Vec<Socket>) -> Result<(), DumpError> {
@@ -236,6 +377,90 @@ impl SockDiag {
             }
         }
     }
+}
+
+/// Writes into `out` a dump request numbered `sequence` for the TCP sockets
+/// of `family` in `states`, with `tcp_info`, kept by `program` if any: the
+/// crate's request with the program appended as an attribute.
+fn request(
+    out: &mut Vec<u8>,
+    sequence: u32,
+    family: Family,
+    states: &StateFlags,
+    program: Option<&[u8]>,
+) {
+    let (family, socket_id) = match family {
+        Family::V4 => (AF_INET, SocketId::new_v4()),
+        Family::V6 => (AF_INET6, SocketId::new_v6()),
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            states: states.clone(),
+            socket_id,
+        })
+        .into(),
+    );
+    packet.finalize();
+    out.clear();
+    out.resize(packet.buffer_len(), 0);
+    packet.serialize(out);
+    if let Some(program) = program {
+        // `struct nlattr`: length (header included), type; then the
+        // program, whose length is a multiple of 4 (no padding).
+        let attribute = 4 + program.len();
+        out.extend_from_slice(
+            &u16::try_from(attribute)
+                .expect("a short program")
+                .to_ne_bytes(),
+        );
+        out.extend_from_slice(&bytecode::REQ_BYTECODE.to_ne_bytes());
+        out.extend_from_slice(program);
+        // `nlmsg_len`, the header's first field, covers the attribute.
+        let len = u32::try_from(out.len()).expect("a short request");
+        out[..4].copy_from_slice(&len.to_ne_bytes());
+    }
+}
+
+/// Appends to `out` a request numbered `sequence` for `socket` alone, with
+/// `tcp_info`: its addresses as a dump gave them, and its cookie, so that
+/// another socket on the same addresses is not taken for it.
+fn lookup(out: &mut Vec<u8>, sequence: u32, socket: &Socket) {
+    let family = match socket.family() {
+        Family::V4 => AF_INET,
+        Family::V6 => AF_INET6,
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            states: StateFlags::all(),
+            socket_id: SocketId {
+                source_port: socket.local.port(),
+                destination_port: socket.remote.port(),
+                source_address: socket.local.ip(),
+                destination_address: socket.remote.ip(),
+                interface_id: 0,
+                cookie: socket.key.to_ne_bytes(),
+            },
+        })
+        .into(),
+    );
+    packet.finalize();
+    let start = out.len();
+    out.resize(start + packet.buffer_len(), 0);
+    packet.serialize(&mut out[start..]);
 }
 
 fn socket(payload: &[u8]) -> Result<Socket, DumpError> {
@@ -299,7 +524,7 @@ mod tests {
         let (_server, _) = listener.accept().unwrap();
         let mut diag = SockDiag::open().unwrap();
         let mut sockets = Vec::new();
-        diag.dump(Family::V4, &StateFlags::all(), &mut sockets)
+        diag.dump(Family::V4, &StateFlags::all(), &[], &mut sockets)
             .unwrap();
         let listening = sockets
             .iter()
@@ -315,7 +540,7 @@ mod tests {
         assert_eq!((activity.bytes_received, activity.bytes_acked), (0, 0));
         // Cookies tell sockets apart and stay put.
         let mut again = Vec::new();
-        diag.dump(Family::V4, &StateFlags::all(), &mut again)
+        diag.dump(Family::V4, &StateFlags::all(), &[], &mut again)
             .unwrap();
         assert!(
             again
@@ -338,7 +563,7 @@ mod tests {
         drop(client);
         let mut diag = SockDiag::open().unwrap();
         let mut sockets = Vec::new();
-        diag.dump(Family::V4, &StateFlags::TIME_WAIT, &mut sockets)
+        diag.dump(Family::V4, &StateFlags::TIME_WAIT, &[], &mut sockets)
             .unwrap();
         let ended = sockets
             .iter()
@@ -349,6 +574,211 @@ mod tests {
         // Linux keeps TIME_WAIT for 60 s; this one began a moment ago.
         let left = ended.time_wait_left_ms.unwrap();
         assert!((50_000..=60_000).contains(&left), "{left} ms left");
+    }
+
+    /// Runs `test` on a thread in a new network namespace with loopback up,
+    /// so the sockets it sees are its own.
+    fn in_own_namespace(test: impl FnOnce() + Send + 'static) {
+        let thread = std::thread::spawn(move || {
+            // SAFETY: unshare changes only this thread's network namespace.
+            let done = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(done, 0, "unshare: {}", io::Error::last_os_error());
+            loopback_up();
+            test();
+        });
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn loopback_up() {
+        // SAFETY: plain ioctls on a socket owned here, on a zeroed `ifreq`.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            assert!(fd >= 0);
+            let mut req: libc::ifreq = std::mem::zeroed();
+            req.ifr_name[0] = b'l' as libc::c_char;
+            req.ifr_name[1] = b'o' as libc::c_char;
+            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
+            libc::close(fd);
+        }
+    }
+
+    /// Two listeners, a connection to each, and on each port one more
+    /// connection whose server end is left in TIME_WAIT.
+    struct TwoPorts {
+        ports: [u16; 2],
+        _held: Vec<std::net::TcpStream>,
+        _listeners: [std::net::TcpListener; 2],
+    }
+
+    impl TwoPorts {
+        fn new() -> Self {
+            let listeners = [(); 2].map(|()| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+            let ports = [0, 1].map(|i| listeners[i].local_addr().unwrap().port());
+            let mut held = Vec::new();
+            for (listener, port) in listeners.iter().zip(ports) {
+                held.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+                held.push(listener.accept().unwrap().0);
+                let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                drop(listener.accept().unwrap().0);
+                assert_eq!(std::io::Read::read(&mut &client, &mut [0]).unwrap(), 0);
+            }
+            TwoPorts {
+                ports,
+                _held: held,
+                _listeners: listeners,
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_returns_only_the_sockets_on_the_ports_asked_for() {
+        in_own_namespace(|| {
+            let two = TwoPorts::new();
+            let [wanted, other] = two.ports;
+            let mut diag = SockDiag::open().unwrap();
+            let mut all = Vec::new();
+            diag.dump(Family::V4, &StateFlags::all(), &[], &mut all)
+                .unwrap();
+            assert!(!diag.filtered());
+            // Both listeners, both ends of two connections, two TIME_WAITs.
+            assert_eq!(all.len(), 2 + 4 + 2, "{all:#?}");
+
+            let mut mine = Vec::new();
+            diag.dump(Family::V4, &StateFlags::all(), &[wanted], &mut mine)
+                .unwrap();
+            assert!(diag.filtered());
+            assert!(mine.iter().all(|s| s.local.port() == wanted), "{mine:#?}");
+            let states = |sockets: &[Socket]| {
+                let mut states: Vec<u8> = sockets.iter().map(|s| s.state).collect();
+                states.sort_unstable();
+                states
+            };
+            let expected = [state::ESTABLISHED, state::TIME_WAIT, state::LISTEN];
+            assert_eq!(states(&mine), expected);
+
+            // TIME_WAIT alone, on one port: a request of its own.
+            let mut ended = Vec::new();
+            diag.dump(Family::V4, &StateFlags::TIME_WAIT, &[other], &mut ended)
+                .unwrap();
+            assert_eq!(ended.len(), 1, "{ended:#?}");
+            assert_eq!(ended[0].local.port(), other);
+            assert!(ended[0].time_wait_left_ms.is_some());
+
+            // Both ports, in any order: everything but the client ends.
+            let mut both = Vec::new();
+            diag.dump(Family::V4, &StateFlags::all(), &[other, wanted], &mut both)
+                .unwrap();
+            assert_eq!(both.len(), 6, "{both:#?}");
+        });
+    }
+
+    #[test]
+    fn a_refused_filter_falls_back_to_every_socket_and_says_so() {
+        in_own_namespace(|| {
+            let two = TwoPorts::new();
+            let mut diag = SockDiag::open().unwrap();
+            let mut sockets = Vec::new();
+            diag.dump(
+                Family::V4,
+                &StateFlags::all(),
+                &[two.ports[0]],
+                &mut sockets,
+            )
+            .unwrap();
+            assert!(diag.filtered());
+            // An op no kernel knows, as an older kernel would find one it
+            // does not.
+            diag.program.bytes[0] = 0xff;
+            sockets.clear();
+            diag.dump(
+                Family::V4,
+                &StateFlags::all(),
+                &[two.ports[0]],
+                &mut sockets,
+            )
+            .unwrap();
+            assert!(!diag.filtered());
+            assert_eq!(sockets.len(), 8, "{sockets:#?}");
+            // Not asked again.
+            sockets.clear();
+            diag.dump(
+                Family::V4,
+                &StateFlags::all(),
+                &[two.ports[1]],
+                &mut sockets,
+            )
+            .unwrap();
+            assert_eq!(sockets.len(), 8);
+        });
+    }
+
+    #[test]
+    fn sockets_are_looked_up_one_by_one_as_a_dump_shows_them() {
+        in_own_namespace(|| {
+            let two = TwoPorts::new();
+            let port = two.ports[0];
+            let mut diag = SockDiag::open().unwrap();
+            let mut dumped = Vec::new();
+            diag.dump(Family::V4, &StateFlags::all(), &[port], &mut dumped)
+                .unwrap();
+            // The server end of the open connection, and the one in TIME_WAIT.
+            let known: Vec<Socket> = dumped
+                .into_iter()
+                .filter(|s| s.state != state::LISTEN)
+                .collect();
+            assert_eq!(known.len(), 2, "{known:#?}");
+            let mut found = Vec::new();
+            assert!(diag.look_up(&known, &mut found).unwrap());
+            let keys = |sockets: &[Socket]| {
+                let mut keys: Vec<(u64, u8)> = sockets.iter().map(|s| (s.key, s.state)).collect();
+                keys.sort_unstable();
+                keys
+            };
+            assert_eq!(keys(&found), keys(&known));
+            assert!(found.iter().any(|s| s.activity.is_some()));
+            assert!(found.iter().any(|s| s.time_wait_left_ms.is_some()));
+
+            // Another socket on the same addresses is not the one asked for.
+            let mut other = known[0].clone();
+            other.key ^= 1;
+            let mut none = Vec::new();
+            assert!(!diag.look_up(&[other], &mut none).unwrap());
+            assert!(none.is_empty());
+            // A mix: the ones there are answered, the one gone said.
+            let mut some = Vec::new();
+            let mut other = known[0].clone();
+            other.local.set_port(1);
+            let asked = [known[0].clone(), other, known[1].clone()];
+            assert!(!diag.look_up(&asked, &mut some).unwrap());
+            assert_eq!(keys(&some), keys(&known));
+        });
+    }
+
+    #[test]
+    fn a_filter_is_the_crates_request_with_one_attribute_more() {
+        let states = StateFlags::ESTABLISHED | StateFlags::TIME_WAIT;
+        let (mut plain, mut filtered) = (Vec::new(), Vec::new());
+        request(&mut plain, 7, Family::V6, &states, None);
+        let program = [2, 8, 20, 0, 0, 0, 80, 0, 3, 8, 12, 0, 0, 0, 80, 0];
+        request(&mut filtered, 7, Family::V6, &states, Some(&program));
+        // nlmsghdr (16) + inet_diag_req_v2 (56).
+        assert_eq!(plain.len(), 72);
+        assert_eq!(plain[..4], 72u32.to_ne_bytes());
+        assert_eq!(filtered.len(), 72 + 4 + 16);
+        assert_eq!(filtered[..4], 92u32.to_ne_bytes());
+        assert_eq!(filtered[4..72], plain[4..72]);
+        // nlattr: length 20 (header included), type INET_DIAG_REQ_BYTECODE.
+        assert_eq!(filtered[72..74], 20u16.to_ne_bytes());
+        assert_eq!(filtered[74..76], 1u16.to_ne_bytes());
+        assert_eq!(filtered[76..], program);
+        // The request itself: family, protocol, extensions, states.
+        // `tcp_info` is extension 2, bit 1.
+        assert_eq!(plain[16..20], [AF_INET6, IPPROTO_TCP, 1 << 1, 0]);
+        assert_eq!(plain[20..24], states.bits().to_ne_bytes());
     }
 
     #[test]

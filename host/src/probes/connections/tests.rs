@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use super::look::*;
 use super::*;
 use crate::probes::exclusions::Cidr;
 use crate::probes::traffic::Evidence;
@@ -391,7 +392,7 @@ fn where_netlink_is_refused_proc_net_tcp_is_read_and_said() {
         sample(&mut probe);
         // Empty queues, look after look, for as long as the agent holds what
         // it cannot see: idle keep-alive, which no longer holds a drain.
-        std::thread::sleep(super::LONGEST_HELD + Duration::from_millis(100));
+        std::thread::sleep(LONGEST_HELD + Duration::from_millis(100));
         let t = sample(&mut probe);
         assert_eq!((t.open, t.in_flight, t.idle), (2, 0, 2), "{t:?}");
     });
@@ -632,5 +633,114 @@ fn calls_that_overlap_on_a_connection_make_it_unsure_after_an_answer() {
         std::thread::sleep(Duration::from_millis(20));
         let t = sample(&mut probe);
         assert_eq!((t.in_flight, t.unsure, t.idle), (2, 2, 0), "{t:?}");
+    });
+}
+
+/// The connections reading of a learning sample.
+fn learned(probe: &mut ConnectionsProbe) -> lameduck_core::Connections {
+    match probe.learn() {
+        ProbeValue::Connections(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn while_nothing_happens_on_tcp_learning_takes_no_dump_and_its_clocks_move_on() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let (mut client, mut server) = app.connect();
+        request(&mut client, &mut server);
+        // Delayed acknowledgements are segments too: let them go first.
+        let settle = || std::thread::sleep(Duration::from_millis(100));
+        settle();
+        let mut probe = app.probe();
+        let first = learned(&mut probe);
+        assert_eq!((first.open, first.in_flight), (1, 1));
+        std::thread::sleep(Duration::from_millis(50));
+        // Owed and quiet: the same reading, older.
+        let quiet = learned(&mut probe);
+        assert_eq!(probe.skipped(), 1);
+        assert_eq!((quiet.open, quiet.in_flight), (1, 1));
+        let ago = |c: &lameduck_core::Connections| c.since_last_request_ms.unwrap();
+        assert!(ago(&quiet) >= ago(&first) + 50, "{first:?} then {quiet:?}");
+        // The answer is a segment out: a dump again, which sees it.
+        respond(&mut client, &mut server);
+        let answered = learned(&mut probe);
+        assert_eq!(probe.skipped(), 1);
+        assert_eq!(
+            (answered.open, answered.in_flight, answered.idle),
+            (1, 0, 1)
+        );
+        // A new connection: an accept.
+        let _second = app.connect();
+        assert_eq!(learned(&mut probe).open, 2);
+        assert_eq!(probe.skipped(), 1);
+        // Quiet again: nothing a clock decides, so no dump however long.
+        settle();
+        learned(&mut probe);
+        let skipped = probe.skipped();
+        learned(&mut probe);
+        std::thread::sleep(STALE);
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 2);
+        // An answer that streams, paused: its class is the clock's, so a
+        // dump once it is older than `STALE`.
+        request(&mut client, &mut server);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(50));
+            chunk(&mut client, &mut server);
+            learned(&mut probe);
+        }
+        settle();
+        let paused = probe.traffic(true).unwrap();
+        assert_eq!(paused.unsure, 1, "{paused:?}");
+        let skipped = probe.skipped();
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 1);
+        std::thread::sleep(STALE);
+        learned(&mut probe);
+        assert_eq!(probe.skipped(), skipped + 1);
+    });
+}
+
+#[test]
+fn with_no_new_connection_the_known_ones_are_looked_up_and_tell_what_a_dump_would() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut pairs: Vec<_> = (0..3).map(|_| app.connect()).collect();
+        let mut probe = app.probe();
+        let first = sample(&mut probe);
+        assert_eq!((first.open, first.idle, probe.looked_up()), (3, 3, 0));
+        // Requests on kept-alive connections: no accept, so lookups.
+        let (client, server) = &mut pairs[0];
+        request(client, server);
+        let owed = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 1);
+        assert_eq!(
+            (owed.open, owed.in_flight, owed.accepted),
+            (3, 1, 0),
+            "{owed:?}"
+        );
+        // Later than the request by more than the kernel's clock can blur.
+        std::thread::sleep(Duration::from_millis(50));
+        respond(client, server);
+        let answered = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!((answered.in_flight, answered.idle), (0, 3), "{answered:?}");
+        // A new connection: a dump, which sees it.
+        pairs.push(app.connect());
+        let grown = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!((grown.open, grown.accepted), (4, 1), "{grown:?}");
+        // One closed by the app: gone as the lookup finds it, so a dump.
+        let (_, server) = pairs.remove(0);
+        drop(server);
+        std::thread::sleep(Duration::from_millis(20));
+        let closed = sample(&mut probe);
+        assert_eq!(probe.looked_up(), 2);
+        assert_eq!(closed.open, 3, "{closed:?}");
+        // And lookups again.
+        sample(&mut probe);
+        assert_eq!(probe.looked_up(), 3);
     });
 }
