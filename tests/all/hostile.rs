@@ -6,9 +6,10 @@
 //!
 //! Time and memory are not asserted as timings: each attack must end as the
 //! fix makes it end (exit 2 naming the bound it passed, or its output), with
-//! a peak RSS (the child's `ru_maxrss`, as `/proc/PID/status` VmHWM counts
-//! it) far under what the attack reached without the fix. Every figure is
-//! printed. A run still going at its time limit is killed and fails.
+//! a peak RSS (the child's `ru_maxrss`, which on Linux includes the test's
+//! own at the fork: a bound from above) far under what the attack reached
+//! without the fix. Every figure is printed. A run still going at its time
+//! limit is killed and fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,8 +18,10 @@ use std::time::{Duration, Instant};
 use crate::util::{lameduck, root, scratch, with_wasi};
 
 /// What no attack's run may reach: the smallest of them reached 1.3 GB
-/// without the fix; the commands themselves take a few tens of MiB.
-const PEAK_KIB: u64 = 256 << 10;
+/// without the fix; the commands themselves take a few tens of MiB, but the
+/// figure counts the test's own memory at the fork too (up to ~160 MiB when
+/// the whole suite runs).
+const PEAK_KIB: u64 = 512 << 10;
 
 /// A limit on each run, to fail rather than hang: the quadratic attacks
 /// took 32 s to minutes without the fix, a few seconds with it.
