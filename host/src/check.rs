@@ -7,13 +7,15 @@ use std::path::Path;
 
 use crate::config::Config;
 use lameduck_core::millis;
+use lameduck_core::record::printable;
 use lameduck_core::{Child, Mode, Next, Probe, ProbeValue, Signal, Snapshot, Trigger};
 use lameduck_runtime::{Compiler, WORLD};
 
 /// Prints the verdict on `config`'s policy; returns 0 if it can be used, 2
 /// if not.
 pub fn check(config: &Config, config_file: Option<&Path>) -> i32 {
-    let line = |key: &str, value: &str| println!("{key:<10}{value}");
+    // Reasons and errors are the policy's words: escaped for the terminal.
+    let line = |key: &str, value: &str| println!("{key:<10}{}", printable(value));
     let reject = |why: &str| {
         line("verdict", &format!("REJECTED: {why}"));
         2

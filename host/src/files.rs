@@ -50,6 +50,29 @@ pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", path.display()))
 }
 
+/// The text of `path`, or of standard input for `-` (named `<stdin>`),
+/// UTF-8, at most `max` bytes: a regular file as [`read_text`] takes it;
+/// standard input read through a bound, so that a pipe that never ends
+/// (`< /dev/zero`) is refused once past it.
+pub fn read_input(path: &Path, max: u64) -> Result<(String, String), String> {
+    use std::io::Read;
+    if path.as_os_str() != "-" {
+        return Ok((path.display().to_string(), read_text(path, max)?));
+    }
+    let name = "<stdin>".to_string();
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{name}: more than the {max} bytes taken"));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| format!("{name}: not UTF-8 text: {e}"))?;
+    Ok((name, text))
+}
+
 fn kind(kind: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {

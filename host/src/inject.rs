@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lameduck_inject::{BaseConfig, Facts};
+use lameduck_inject::{BaseConfig, Facts, Injected};
 
 use crate::config::{Config, MAX_CONFIG_BYTES};
 use crate::files;
@@ -59,6 +59,28 @@ pub fn policy_reference(text: &str) -> Result<String, String> {
     Ok(reference.to_string())
 }
 
+/// The manifests' name and text, from a file or from standard input (`-`):
+/// a regular file, or a pipe read through a bound.
+pub fn read_manifests(path: &Path) -> Result<(String, String), String> {
+    files::read_input(path, lameduck_inject::MAX_BYTES)
+}
+
+/// Loads every config inject wrote as `run` will in the pod, and refuses
+/// the manifests if `run` would refuse one: a pod whose lameduck cannot
+/// start is a crash loop.
+pub fn check_written(injected: &Injected) -> Result<(), String> {
+    for written in &injected.configs {
+        let name = Path::new("lameduck.yaml");
+        Config::from_text(name, written.config.clone()).map_err(|e| {
+            format!(
+                "{}: the config inject would write is one `lameduck run` refuses: {e}",
+                written.place
+            )
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +108,24 @@ mod tests {
         assert_eq!(base.admin_port(), 9000);
         assert_eq!(base.grace_period(), std::time::Duration::from_secs(40));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_written_config_run_would_refuse_is_caught() {
+        let written = |config: &str| Injected {
+            text: String::new(),
+            notes: Vec::new(),
+            configs: vec![lameduck_inject::Written {
+                place: "in.yaml: document 1 (Deployment/web)".into(),
+                config: config.into(),
+            }],
+        };
+        check_written(&written("grace_period: 4294967s\n")).unwrap();
+        let e = check_written(&written("grace_period: 4294968s\n")).unwrap_err();
+        assert!(
+            e.starts_with("in.yaml: document 1 (Deployment/web): the config inject would write")
+                && e.contains("lameduck.yaml:1:15: grace_period: `4294968s` is not a duration"),
+            "{e}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use lameduck::config::{self, Config};
 use lameduck::log::LogFormat;
+use lameduck_core::record::printable;
 
 /// A shutdown agent for Kubernetes pods: runs your app, and drains it when
 /// the pod stops, as a WebAssembly policy decides.
@@ -156,24 +157,19 @@ impl InjectArgs {
 
 /// `lameduck inject`: everything or nothing on standard output.
 fn inject(args: InjectArgs) -> i32 {
-    use std::io::{Read, Write};
-    let input = args.file.clone();
-    let (name, text) = if input.as_os_str() == "-" {
-        let mut text = String::new();
-        let read = std::io::stdin().read_to_string(&mut text);
-        ("<stdin>".to_string(), read.map(|_| text))
-    } else {
-        let name = input.display().to_string();
-        (name, std::fs::read_to_string(&input))
-    };
-    let result = text.map_err(|e| format!("{name}: {e}")).and_then(|text| {
+    use std::io::Write;
+    let read = lameduck::inject::read_manifests(&args.file);
+    let result = read.and_then(|(name, text)| {
         let options = args.options()?;
-        lameduck_inject::inject(&name, &text, &options).map_err(|e| e.to_string())
+        let injected =
+            lameduck_inject::inject(&name, &text, &options).map_err(|e| e.to_string())?;
+        lameduck::inject::check_written(&injected)?;
+        Ok(injected)
     });
     match result {
         Ok(injected) => {
             for note in &injected.notes {
-                eprintln!("lameduck inject: {note}");
+                eprintln!("lameduck inject: {}", printable(note));
             }
             let mut stdout = std::io::stdout().lock();
             match stdout
@@ -188,7 +184,7 @@ fn inject(args: InjectArgs) -> i32 {
             }
         }
         Err(e) => {
-            eprintln!("lameduck inject: {e}");
+            eprintln!("lameduck inject: {}", printable(&e));
             2
         }
     }
@@ -204,7 +200,7 @@ fn load(settings: &Settings) -> Config {
     match settings.load() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("lameduck: {e}");
+            eprintln!("lameduck: {}", printable(&e.to_string()));
             std::process::exit(2);
         }
     }

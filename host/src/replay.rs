@@ -1,9 +1,9 @@
 //! `lameduck replay STATUS.json`: what would this policy have decided during
 //! that shutdown? The input is what the agent's `/status` answered: its
 //! timeline keeps every `on-signal` and `decide` with the snapshot it was
-//! asked about. Each is asked again, in order, of one fresh instance of the
-//! policy chosen by `--policy` and `--config`, and each answer is printed
-//! beside the recorded one.
+//! asked about. Each is asked again, in order, of the policy chosen by
+//! `--policy` and `--config` (after a call that fails, of a fresh instance,
+//! as in the agent), and each answer is printed beside the recorded one.
 //!
 //! The snapshots are replayed as they were: a policy that would have acted
 //! sooner does not change what happened next, so read the first difference
@@ -11,15 +11,20 @@
 //!
 //! With `--svg FILE`, the recorded drain is also drawn (see [`lameduck_picture`]).
 
-use std::io::Read;
 use std::path::Path;
 
-use lameduck_core::record::{Event, describe_decision};
-use lameduck_runtime::{Compiler, PolicyError};
+use lameduck_core::record::{Event, describe_decision, printable};
+use lameduck_runtime::Answer;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::files;
 use lameduck_picture as picture;
+
+/// The largest recording taken. It is `/status` saved: the agent keeps at
+/// most 512 KiB of timeline, and a copy pretty-printed (`jq .`) grows a few
+/// times; it is read whole, then parsed.
+pub const MAX_RECORDING_BYTES: u64 = 8 << 20;
 
 /// Replays the timeline in `input` (a file, or `-` for stdin) against
 /// `config`'s policy; prints one line per call, and writes the picture of
@@ -29,22 +34,17 @@ pub fn replay(config: &Config, input: &Path, svg: Option<&Path>) -> i32 {
     match run(config, input, svg) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("lameduck replay: {e}");
+            eprintln!("lameduck replay: {}", printable(&e));
             2
         }
     }
 }
 
 fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> {
-    let name = input.display();
-    let mut text = String::new();
-    let read = if input == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text)
-    } else {
-        std::fs::File::open(input).and_then(|mut f| f.read_to_string(&mut text))
-    };
-    read.map_err(|e| format!("{name}: {e}"))?;
+    let (name, text) = files::read_input(input, MAX_RECORDING_BYTES)?;
+    // serde_json refuses nesting past 128 levels on its own.
     let status: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    drop(text);
     // `/status` as a whole, or only its timeline.
     let entries = picture::entries_of(&status).map_err(|e| format!("{name}: {e}"))?;
     // The picture is of what was recorded: it needs no policy.
@@ -55,20 +55,11 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
         println!("the picture of {name}: {}", svg.display());
     }
 
-    let fetched = crate::pull::fetch(config, &config.policy)?;
-    if let Some(pulled) = &fetched.pulled {
-        eprintln!("pulled {pulled}");
-    }
-    let (source, bytes) = (fetched.name, fetched.bytes);
-    let compiler =
-        Compiler::new(config.limits(), config.cache_dir.clone()).map_err(|e| format!("{e:#}"))?;
-    let compiled = compiler
-        .compile(&source, &bytes)
-        .map_err(|e| format!("{source}: {e}"))?;
-    let mut policy = compiled
-        .instantiate(&config.policy_config)
-        .map_err(|e| format!("{source}: {e}"))?;
-    println!("replaying {name} against {}", compiled.identity());
+    // As in the agent: after a failing call, the next one has a fresh
+    // instance (a trap may leave one that cannot be entered again).
+    let mut policy = crate::simulate::load_policy(config)?;
+    let identity = policy.identity().map(ToString::to_string);
+    println!("replaying {name} against {}", identity.unwrap_or_default());
 
     let (mut asked, mut differ) = (0, 0);
     for entry in &entries {
@@ -83,21 +74,23 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
                 drain_goes_on,
                 snapshot,
                 call,
-            } => ask(policy.on_signal(*signal, snapshot).map(|answer| {
-                let event = Event::Signal {
-                    signal: *signal,
-                    action: answer,
-                    drain_goes_on: *drain_goes_on,
-                    snapshot: snapshot.clone(),
-                    call: call.clone(),
-                };
-                (event.describe(), answer == *action)
-            })),
+            } => ask(policy.on_signal(*signal, snapshot)).map_or_else(
+                |e| (e, false),
+                |answer| {
+                    let event = Event::Signal {
+                        signal: *signal,
+                        action: answer,
+                        drain_goes_on: *drain_goes_on,
+                        snapshot: snapshot.clone(),
+                        call: call.clone(),
+                    };
+                    (event.describe(), answer == *action)
+                },
+            ),
             Event::Decision {
                 snapshot, decision, ..
-            } => ask(policy
-                .decide(snapshot)
-                .map(|d| (describe_decision(&d), d == *decision))),
+            } => ask(policy.decide(snapshot))
+                .map_or_else(|e| (e, false), |d| (describe_decision(&d), d == *decision)),
             _ => continue,
         };
         asked += 1;
@@ -106,6 +99,8 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
         }
         let mark = if same { ' ' } else { '*' };
         let kind = entry.event.kind();
+        // Both the recording and the policy may carry escape sequences.
+        let (recorded, replayed) = (printable(&recorded), printable(&replayed));
         println!("{mark} {when:>9}  {kind:<8} recorded: {recorded}");
         println!("{mark} {:>9}  {:<8} replayed: {replayed}", "", "");
     }
@@ -113,7 +108,11 @@ fn run(config: &Config, input: &Path, svg: Option<&Path>) -> Result<(), String> 
     Ok(())
 }
 
-/// An answer, or the error, in words; and whether it matched.
-fn ask(answer: Result<(String, bool), PolicyError>) -> (String, bool) {
-    answer.unwrap_or_else(|e| (format!("ERROR: {e}"), false))
+/// The policy's own answer, or why it gave none (the built-in drain's
+/// answer for it is not the policy's, and is not compared).
+fn ask<T>(answer: Answer<T>) -> Result<T, String> {
+    match answer.failure {
+        None => Ok(answer.value),
+        Some(e) => Err(format!("ERROR: {e}")),
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lameduck_core::record::printable;
 use lameduck_runtime::{Compiler, Policy};
 use lameduck_simulate::Setup;
 
@@ -21,7 +22,7 @@ pub fn simulate(config: &Config, scenario: &Path, svg: Option<&Path>) -> i32 {
     match setup {
         Ok((text, setup)) => lameduck_simulate::simulate(setup, (scenario, &text), svg),
         Err(e) => {
-            eprintln!("lameduck simulate: {e}");
+            eprintln!("lameduck simulate: {}", printable(&e));
             2
         }
     }
@@ -29,7 +30,7 @@ pub fn simulate(config: &Config, scenario: &Path, svg: Option<&Path>) -> i32 {
 
 fn setup(config: &Config) -> Result<Setup, String> {
     Ok(Setup {
-        policy: load(config)?,
+        policy: load_policy(config)?,
         probes: config
             .probes
             .iter()
@@ -41,8 +42,9 @@ fn setup(config: &Config) -> Result<Setup, String> {
 }
 
 /// The configured policy, compiled and `init`-ed, with the native fallback
-/// answering for it when it fails, as in the agent.
-fn load(config: &Config) -> Result<Policy, String> {
+/// answering for it when it fails and a fresh instance made for the next
+/// call, as in the agent.
+pub fn load_policy(config: &Config) -> Result<Policy, String> {
     let fetched = crate::pull::fetch(config, &config.policy)?;
     if let Some(pulled) = &fetched.pulled {
         eprintln!("pulled {pulled}");

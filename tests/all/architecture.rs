@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::util::root;
 
 /// The crates, each with the workspace crates it may depend on.
-const LAYERS: [(&str, &[&str]); 10] = [
+const LAYERS: [(&str, &[&str]); 11] = [
     ("crates/core", &[]),
     ("crates/engine", &[]),
+    ("crates/yaml", &[]),
     ("guest-sdk", &["lameduck-core"]),
     (
         "crates/runtime",
@@ -29,9 +30,10 @@ const LAYERS: [(&str, &[&str]); 10] = [
             "lameduck-runtime",
             "lameduck-sdk",
             "lameduck-picture",
+            "lameduck-yaml",
         ],
     ),
-    ("crates/inject", &[]),
+    ("crates/inject", &["lameduck-yaml"]),
     ("crates/oci", &[]),
     ("crates/oci-testing", &["lameduck-oci"]),
     (
@@ -43,6 +45,7 @@ const LAYERS: [(&str, &[&str]); 10] = [
             "lameduck-simulate",
             "lameduck-inject",
             "lameduck-oci",
+            "lameduck-yaml",
         ],
     ),
 ];

@@ -772,7 +772,7 @@ fn long_lived_connections_are_waited_for_a_bounded_time() {
             .long_lived(-60_000, 60_000)
     };
     let left = "2 long-lived connection(s) left for the app to close";
-    // (policy config, the drain's end at least and at most, in ms)
+    // The settings, and the earliest and latest the TERM may come.
     type Wait = (&'static [(&'static str, &'static str)], u32, u32);
     let waits: [Wait; 3] = [
         (&[("long-lived-wait", "2s")], 4_140, 4_240),

@@ -5,6 +5,7 @@ mod architecture;
 mod conformance;
 mod drain;
 mod faults;
+mod hostile;
 mod inject;
 mod picture;
 mod registry;

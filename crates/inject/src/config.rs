@@ -71,14 +71,19 @@ impl BaseConfig {
 
     /// The config for a pod: `grace_period` is the pod's, the app's
     /// readiness URL, if any, is `admin.readiness_url` (unless the file
-    /// has one), and `policy_file`, if given, is `policy.file`.
+    /// has one), and `policy_file`, if given, is `policy.file`. Directives
+    /// (`%YAML 1.2`), which yaml-edit's document does not take, are kept
+    /// ahead of it as they were.
     pub fn render(
         &self,
         grace_seconds: u64,
         readiness_url: Option<&str>,
         policy_file: Option<&str>,
-    ) -> String {
-        let base = self.text.as_deref().unwrap_or(HEADER);
+    ) -> Result<String, String> {
+        let (directives, base) = split_directives(self.text.as_deref().unwrap_or(HEADER));
+        let cannot = |e: yaml_edit::YamlError| {
+            format!("yaml-edit cannot edit the --config file ({e}): write it as a plain mapping")
+        };
         let doc = match Document::from_str(base) {
             Ok(doc) if doc.as_mapping().is_some() => doc,
             // Comments only: the settings follow them.
@@ -88,10 +93,12 @@ impl BaseConfig {
                     text.push('\n');
                 }
                 text.push_str(&format!("grace_period: {grace_seconds}s\n"));
-                Document::from_str(&text).expect("comments and a key parse")
+                Document::from_str(&text).map_err(cannot)?
             }
         };
-        let config = doc.as_mapping().expect("a mapping");
+        let config = doc
+            .as_mapping()
+            .ok_or("the --config file is not a mapping of settings")?;
         let grace = format!("{grace_seconds}s");
         if string_at(&config, "grace_period").as_deref() != Some(grace.as_str()) {
             config.set("grace_period", grace.as_str());
@@ -100,18 +107,42 @@ impl BaseConfig {
             if config.get_mapping("admin").is_none() {
                 config.set("admin", Mapping::new());
             }
-            let admin = config.get_mapping("admin").expect("just set");
+            let admin = config
+                .get_mapping("admin")
+                .ok_or("the --config file's `admin` is not a mapping")?;
             admin.set("readiness_url", url);
         }
         if let Some(file) = policy_file {
             if config.get_mapping("policy").is_none() {
                 config.set("policy", Mapping::new());
             }
-            let policy = config.get_mapping("policy").expect("just set");
+            let policy = config
+                .get_mapping("policy")
+                .ok_or("the --config file's `policy` is not a mapping")?;
             policy.set("file", file);
         }
-        doc.to_string()
+        Ok(format!("{directives}{doc}"))
     }
+}
+
+/// The directives at the top of a config and the `---` that ends them
+/// (`%YAML 1.2\n---\n`), and the rest; no directive, nothing split.
+fn split_directives(text: &str) -> (&str, &str) {
+    let mut at = 0;
+    let mut directives = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if line.starts_with('%') {
+            directives = true;
+        } else if directives && (trimmed == "---" || line.starts_with("--- ")) {
+            let end = at + 3;
+            return text.split_at(end);
+        } else if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+            break;
+        }
+        at += line.len();
+    }
+    ("", text)
 }
 
 /// The scalar at `key`, as a string.

@@ -85,6 +85,15 @@ pub fn default_image() -> String {
     format!("lameduck:{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// A command is one list of words.
+const COMMAND: lameduck_yaml::Bounds = lameduck_yaml::Bounds {
+    what: "a command",
+    documents: 1,
+    depth: 1,
+    nodes: 10_000,
+    aliases: 0,
+};
+
 /// `NAME=CMD` of `--command`: CMD is a YAML or JSON list
 /// (`[/docker-entrypoint.sh, nginx, -g, "daemon off;"]`) or words split
 /// at spaces (`/app/server --port 8080`).
@@ -94,7 +103,8 @@ pub fn parse_command(text: &str) -> Result<(String, Vec<String>), String> {
         .ok_or_else(|| format!("`{text}` is not NAME=COMMAND"))?;
     let command = command.trim();
     let words: Vec<String> = if command.starts_with('[') {
-        serde_yaml::from_str(command).map_err(|e| format!("`{command}`: {e}"))?
+        lameduck_yaml::from_str("--command", command, &COMMAND)
+            .map_err(|e| format!("`{command}`: {}", e.inside()))?
     } else {
         command.split_whitespace().map(str::to_string).collect()
     };
@@ -110,7 +120,34 @@ pub struct Injected {
     pub text: String,
     /// What the user should know: objects left alone, probes kept.
     pub notes: Vec<String>,
+    /// Each lameduck config written, for the caller to load as `run` will.
+    pub configs: Vec<Written>,
 }
+
+/// A lameduck config written into a ConfigMap.
+#[derive(Debug)]
+pub struct Written {
+    /// The workload it is for, for messages: `app.yaml: document 2 (Deployment/web)`.
+    pub place: String,
+    pub config: String,
+}
+
+/// The largest input taken: manifests are read whole. A rendered chart or
+/// a `kustomize build` of an application is a few megabytes at most; the
+/// API server stores no object over 1.5 MiB.
+pub const MAX_BYTES: u64 = 16 << 20;
+
+/// A stream of manifests: thousands of objects, each a few hundred nodes
+/// (a CRD's schema, thousands). Deeper than serde_yaml's own limit (128)
+/// nothing was ever read; more nodes than a 16 MiB stream of plain YAML
+/// has (about one per 8 bytes) only aliases can stand for.
+pub const BOUNDS: lameduck_yaml::Bounds = lameduck_yaml::Bounds {
+    what: "a stream of manifests",
+    documents: 10_000,
+    depth: 128,
+    nodes: 2_000_000,
+    aliases: 10_000,
+};
 
 /// Why nothing was injected.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +155,9 @@ pub enum InjectError {
     /// The input is not YAML.
     #[error("{input}: {message}")]
     Syntax { input: String, message: String },
+    /// The input stands for more than [`BOUNDS`] allow.
+    #[error("{0}")]
+    Bounds(lameduck_yaml::Error),
     /// A document that cannot be injected as it is.
     #[error(
         "{input}: document {index} at line {line} ({object}){}: {message}",
@@ -148,25 +188,21 @@ pub fn inject(input: &str, text: &str, options: &Options) -> Result<Injected, In
             "--command {name}=…: sidecar mode leaves commands alone; it is for --mode entrypoint"
         )));
     }
+    // kubectl and the API server read past a byte order mark.
+    let text = lameduck_yaml::without_bom(text);
     let docs = read_documents(input, text)?;
     let config_maps = config_maps(docs.iter().map(|d| &d.value));
 
     let mut out = String::with_capacity(text.len() + 2048 * docs.len());
     let mut notes = Vec::new();
+    let mut configs = Vec::new();
     let mut used = HashSet::new();
     let mut copied = 0;
-    for (
-        i,
-        Read {
-            node: doc,
-            range,
-            value,
-        },
-    ) in docs.iter().enumerate()
-    {
+    let mut lines = Lines::default();
+    for (i, Read { range, value }) in docs.iter().enumerate() {
         out.push_str(&text[copied..range.start]);
         copied = range.end;
-        let line = content_line(text, range.start);
+        let line = lines.content_line(text, range.start);
         let original = &text[range.clone()];
         let object = object_name(value);
         let refused = |container: Option<String>, message: String| InjectError::Refused {
@@ -186,7 +222,15 @@ pub fn inject(input: &str, text: &str, options: &Options) -> Result<Injected, In
                 out.push_str(original);
             }
             Ok(Decision::Inject(plan)) => {
-                write::apply(doc, &plan, options).map_err(|write::Unedited(path)| {
+                // Edited alone: an edit in the whole stream's tree would
+                // copy every document's node at the top, each time.
+                let file =
+                    YamlFile::from_str(original).map_err(|e| refused(None, e.to_string()))?;
+                let doc = file
+                    .documents()
+                    .next()
+                    .ok_or_else(|| refused(None, "yaml-edit reads no document here".into()))?;
+                write::apply(&doc, &plan, options).map_err(|write::Unedited(path)| {
                     refused(
                         None,
                         format!(
@@ -201,6 +245,10 @@ pub fn inject(input: &str, text: &str, options: &Options) -> Result<Injected, In
                 push_config_map(&mut out, &plan.config_map.to_yaml(), &edited);
                 out.push_str(&edited);
                 notes.extend(plan.notes.iter().map(|n| format!("{here}: {n}")));
+                configs.push(Written {
+                    place: here,
+                    config: plan.config_map.config().to_string(),
+                });
             }
         }
     }
@@ -211,34 +259,59 @@ pub fn inject(input: &str, text: &str, options: &Options) -> Result<Injected, In
             "--command {name}=…: no container {name} was given it"
         ));
     }
-    Ok(Injected { text: out, notes })
+    Ok(Injected {
+        text: out,
+        notes,
+        configs,
+    })
 }
 
-/// A document as read: its node, to edit; where it was, to copy it as it
-/// was; and its value, to decide.
+/// A document as read: where it was, to copy it as it was (and to edit it);
+/// and its value, to decide.
 struct Read {
-    node: yaml_edit::Document,
     range: std::ops::Range<usize>,
     value: Value,
 }
 
-/// Every document of `text`.
+/// Every document of `text`, once it is known to be within [`BOUNDS`]: only
+/// then is it parsed whole, by serde_yaml and by yaml-edit (whose parser
+/// would take a deep nesting as deep as it goes).
 fn read_documents(input: &str, text: &str) -> Result<Vec<Read>, InjectError> {
-    check_syntax(input, text)?;
     let syntax = |message: String| InjectError::Syntax {
         input: input.to_string(),
         message,
     };
+    let documents = lameduck_yaml::scan(input, text, &BOUNDS).map_err(InjectError::Bounds)?;
+    for (i, document) in documents.iter().enumerate() {
+        if let Some((major, minor)) = document.version.filter(|v| *v != (1, 1)) {
+            return Err(syntax(format!(
+                "document {} at line {}: `%YAML {major}.{minor}`: the Kubernetes API server \
+                 reads YAML 1.1 and refuses any other version (\"found incompatible YAML \
+                 document\"); remove the directive",
+                i + 1,
+                document.at.line
+            )));
+        }
+    }
+    check_syntax(input, text)?;
     let file = YamlFile::from_str(text).map_err(|e| syntax(e.to_string()))?;
-    file.documents()
+    // Only the ranges: yaml-edit's nodes, kept alive all together, would
+    // cost each new one a walk past the others (40k documents: 39 s).
+    let ranges: Vec<_> = file
+        .documents()
         .map(|node| {
             let range = node.byte_range();
-            let value =
-                serde_yaml::from_str(&node.to_string()).map_err(|e| syntax(e.to_string()))?;
-            let range = range.start as usize..range.end as usize;
-            Ok(Read { node, range, value })
+            range.start as usize..range.end as usize
         })
-        // All read before any edit: edits move the documents after them.
+        .collect();
+    drop(file);
+    ranges
+        .into_iter()
+        .map(|range| {
+            let value =
+                serde_yaml::from_str(&text[range.clone()]).map_err(|e| syntax(e.to_string()))?;
+            Ok(Read { range, value })
+        })
         .collect()
 }
 
@@ -272,18 +345,30 @@ fn config_maps<'a>(values: impl Iterator<Item = &'a Value>) -> plan::ConfigMaps 
         .collect()
 }
 
-/// The line where the document at `start` has its first key, past its
-/// comments and its `---`.
-fn content_line(text: &str, start: usize) -> usize {
-    let before = text[..start].matches('\n').count() + 1;
-    let preamble = text[start..]
-        .lines()
-        .take_while(|l| {
-            let l = l.trim();
-            l.is_empty() || l.starts_with('#') || l == "---"
-        })
-        .count();
-    before + preamble
+/// Lines counted so far, documents being met in order: each document's
+/// line costs the text since the one before, not the text since the top.
+#[derive(Default)]
+struct Lines {
+    at: usize,
+    /// Newlines before `at`.
+    before: usize,
+}
+
+impl Lines {
+    /// The line where the document at `start` has its first key, past its
+    /// comments and its `---`.
+    fn content_line(&mut self, text: &str, start: usize) -> usize {
+        self.before += text[self.at..start].matches('\n').count();
+        self.at = start;
+        let preamble = text[start..]
+            .lines()
+            .take_while(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('#') || l == "---"
+            })
+            .count();
+        self.before + 1 + preamble
+    }
 }
 
 /// `Kind/name`, for messages.

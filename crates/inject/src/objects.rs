@@ -353,6 +353,11 @@ impl ConfigMap {
         }
     }
 
+    /// The lameduck config it holds.
+    pub fn config(&self) -> &str {
+        self.data.get(CONFIG_KEY).map_or("", String::as_str)
+    }
+
     /// The document's text (serde_yaml writes the config as a `|` block).
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a ConfigMap serialises")

@@ -238,6 +238,10 @@ impl Refusal {
     }
 }
 
+/// The longest grace period lameduck's config takes, in whole seconds: its
+/// durations are `u32` milliseconds.
+pub(super) const MAX_GRACE_SECONDS: u64 = u32::MAX as u64 / 1_000;
+
 /// The ConfigMaps already in the input, by namespace and name.
 pub(super) type ConfigMaps = HashSet<(Option<String>, String)>;
 
@@ -285,14 +289,27 @@ pub(super) fn decide(
         }
     };
     let (grace_seconds, set_grace) = grace(spec, options)?;
+    // The API server takes any int64; lameduck's durations end at u32 ms.
+    let config_grace = grace_seconds.min(MAX_GRACE_SECONDS);
+    if config_grace < grace_seconds {
+        notes.push(format!(
+            "terminationGracePeriodSeconds {grace_seconds} is longer than lameduck's longest \
+             grace period: its config says {MAX_GRACE_SECONDS}s (about 49.7 days), so its \
+             deadline comes {}s before the kubelet's",
+            grace_seconds - MAX_GRACE_SECONDS
+        ));
+    }
 
     let (config_map_name, namespace) = config_map_place(object, existing)?;
     let policy_file = options.policy.as_ref().map(|_| objects::policy_file());
-    let config = options.config.render(
-        grace_seconds,
-        readiness_url.as_deref(),
-        policy_file.as_deref(),
-    );
+    let config = options
+        .config
+        .render(
+            config_grace,
+            readiness_url.as_deref(),
+            policy_file.as_deref(),
+        )
+        .map_err(Refusal::pod)?;
     Ok(Decision::Inject(Plan {
         kind,
         app,

@@ -344,17 +344,19 @@ fn a_base_config_keeps_its_comments_and_its_readiness_url() {
         theirs,
     );
     assert_eq!(
-        base.render(45, Some("http://127.0.0.1:2/ready"), None),
+        base.render(45, Some("http://127.0.0.1:2/ready"), None)
+            .unwrap(),
         "# mine\nadmin:\n  readiness_url: http://127.0.0.1:1/up  # theirs\ngrace_period: 45s\n"
     );
     let base = BaseConfig::new("# only a comment\n".into(), Facts::default());
     assert_eq!(
-        base.render(30, None, None),
+        base.render(30, None, None).unwrap(),
         "# only a comment\ngrace_period: 30s\n"
     );
     assert!(
         BaseConfig::default()
             .render(30, None, None)
+            .unwrap()
             .ends_with("\ngrace_period: 30s\n")
     );
 }
@@ -414,4 +416,105 @@ fn what_inject_cannot_do_well_is_said_in_a_note() {
     options.commands.push(parse_command("api=/api").unwrap());
     let out = ok(&deployment(APP), &options);
     assert!(out.notes[0].contains("--command api=…: no container api was given it"));
+}
+
+#[test]
+fn a_byte_order_mark_is_read_past_and_not_written() {
+    let out = ok(
+        &format!("\u{feff}{}", deployment(APP)),
+        &Options::new(Mode::Sidecar),
+    );
+    assert!(!out.text.contains('\u{feff}'), "{}", out.text);
+    assert_eq!(pod_spec(&out.text)["initContainers"][0]["name"], "lameduck");
+}
+
+#[test]
+fn yaml_1_1_is_taken_and_other_versions_refused_as_the_api_server_does() {
+    let text = |version: &str| format!("# one\n%YAML {version}\n---\n{}", deployment(APP));
+    let e = refused(&text("1.2"), &Options::new(Mode::Sidecar));
+    assert!(
+        e.starts_with("test.yaml: document 1 at line 2: `%YAML 1.2`: the Kubernetes API server"),
+        "{e}"
+    );
+    let out = ok(&text("1.1"), &Options::new(Mode::Sidecar));
+    assert!(
+        out.text.starts_with("# one\n%YAML 1.1\n---\n"),
+        "{}",
+        out.text
+    );
+}
+
+#[test]
+fn a_base_config_with_directives_keeps_them() {
+    // yaml-edit's document refuses directives: this panicked (exit 101).
+    let base = BaseConfig::new(
+        "%YAML 1.2\n---\n# mine\ngrace_period: 30s\n".into(),
+        Facts::default(),
+    );
+    assert_eq!(
+        base.render(45, None, None).unwrap(),
+        "%YAML 1.2\n---\n# mine\ngrace_period: 45s\n"
+    );
+    let base = BaseConfig::new("%YAML 1.2\n--- # the settings\n".into(), Facts::default());
+    let rendered = base.render(45, None, None).unwrap();
+    assert!(rendered.starts_with("%YAML 1.2\n---"), "{rendered}");
+    assert!(rendered.ends_with("grace_period: 45s\n"), "{rendered}");
+}
+
+#[test]
+fn a_grace_period_past_lameduck_s_durations_is_clamped_in_its_config_only() {
+    let long = format!("      terminationGracePeriodSeconds: 4294968\n{APP}");
+    let out = ok(&deployment(&long), &Options::new(Mode::Sidecar));
+    assert_eq!(lameduck_yaml(&out.text)["grace_period"], "4294967s");
+    assert_eq!(
+        pod_spec(&out.text)["terminationGracePeriodSeconds"],
+        4294968
+    );
+    assert!(
+        out.notes[0].contains("its config says 4294967s (about 49.7 days), so its deadline comes 1s before the kubelet's"),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(out.configs.len(), 1);
+    assert!(out.configs[0].config.contains("grace_period: 4294967s"));
+    // The longest that fits is written as it is.
+    let fits = format!("      terminationGracePeriodSeconds: 4294967\n{APP}");
+    let out = ok(&deployment(&fits), &Options::new(Mode::Sidecar));
+    assert_eq!(lameduck_yaml(&out.text)["grace_period"], "4294967s");
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+}
+
+#[test]
+fn input_past_the_bounds_is_refused_with_its_place() {
+    let bomb = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\nx: &a [{}]\ny: [{}]\n",
+        vec!["s"; 1_000].join(", "),
+        vec!["*a"; 3_000].join(", ")
+    );
+    let e = refused(&bomb, &Options::new(Mode::Sidecar));
+    assert!(
+        e.starts_with("test.yaml:5:")
+            && e.contains(": y[")
+            && e.contains("more than 2000000 nodes"),
+        "{e}"
+    );
+    let many = "---\na: 1\n".repeat(BOUNDS.documents + 1);
+    let e = refused(&many, &Options::new(Mode::Sidecar));
+    assert!(
+        e.starts_with("test.yaml:20001:1: more than 10000 documents"),
+        "{e}"
+    );
+    let e = parse_command(&format!("web=[{}]", "[".repeat(3))).unwrap_err();
+    assert!(e.contains("nested more than 1 deep"), "{e}");
+}
+
+#[test]
+fn documents_are_named_by_their_line_however_many_come_before() {
+    let config_map = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let text = config_map.repeat(3) + "---\n# the app\n" + &deployment("      containers: []\n");
+    let e = refused(&text, &Options::new(Mode::Sidecar));
+    assert!(
+        e.starts_with("test.yaml: document 4 at line 15 (Deployment/web): has no containers"),
+        "{e}"
+    );
 }

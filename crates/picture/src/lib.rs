@@ -50,6 +50,11 @@ impl Frame {
     }
 }
 
+/// The entries a recording may hold: the agent keeps 2,000. One with more
+/// is not an agent's, and every reader's work (a policy call each, for
+/// `replay`) grows with them.
+pub const MAX_ENTRIES: usize = 10_000;
+
 /// The timeline of a saved `/status` (or a bare timeline), typed: entries
 /// of kinds this agent does not know are left out; an entry it cannot read
 /// is an error that names it.
@@ -59,6 +64,13 @@ pub fn entries_of(status: &Value) -> Result<Vec<Entry>, String> {
         .unwrap_or(status)
         .as_array()
         .ok_or("not the JSON of /status (no `timeline` list)")?;
+    if list.len() > MAX_ENTRIES {
+        return Err(format!(
+            "timeline: {} entries, more than the {MAX_ENTRIES} a recording holds (the agent \
+             keeps 2000)",
+            list.len()
+        ));
+    }
     let mut entries = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
         if let Some(entry) =
@@ -117,6 +129,17 @@ const HALO: &str =
 
 /// Reasons and messages longer than this are clipped with an ellipsis.
 const MAX_TEXT: usize = 160;
+
+/// The farthest from the drain's start a time is drawn, either way, in ms
+/// (285,000 years). A recording's times come from anyone, as `u64`: held
+/// within this, no sum or difference below overflows, and `f64` holds each
+/// exactly.
+const FAR: i64 = 1 << 53;
+
+/// `ms` held within [`FAR`].
+fn held(ms: i128) -> i64 {
+    ms.clamp(-i128::from(FAR), i128::from(FAR)) as i64
+}
 
 /// The SVG of the drain on `entries` (the timeline, oldest first).
 pub fn render(entries: &[Entry], frame: Frame) -> String {
@@ -191,7 +214,7 @@ impl<'a> Story<'a> {
             .iter()
             .find_map(|e| Some(e.at_ms.saturating_sub(e.drain_ms?.into())));
         let drained = origin.is_some();
-        let t = |e: &Entry| e.at_ms as i64 - origin.unwrap_or(0) as i64;
+        let t = |e: &Entry| held(i128::from(e.at_ms) - i128::from(origin.unwrap_or(0)));
         let last = entries.iter().map(t).max().unwrap_or(0).max(0);
         // Some serving time before the drain, in proportion to the drain.
         let lead = if drained { (last / 12).max(100) } else { 0 };
@@ -212,8 +235,11 @@ impl<'a> Story<'a> {
             drained,
             first,
             last,
-            deadline: budget.filter(|_| drained).map(|b| b as i64),
-            grace_end: frame.grace_period_ms.filter(|_| drained).map(|g| g as i64),
+            deadline: budget.filter(|_| drained).map(|b| held(b.into())),
+            grace_end: frame
+                .grace_period_ms
+                .filter(|_| drained)
+                .map(|g| held(g.into())),
             readiness: vec![(first, true)],
             samples: Vec::new(),
             decisions: Vec::new(),
@@ -1104,6 +1130,35 @@ mod tests {
             error.starts_with("timeline[3].data.decision.next"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn times_at_the_ends_of_u64_are_drawn_within_bounds() {
+        // Times that wrap i64: the axis once took a step of 1 ms across
+        // the wrapped span (1.5 GB, then an abort); in a debug build, an
+        // overflow panic.
+        let mut hostile = timeline("waiting", connections());
+        hostile["timeline"][0]["at_ms"] = json!(u64::MAX);
+        hostile["timeline"][6]["at_ms"] = json!(u64::MAX);
+        hostile["timeline"][6]["drain_ms"] = json!(0);
+        hostile["status"]["config"] = json!({ "grace_period_ms": u64::MAX, "safety_margin_ms": 0 });
+        let svg = from_status(&hostile).unwrap();
+        let ticks = svg.matches("class=\"tick\"").count();
+        assert!(ticks <= 24, "{ticks} ticks");
+        assert!(svg.len() < 64 << 10, "{} bytes", svg.len());
+        // And an entry alone at the far end of time.
+        let far = json!([{ "at_ms": u64::MAX, "drain_ms": u32::MAX, "event": "exit",
+                           "data": { "status": 0 } },
+                         { "at_ms": 0, "drain_ms": 0, "event": "exit", "data": { "status": 0 } }]);
+        assert!(from_status(&far).unwrap().len() < 64 << 10);
+    }
+
+    #[test]
+    fn a_recording_longer_than_an_agent_keeps_is_refused() {
+        let entry = json!({ "at_ms": 3, "event": "started", "data": { "pid": 7 } });
+        let long = Value::Array(vec![entry; MAX_ENTRIES + 1]);
+        let error = from_status(&long).unwrap_err();
+        assert!(error.starts_with("timeline: 10001 entries"), "{error}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi_io::bytes::Bytes;
 
+use lameduck_core::record::printable;
+
 use super::Level;
 
 /// Longest line kept; the rest of a longer line is dropped.
@@ -89,7 +91,10 @@ impl Lines {
 
     fn emit(&self, level: Level, stream: Option<&'static str>, line: &str) {
         let policy = &*self.tag;
-        let line = cut(line);
+        // The log's formatter escapes some controls, not all (a carriage
+        // return, a right-to-left override): `check`, `replay` and
+        // `simulate` write these lines to the operator's terminal.
+        let line = printable(cut(line));
         match (level, stream) {
             (_, Some(stream)) => tracing::info!(target: "policy", policy, stream, "{line}"),
             (Level::Debug, None) => tracing::debug!(target: "policy", policy, "{line}"),

@@ -13,14 +13,13 @@
 
 mod scenario;
 mod world;
-mod yaml;
 
 use std::path::Path;
 use std::time::Duration;
 
 use lameduck_core::agent::Settings;
 use lameduck_core::millis;
-use lameduck_core::record::Entry;
+use lameduck_core::record::{Entry, printable};
 use lameduck_core::{Decision, Mode, ProbeValue, Signal, SignalAction, Snapshot};
 use lameduck_runtime::Policy;
 use lameduck_sdk::harness::{Decider, Harness};
@@ -49,7 +48,7 @@ pub fn simulate(setup: Setup, scenario: (&Path, &str), svg: Option<&Path>) -> i3
     match run(setup, scenario, svg) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("lameduck simulate: {e}");
+            eprintln!("lameduck simulate: {}", printable(&e));
             2
         }
     }
@@ -66,8 +65,24 @@ struct Outcome {
     stop: Option<Stop>,
 }
 
+/// The timeline's entries a rehearsal keeps: each decision holds its
+/// snapshot, and a policy may ask to be called every 10 ms. A 24 h drain
+/// rechecked each second fits; one past it is stopped and refused.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// The drain is played in slices of this much virtual time, the entries
+/// counted after each (at most 100 decisions, at the agent's 10 ms floor).
+const SLICE_MS: u32 = 1_000;
+
 fn run(setup: Setup, (path, text): (&Path, &str), svg: Option<&Path>) -> Result<(), String> {
     let scenario = Scenario::parse(path, text)?;
+    if setup.grace_period > scenario::MAX_TIME {
+        return Err(format!(
+            "grace_period: {} is longer than a rehearsal plays (at most {})",
+            lameduck_core::show_duration(setup.grace_period),
+            lameduck_core::show_duration(scenario::MAX_TIME)
+        ));
+    }
     let policy = setup.policy;
     let identity = policy.identity().map(|i| i.to_string()).unwrap_or_default();
     let mut world = World::new(&scenario);
@@ -121,7 +136,19 @@ fn run(setup: Setup, (path, text): (&Path, &str), svg: Option<&Path>) -> Result<
             h.prestop();
         }
     }
-    h.run(grace.saturating_add(10_000), |t, h| read(t, h, &mut stop));
+    let end = grace.saturating_add(10_000);
+    let mut until = 0;
+    while until < end && !h.agent().done() {
+        until = until.saturating_add(SLICE_MS).min(end);
+        h.run(until, |t, h| read(t, h, &mut stop));
+        if h.records().len() > MAX_ENTRIES {
+            return Err(format!(
+                "more than {MAX_ENTRIES} entries on the timeline by {until} ms into the drain \
+                 (the policy asks to be called again every few ms for as long as the grace \
+                 period): a rehearsal keeps at most {MAX_ENTRIES}"
+            ));
+        }
+    }
 
     let began = h.now() - u64::from(h.snapshot().elapsed_ms);
     print_timeline(&h);
@@ -180,16 +207,17 @@ fn print_timeline(h: &Harness<Rehearsed>) {
         let when = entry
             .drain_ms
             .map_or("serving".to_string(), |ms| format!("+{ms}ms"));
+        // The words carry the policy's reasons: escaped for the terminal.
         println!(
             "{when:>9}  {:<9} {}",
             entry.event.kind(),
-            entry.event.describe()
+            printable(&entry.event.describe())
         );
     }
 }
 
 fn print_figures(scenario: &Scenario, policy: &str, world: &World, outcome: &Outcome, grace: u32) {
-    let line = |key: &str, value: String| println!("{key:<10}{value}");
+    let line = |key: &str, value: String| println!("{key:<10}{}", printable(&value));
     println!();
     if !scenario.name.is_empty() {
         line("scenario", scenario.name.clone());

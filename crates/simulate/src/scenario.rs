@@ -3,9 +3,30 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lameduck_yaml::Bounds;
 use serde::Deserialize;
 
-use crate::yaml::{Dur, from_yaml};
+/// A scenario is a page of settings and a few probe tracks: a few hundred
+/// nodes. Room for tracks of thousands of points, not for a file that
+/// stands for more work than the rehearsal it describes.
+const SCENARIO: Bounds = Bounds {
+    what: "a scenario",
+    documents: 1,
+    depth: 16,
+    nodes: 100_000,
+    aliases: 1_000,
+};
+
+/// The requests a rehearsal generates, serving and draining together
+/// (`rate` × time, or bursts × `size`): each is kept (16 bytes) and every
+/// probe reading looks them up, so they bound its memory and its work.
+/// 10 requests a second for a day of serving fit.
+pub const MAX_REQUESTS: u64 = 1_000_000;
+
+/// The longest time a rehearsal plays, serving and draining each: a day.
+/// Grace periods are seconds to hours; a day of serving is more than the
+/// agent learns from.
+pub const MAX_TIME: Duration = Duration::from_secs(24 * 3600);
 
 /// What `lameduck simulate` plays. Times in the drain are counted from the
 /// moment it began (the TERM, or the `preStop` hook).
@@ -152,7 +173,9 @@ impl Scenario {
     /// Reads and checks a scenario file; errors name the file, line, column
     /// and field.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
-        let scenario: Scenario = from_yaml(path, text)?;
+        let scenario: Scenario =
+            lameduck_yaml::from_str(&path.display().to_string(), text, &SCENARIO)
+                .map_err(|e| e.to_string())?;
         scenario
             .check()
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -179,9 +202,19 @@ impl Scenario {
             lameduck_core::Signal::from_name(name)
                 .ok_or_else(|| format!("drain.app.stops_on: `{name}` is not a signal name"))?;
         }
-        if self.serving.0 > Duration::from_secs(24 * 3600) {
-            return Err("serving: at most 24h".into());
+        let day = lameduck_core::show_duration(MAX_TIME);
+        for (field, time) in [
+            ("serving", self.serving),
+            ("drain.endpoint_removed", self.drain.endpoint_removed),
+        ] {
+            if time.0 > MAX_TIME {
+                return Err(format!(
+                    "{field}: {} is longer than a rehearsal plays (at most {day})",
+                    lameduck_core::show_duration(time.0)
+                ));
+            }
         }
+        self.check_requests()?;
         for (i, track) in self.probes.iter().enumerate() {
             for (j, point) in track.values.iter().enumerate() {
                 let kinds = [
@@ -198,6 +231,46 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// The requests the traffic would generate, within [`MAX_REQUESTS`]:
+    /// counted before any is.
+    fn check_requests(&self) -> Result<(), String> {
+        // From the start of serving to the endpoint's removal.
+        let span = self.serving.0 + self.drain.endpoint_removed.0;
+        let (field, requests) = match (&self.traffic.rate, &self.traffic.bursts) {
+            (Some(rate), _) => ("traffic.rate", rate * span.as_secs_f64()),
+            (_, Some(b)) => {
+                let bursts = span.as_millis().div_ceil(b.every.0.as_millis().max(1));
+                ("traffic.bursts", bursts as f64 * f64::from(b.size))
+            }
+            (None, None) => return Ok(()),
+        };
+        if requests > MAX_REQUESTS as f64 {
+            return Err(format!(
+                "{field}: {requests:.0} requests from the start of serving to the endpoint's \
+                 removal ({}): a rehearsal generates at most {MAX_REQUESTS}",
+                lameduck_core::show_duration(span)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration written as `250ms`, `30s`, `2m`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        lameduck_core::parse_duration_ms(&text)
+            .map(|ms| Duration::from_millis(ms.into()))
+            .ok_or_else(|| format!("`{text}` is not a duration (examples: 250ms, 30s, 2m)"))
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 

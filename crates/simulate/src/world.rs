@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use lameduck_core::{Connections, Evidence, FileState, HttpResponse, ProbeValue, Silences};
 
-use super::scenario::{OnTerm, Point, Scenario};
+use super::scenario::{MAX_REQUESTS, OnTerm, Point, Scenario};
 
 /// One request: when it arrives, and when its answer would be complete.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,16 @@ struct Request {
 
 /// The world: the requests, generated once from the scenario.
 pub struct World {
+    /// In order of arrival.
     requests: Vec<Request>,
+    /// Their arrivals and completions, each in order: a reading is a few
+    /// binary searches, not a pass over every request (a rehearsal reads
+    /// the probes at each of up to a hundred thousand decisions).
+    arrivals: Vec<i64>,
+    dones: Vec<i64>,
+    /// Once the app refuses requests from a moment: that moment, and the
+    /// completions of the requests it took before it, in order.
+    served: Option<(i64, Vec<i64>)>,
     pool: Option<u32>,
     learned: Silences,
     tracks: HashMap<String, Vec<(i64, ProbeValue)>>,
@@ -49,10 +58,13 @@ impl World {
             traffic.duration.max.0.as_millis() as i64,
         );
         let mut arrivals = Vec::new();
+        // The scenario's check holds the expected count to MAX_REQUESTS; a
+        // Poisson stream drawing twice that is a guard, not a case.
+        let most = 2 * MAX_REQUESTS as usize;
         if let Some(rate) = traffic.rate {
             // A Poisson stream: exponential gaps.
             let mut t = start as f64;
-            loop {
+            while arrivals.len() < most {
                 t += -random.unit().max(f64::MIN_POSITIVE).ln() / rate * 1_000.0;
                 if t >= end as f64 {
                     break;
@@ -63,23 +75,28 @@ impl World {
             let every = bursts.every.0.as_millis().max(1) as i64;
             let spacing = bursts.spacing.0.as_millis() as i64;
             let mut burst = start;
-            while burst < end {
+            while burst < end && arrivals.len() < most {
                 for i in 0..i64::from(bursts.size) {
                     let t = burst + i * spacing;
-                    if t < end {
-                        arrivals.push(t);
+                    if t >= end {
+                        break;
                     }
+                    arrivals.push(t);
                 }
                 burst += every;
             }
+            // Bursts longer than their rhythm overlap.
+            arrivals.sort_unstable();
         }
-        let requests = arrivals
+        let requests: Vec<Request> = arrivals
             .iter()
             .map(|&arrives| Request {
                 arrives,
                 done: arrives + min + (random.unit() * (max - min) as f64) as i64,
             })
             .collect();
+        let mut dones: Vec<i64> = requests.iter().map(|r| r.done).collect();
+        dones.sort_unstable();
         let tracks = scenario
             .probes
             .iter()
@@ -96,6 +113,9 @@ impl World {
         World {
             learned: learn(&arrivals, -start),
             requests,
+            arrivals,
+            dones,
+            served: None,
             pool: traffic.keep_alive,
             tracks,
             last_sample: None,
@@ -109,20 +129,25 @@ impl World {
     /// until `stop` says otherwise.
     pub fn connections(&mut self, t: i64, stop: Option<Stop>) -> ProbeValue {
         let since = self.last_sample.replace(t).unwrap_or(i64::MIN);
-        let served = |r: &&Request| stop.is_none_or(|s| r.arrives < s.refuses_from);
-        let in_flight = self
-            .requests
-            .iter()
-            .filter(served)
-            .filter(|r| r.arrives <= t && t < r.done)
-            .count() as u32;
-        let last = self.requests.iter().filter(served).map(|r| r.arrives);
-        let since_last_request_ms = last.filter(|a| *a <= t).max().map(|a| ms(t - a));
+        // The requests served arrived by `last`: by `t`, and before the app
+        // refused any.
+        let refuses_from = stop.map_or(i64::MAX, |s| s.refuses_from);
+        let last = t.min(refuses_from.saturating_sub(1));
+        let in_flight = if last == t {
+            // Every request done by `t` had arrived by then.
+            by(&self.arrivals, t) - by(&self.dones, t)
+        } else {
+            let served = self.served_dones(refuses_from);
+            served.len() - by(served, t)
+        } as u32;
+        let arrived = |t: i64| by(&self.arrivals, t);
+        let since_last_request_ms = arrived(last)
+            .checked_sub(1)
+            .map(|i| ms(t - self.arrivals[i]));
         let (open, accepted, since_last_accept_ms) = match self.pool {
             Some(size) => (size.max(in_flight), 0, None),
             None => {
-                let new = self.requests.iter().filter(served);
-                let accepted = new.filter(|r| since < r.arrives && r.arrives <= t).count();
+                let accepted = arrived(last).saturating_sub(arrived(since.min(last)));
                 (in_flight, accepted as u32, since_last_request_ms)
             }
         };
@@ -144,11 +169,32 @@ impl World {
         })
     }
 
+    /// The completions, in order, of the requests that arrived before
+    /// `refuses_from`: worked out once per stop.
+    fn served_dones(&mut self, refuses_from: i64) -> &[i64] {
+        if self
+            .served
+            .as_ref()
+            .is_none_or(|(from, _)| *from != refuses_from)
+        {
+            let mut dones: Vec<i64> = self
+                .requests
+                .iter()
+                .take_while(|r| r.arrives < refuses_from)
+                .map(|r| r.done)
+                .collect();
+            dones.sort_unstable();
+            self.served = Some((refuses_from, dones));
+        }
+        &self.served.as_ref().expect("just set").1
+    }
+
     /// What a scenario-given probe reads at `t`; `None` if the scenario
     /// says nothing of it.
     pub fn track(&self, name: &str, t: i64) -> Option<ProbeValue> {
         let values = self.tracks.get(name)?;
-        let current = values.iter().rev().find(|(at, _)| *at <= t);
+        let now = values.partition_point(|(at, _)| *at <= t);
+        let current = now.checked_sub(1).and_then(|i| values.get(i));
         Some(match current.or(values.first()) {
             Some((_, value)) => value.clone(),
             None => ProbeValue::Failed("no value in the scenario".into()),
@@ -192,10 +238,7 @@ impl World {
 
     /// Requests in flight at `t`.
     pub fn in_flight(&self, t: i64) -> usize {
-        self.requests
-            .iter()
-            .filter(|r| r.arrives <= t && t < r.done)
-            .count()
+        by(&self.arrivals, t) - by(&self.dones, t)
     }
 
     /// The moment the pod could have been signalled safely: the endpoint
@@ -256,6 +299,11 @@ fn value(point: &Point) -> ProbeValue {
     } else {
         ProbeValue::Failed(point.failed.clone().unwrap_or_default())
     }
+}
+
+/// How many of the times in `sorted` are at or before `t`.
+fn by(sorted: &[i64], t: i64) -> usize {
+    sorted.partition_point(|x| *x <= t)
 }
 
 fn ms(value: i64) -> u32 {

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lameduck_yaml::Bounds;
 use serde_yaml::{Mapping, Value};
 
 use super::declare::{Declaration, Shape};
@@ -17,6 +18,17 @@ use crate::files;
 
 /// The largest config file taken.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A config is a page of settings, probes and the policy's included: a few
+/// hundred nodes, five collections deep. Room for a hundred probes; none
+/// for a file (or a flag) that stands for millions of nodes by aliases.
+pub const CONFIG_BOUNDS: Bounds = Bounds {
+    what: "a config",
+    documents: 1,
+    depth: 16,
+    nodes: 10_000,
+    aliases: 100,
+};
 
 /// Keys that once were, with what to write instead.
 const GONE: [(&str, &str); 1] = [(
@@ -67,10 +79,17 @@ impl Loaded {
     }
 }
 
-/// Reads `file` (if given), the environment (through `env`) and `flags`
-/// (the texts of each declaration's flag, by its index) over the defaults.
+/// The text of the config file at `path`: a regular file, bounded.
+pub fn read(path: &Path) -> Result<(PathBuf, String), ConfigError> {
+    let text = files::read_text(path, MAX_CONFIG_BYTES).map_err(ConfigError)?;
+    Ok((path.to_path_buf(), text))
+}
+
+/// Reads `file` (its name and text, if given), the environment (through
+/// `env`) and `flags` (the texts of each declaration's flag, by its index)
+/// over the defaults.
 pub fn load(
-    file: Option<&Path>,
+    file: Option<(PathBuf, String)>,
     env: impl Fn(&str) -> Option<String>,
     flags: &[(usize, Vec<String>)],
 ) -> Result<Loaded, ConfigError> {
@@ -79,9 +98,14 @@ pub fn load(
         origins: vec![Origin::Default; DECLARATIONS.len()],
         file: None,
     };
-    if let Some(path) = file {
-        let text = files::read_text(path, MAX_CONFIG_BYTES).map_err(ConfigError)?;
-        loaded.file = Some((path.to_path_buf(), text));
+    if let Some((path, text)) = file {
+        // Read past a byte order mark, as kubectl does: the lines and
+        // columns given later are then those of the text after it.
+        let text = match text.strip_prefix(lameduck_yaml::BOM) {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
+        loaded.file = Some((path, text));
         loaded.read_file()?;
     }
     for (i, declaration) in DECLARATIONS.iter().enumerate() {
@@ -106,19 +130,9 @@ pub fn load(
 impl Loaded {
     fn read_file(&mut self) -> Result<(), ConfigError> {
         let (path, text) = self.file.clone().expect("a file");
-        let yaml: Value = serde_yaml::from_str(&text).map_err(|e| {
-            let message = e.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message);
-            ConfigError(match e.location() {
-                Some(at) => format!(
-                    "{}:{}:{}: {message}",
-                    path.display(),
-                    at.line(),
-                    at.column()
-                ),
-                None => format!("{}: {message}", path.display()),
-            })
-        })?;
+        let yaml: Value =
+            lameduck_yaml::from_str(&path.display().to_string(), &text, &CONFIG_BOUNDS)
+                .map_err(|e| ConfigError(e.to_string()))?;
         match yaml {
             Value::Null => Ok(()),
             Value::Mapping(map) => self.walk(&map, ""),
@@ -221,7 +235,7 @@ fn from_text(declaration: &Declaration, texts: &[String]) -> Result<Value, Strin
         Shape::Scalar => Ok(Value::String(texts.last().cloned().unwrap_or_default())),
         Shape::Yaml => {
             let text = texts.last().map_or("", String::as_str);
-            serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))
+            lameduck_yaml::from_str(declaration.key, text, &CONFIG_BOUNDS).map_err(|e| e.inside())
         }
         Shape::List => Ok(Value::Sequence(
             items().map(|t| Value::String(t.into())).collect(),

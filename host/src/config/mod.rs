@@ -152,7 +152,16 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         flags: &[(usize, Vec<String>)],
     ) -> Result<Config, ConfigError> {
+        let file = file.map(layers::read).transpose()?;
         let mut loaded = layers::load(file, env, flags)?;
+        checks::check(&mut loaded)?;
+        Ok(loaded.config)
+    }
+
+    /// The config a file holding `text` (named `name`) gives, alone, as
+    /// `run` would load it: no flags, nothing from the environment.
+    pub fn from_text(name: &Path, text: String) -> Result<Config, ConfigError> {
+        let mut loaded = layers::load(Some((name.to_path_buf(), text)), |_| None, &[])?;
         checks::check(&mut loaded)?;
         Ok(loaded.config)
     }

@@ -11,9 +11,11 @@
 //! read ([`legacy`]).
 
 mod legacy;
+mod terminal;
 mod wire;
 mod words;
 
+pub use terminal::printable;
 pub use words::{describe_answer, describe_decision, gist};
 
 use serde::{Deserialize, Serialize};
