@@ -225,7 +225,13 @@ fn bind(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener>
         .map_err(|e| std::io::Error::new(e.kind(), format!("{address}: {e}")))?;
     // A longer queue than std's 128: in a flood of clients, the kubelet's
     // probe waits its turn rather than for a SYN to be sent again (1 s).
-    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(1024)?)?;
+    // (nix's `Backlog` refuses more than the libc's SOMAXCONN, 128 in musl;
+    // the kernel caps it at `net.core.somaxconn` itself.)
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) again on a socket this function owns.
+    if unsafe { libc::listen(listener.as_raw_fd(), 1024) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
