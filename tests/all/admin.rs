@@ -7,7 +7,9 @@ use crate::supervision::as_strs;
 use lameduck_core::Signal;
 use lameduck_core::record::Event;
 
-use crate::util::{Agent, App, get_body, policy_loaded, request, scratch, serving, show, timeline};
+use crate::util::{
+    Agent, App, get_body, policy_loaded, request, scratch, serving, show, status_kib, timeline,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -290,12 +292,7 @@ fn prestop_auth_refuses_a_call_without_the_token() {
 
 /// The agent's resident memory now, in KiB.
 fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
+    status_kib(&pid.to_string(), "VmRSS:").unwrap_or(0)
 }
 
 /// 3,000 clients that ask for `/status` and the picture late in a drain and

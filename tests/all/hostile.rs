@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{lameduck, root, scratch, with_wasi};
+use crate::util::{lameduck, root, scratch, status_kib, with_wasi};
 
 /// What no attack's run may reach: the smallest of them reached 1.3 GB
 /// without the fix; the commands themselves take a few tens of MiB. The
@@ -130,7 +130,7 @@ fn run(what: &str, args: &[&str], input: Input<'_>) -> Ran {
         out: out.join().unwrap(),
         err: err.join().unwrap(),
         peak_kib: usage.ru_maxrss as u64,
-        ours_kib: own_peak_kib(),
+        ours_kib: status_kib("self", "VmHWM:").unwrap_or(0),
         took,
     };
     println!(
@@ -140,16 +140,6 @@ fn run(what: &str, args: &[&str], input: Input<'_>) -> Ran {
         ran.peak_kib >> 10
     );
     ran
-}
-
-/// This process's peak resident memory (`VmHWM`).
-fn own_peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -589,6 +589,20 @@ pub fn request(
     Ok((status, body))
 }
 
+/// A number of `/proc/PID/status` (`VmRSS:`, `VmHWM:`, in KiB), of `pid`
+/// or, with `self`, of this process; `None` once it has exited.
+pub fn status_kib(pid: &str, name: &str) -> Option<u64> {
+    status_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        name,
+    )
+}
+
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The most a process held, as sampled.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Peak {
@@ -604,10 +618,7 @@ impl Peak {
     /// A process's numbers now; `None` once it has exited (or is a zombie).
     pub fn of(pid: i32) -> Option<Peak> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            let line = status.lines().find(|l| l.starts_with(name))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        };
+        let field = |name: &str| status_field(&status, name);
         if status
             .lines()
             .any(|l| l.starts_with("State:") && l.contains("Z"))

@@ -9,6 +9,8 @@ mod exec;
 mod file;
 pub(crate) mod http;
 mod metrics;
+#[cfg(test)]
+mod namespace;
 mod proc_net_tcp;
 mod silences;
 mod snmp;

@@ -290,44 +290,23 @@ impl SockDiag {
             .map_err(DumpError::from_io)?;
         let (mut answers, mut all) = (0, true);
         while answers < known.len() {
-            self.buf.clear();
-            let received = match self
-                .socket
-                .recv(&mut self.buf, libc::MSG_TRUNC | libc::MSG_DONTWAIT)
-            {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(DumpError::from_io(e)),
-            };
-            if received > self.buf.len() {
-                return Err(DumpError::Decode(format!(
-                    "a {received}-byte message did not fit"
-                )));
+            match self.recv(libc::MSG_DONTWAIT) {
+                Err(DumpError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                result => result?,
             }
-            let mut rest = &self.buf[..];
-            while !rest.is_empty() {
-                let message = NetlinkBuffer::new_checked(rest)
-                    .map_err(|e| DumpError::Decode(e.to_string()))?;
-                let length = message.length() as usize;
-                if message.sequence_number() == self.sequence {
-                    match message.message_type() {
-                        // Gone (ENOENT), or any other refusal.
-                        NLMSG_ERROR => {
-                            answers += 1;
-                            all = false;
-                        }
-                        SOCK_DIAG_BY_FAMILY => {
-                            answers += 1;
-                            out.push(socket(message.payload())?);
-                        }
-                        _ => {}
+            for (kind, payload) in ours(&self.buf, self.sequence) {
+                match kind? {
+                    // Gone (ENOENT), or any other refusal.
+                    NLMSG_ERROR => {
+                        answers += 1;
+                        all = false;
                     }
+                    SOCK_DIAG_BY_FAMILY => {
+                        answers += 1;
+                        out.push(socket(payload)?);
+                    }
+                    _ => {}
                 }
-                let step = length.next_multiple_of(4).min(rest.len());
-                if step == 0 {
-                    break;
-                }
-                rest = &rest[step..];
             }
         }
         Ok(all)
@@ -335,49 +314,75 @@ impl SockDiag {
 
     fn receive(&mut self, out: &mut Vec<Socket>) -> Result<(), DumpError> {
         loop {
-            self.buf.clear();
-            // MSG_TRUNC: the length returned is the datagram's, so one
-            // larger than the buffer is an error, not silently cut.
-            let received = self
-                .socket
-                .recv(&mut self.buf, libc::MSG_TRUNC)
-                .map_err(DumpError::from_io)?;
-            if received > self.buf.len() {
-                return Err(DumpError::Decode(format!(
-                    "a {received}-byte message did not fit"
-                )));
-            }
-            let mut rest = &self.buf[..];
-            while !rest.is_empty() {
-                let message = NetlinkBuffer::new_checked(rest)
-                    .map_err(|e| DumpError::Decode(e.to_string()))?;
-                let length = message.length() as usize;
-                if message.sequence_number() == self.sequence {
-                    match message.message_type() {
-                        NLMSG_DONE => return Ok(()),
-                        NLMSG_ERROR => {
-                            let error = ErrorBuffer::new_checked(message.payload())
-                                .map_err(|e| DumpError::Decode(e.to_string()))?;
-                            if let Some(code) = error.code() {
-                                return Err(DumpError::from_io(io::Error::from_raw_os_error(
-                                    -code.get(),
-                                )));
-                            }
+            self.recv(0)?;
+            for (kind, payload) in ours(&self.buf, self.sequence) {
+                match kind? {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let error = ErrorBuffer::new_checked(payload)
+                            .map_err(|e| DumpError::Decode(e.to_string()))?;
+                        if let Some(code) = error.code() {
+                            return Err(DumpError::from_io(io::Error::from_raw_os_error(
+                                -code.get(),
+                            )));
                         }
-                        SOCK_DIAG_BY_FAMILY => out.push(socket(message.payload())?),
-                        _ => {}
                     }
+                    SOCK_DIAG_BY_FAMILY => out.push(socket(payload)?),
+                    _ => {}
                 }
-                // Messages are 4-byte aligned within a datagram.
-                let step = length.next_multiple_of(4).min(rest.len());
-                if step == 0 {
-                    break;
-                }
-                rest = &rest[step..];
             }
         }
     }
+
+    /// Reads one datagram of answers into `self.buf`.
+    fn recv(&mut self, flags: libc::c_int) -> Result<(), DumpError> {
+        self.buf.clear();
+        // MSG_TRUNC: the length returned is the datagram's, so one larger
+        // than the buffer is an error, not silently cut.
+        let received = self
+            .socket
+            .recv(&mut self.buf, flags | libc::MSG_TRUNC)
+            .map_err(DumpError::from_io)?;
+        if received > self.buf.len() {
+            return Err(DumpError::Decode(format!(
+                "a {received}-byte message did not fit"
+            )));
+        }
+        Ok(())
+    }
 }
+
+/// The messages of a datagram that answer request `sequence`: each one's
+/// type and payload (a message that does not read ends the walk).
+fn ours(datagram: &[u8], sequence: u32) -> impl Iterator<Item = (Result<u16, DumpError>, &[u8])> {
+    let mut rest = datagram;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let message = match NetlinkBuffer::new_checked(rest) {
+                Ok(message) => message,
+                Err(e) => {
+                    rest = &[];
+                    return Some((Err(DumpError::Decode(e.to_string())), &[][..]));
+                }
+            };
+            let length = message.length() as usize;
+            let here = rest;
+            // Messages are 4-byte aligned within a datagram.
+            let step = length.next_multiple_of(4).min(rest.len());
+            rest = if step == 0 { &[] } else { &rest[step..] };
+            if message.sequence_number() == sequence {
+                let payload = &here[NETLINK_HEADER.min(length)..length.min(here.len())];
+                return Some((Ok(message.message_type()), payload));
+            }
+        }
+    })
+}
+
+/// `struct nlmsghdr`.
+const NETLINK_HEADER: usize = 16;
 
 /// Writes into `out` a dump request numbered `sequence` for the TCP sockets
 /// of `family` in `states`, with `tcp_info`, kept by `program` if any: the
@@ -515,6 +520,7 @@ fn tcp_info(value: &[u8]) -> Result<Activity, netlink_packet_core::DecodeError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::namespace::in_own_namespace;
 
     #[test]
     fn a_dump_sees_a_listener_and_both_ends_of_a_connection() {
@@ -574,36 +580,6 @@ mod tests {
         // Linux keeps TIME_WAIT for 60 s; this one began a moment ago.
         let left = ended.time_wait_left_ms.unwrap();
         assert!((50_000..=60_000).contains(&left), "{left} ms left");
-    }
-
-    /// Runs `test` on a thread in a new network namespace with loopback up,
-    /// so the sockets it sees are its own.
-    fn in_own_namespace(test: impl FnOnce() + Send + 'static) {
-        let thread = std::thread::spawn(move || {
-            // SAFETY: unshare changes only this thread's network namespace.
-            let done = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(done, 0, "unshare: {}", io::Error::last_os_error());
-            loopback_up();
-            test();
-        });
-        if let Err(panic) = thread.join() {
-            std::panic::resume_unwind(panic);
-        }
-    }
-
-    fn loopback_up() {
-        // SAFETY: plain ioctls on a socket owned here, on a zeroed `ifreq`.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-            assert!(fd >= 0);
-            let mut req: libc::ifreq = std::mem::zeroed();
-            req.ifr_name[0] = b'l' as libc::c_char;
-            req.ifr_name[1] = b'o' as libc::c_char;
-            assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0);
-            libc::close(fd);
-        }
     }
 
     /// Two listeners, a connection to each, and on each port one more
