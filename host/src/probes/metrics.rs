@@ -198,4 +198,35 @@ http_seconds_count 3
         assert_eq!(busy.sum, 1_000.0);
         assert_eq!(busy.series.len(), MAX_SERIES);
     }
+
+    /// An app whose `/metrics` never ends: read up to the bound and
+    /// refused, not read until the probe's timeout.
+    #[test]
+    fn an_endless_metrics_answer_is_refused_at_its_bound() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = [0; 1024];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n");
+            let line = b"requests_in_flight 1\n".repeat(4096);
+            // Until the probe hangs up.
+            while conn.write_all(&line).is_ok() {}
+        });
+        let mut probe = probe("requests_in_flight", &[]);
+        probe.get = Get::new(&format!("http://127.0.0.1:{port}/metrics"), Own::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let value = runtime.block_on(probe.sample());
+        assert_eq!(
+            value,
+            ProbeValue::Failed(format!(
+                "the metrics endpoint answered more than {MAX_BODY} bytes"
+            ))
+        );
+    }
 }
