@@ -10,6 +10,7 @@
 //! thread of their own. So the deadline and the app's exit are always seen
 //! on time.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ const LEARN_DUTY: u32 = 20;
 /// to look again every 10 ms can no longer keep a core busy.
 const DECIDE_DUTY: u32 = 5;
 
+/// How many of the live policy's answers are kept for the shadow's to be
+/// compared with: more than the shadow may have waiting, so that one that
+/// answers from the back of its queue still finds the live answer.
+const ANSWERS_KEPT: usize = 2 * crate::decider::SHADOW_QUEUE;
+
 /// The app, as far as the controller is concerned.
 #[derive(Debug, Clone, Copy)]
 pub enum App {
@@ -75,8 +81,9 @@ pub struct Controller {
     prestop: Vec<oneshot::Sender<String>>,
     /// What the reload signal reloads: the live policy, and the shadow.
     reloaders: Vec<Reloader>,
-    /// The live policy's last answer, for the shadow's to be compared with.
-    last_answer: Option<(u64, Reply)>,
+    /// The live policy's latest answers, for the shadow's to be compared
+    /// with: the shadow answers late, from a queue of its own.
+    answers: VecDeque<(u64, Reply)>,
     /// The probes whose degraded evidence was said, not said again until
     /// they recover.
     degraded: Vec<String>,
@@ -124,7 +131,7 @@ impl Controller {
             sampler,
             prestop: Vec::new(),
             reloaders,
-            last_answer: None,
+            answers: VecDeque::with_capacity(ANSWERS_KEPT),
             degraded: Vec::new(),
         }
     }
@@ -307,23 +314,31 @@ impl Controller {
         if let Some(failure) = &answered.failure {
             self.shared.metrics.policy_failure(failure.kind());
         }
-        self.last_answer = Some((answered.id, answered.reply.clone()));
+        self.keep_answer(answered.id, &answered.reply);
         answered.reply.into_input(call)
     }
 
+    fn keep_answer(&mut self, id: u64, reply: &Reply) {
+        if self.answers.len() == ANSWERS_KEPT {
+            self.answers.pop_front();
+        }
+        self.answers.push_back((id, reply.clone()));
+    }
+
     /// The shadow's answer: recorded beside the live one, compared, counted;
-    /// never obeyed.
+    /// never obeyed. A failure is recorded whatever the live policy answered.
     fn shadowed(&mut self, shadowed: Shadowed) {
-        let Some((_, live)) = self
-            .last_answer
-            .as_ref()
-            .filter(|(id, _)| *id == shadowed.id)
-        else {
-            return; // the live policy's answer was not taken: nothing to compare
-        };
-        let agrees = match &shadowed.failure {
-            Some(_) => None,
-            None => Some(shadowed.reply.agrees(live)),
+        let live = self
+            .answers
+            .iter()
+            .find(|(id, _)| *id == shadowed.id)
+            .map(|(_, reply)| reply);
+        let agrees = match (&shadowed.failure, live) {
+            (Some(_), _) => None,
+            (None, Some(live)) => Some(shadowed.reply.agrees(live)),
+            // The live policy's answer was not taken, or is long gone:
+            // nothing to compare.
+            (None, None) => return,
         };
         if let Some(agreed) = agrees {
             self.shared.shadow_answered(agreed);
@@ -331,7 +346,7 @@ impl Controller {
                 self.shared.metrics.shadow_disagreement(shadowed.call);
             }
         }
-        let live = (agrees == Some(false)).then(|| live.answer());
+        let live = live.filter(|_| agrees == Some(false)).map(Reply::answer);
         self.record(Event::Shadow {
             call: shadowed.call.to_string(),
             answer: shadowed.reply.answer(),
@@ -352,7 +367,7 @@ impl Controller {
             fallback: Some(why),
         };
         let reply = question.ask(&mut self.fallback);
-        self.last_answer = Some((question.id, reply.clone()));
+        self.keep_answer(question.id, &reply);
         reply.into_input(call)
     }
 

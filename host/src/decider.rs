@@ -23,7 +23,7 @@ use crate::question::{Answered, Kind, Question, Reply, Shadowed};
 /// Questions the shadow may have waiting; more are not asked of it (it is
 /// slower than the drain, and only its answers to the drain's questions of
 /// the moment are worth comparing).
-const SHADOW_QUEUE: usize = 4;
+pub(crate) const SHADOW_QUEUE: usize = 4;
 
 /// After this many failures in a row, the shadow rests before it is asked
 /// again: each rest twice the last, from [`SHADOW_REST`] to
