@@ -190,11 +190,14 @@ fn term_sent(records: &[Entry]) -> Option<u64> {
     })
 }
 
-/// A drain of the built-in `drain` that holds 3 s (`min-drain`), beside
-/// `shadow` if any: (when the app got TERM, the records).
-fn drain_beside(name: &str, shadow: Option<&std::path::Path>) -> (u64, Vec<Entry>) {
+/// A drain of the built-in `drain` that holds 3 s (`min-drain`).
+const DRAIN: &[&str] = &["--grace-period", "20s", "--policy-config", "min-drain=3s"];
+
+/// A drain by `live` (arguments of `run`), beside `shadow` if any: (when
+/// the app got TERM, the records).
+fn drain_beside(name: &str, live: &[&str], shadow: Option<&std::path::Path>) -> (u64, Vec<Entry>) {
     let app = App::new(name);
-    let mut args = vec!["--grace-period", "20s", "--policy-config", "min-drain=3s"];
+    let mut args = live.to_vec();
     let shadow = shadow.map(|s| s.to_str().unwrap().to_string());
     if let Some(shadow) = &shadow {
         args.extend(["--shadow-policy", shadow]);
@@ -210,19 +213,9 @@ fn drain_beside(name: &str, shadow: Option<&std::path::Path>) -> (u64, Vec<Entry
     (term, records)
 }
 
-#[test]
-fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
-    let dir = scratch("shadow-slow-trap");
-    let shadow = dir.join("slow-init-trap.wasm");
-    std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
-    let (alone, _) = drain_beside("shadow-slow-trap-alone", None);
-    let (beside, records) = drain_beside("shadow-slow-trap-app", Some(&shadow));
-    assert!(
-        live_answered_alone(&records),
-        "the live policy answered for itself:\n{}",
-        show(&records)
-    );
-    let failures = records
+/// How many times the shadow failed.
+fn shadow_failures(records: &[Entry]) -> usize {
+    records
         .iter()
         .filter(|e| {
             matches!(
@@ -233,9 +226,23 @@ fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
                 }
             )
         })
-        .count();
+        .count()
+}
+
+#[test]
+fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
+    let dir = scratch("shadow-slow-trap");
+    let shadow = dir.join("slow-init-trap.wasm");
+    std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
+    let (alone, _) = drain_beside("shadow-slow-trap-alone", DRAIN, None);
+    let (beside, records) = drain_beside("shadow-slow-trap-app", DRAIN, Some(&shadow));
     assert!(
-        failures >= 2,
+        live_answered_alone(&records),
+        "the live policy answered for itself:\n{}",
+        show(&records)
+    );
+    assert!(
+        shadow_failures(&records) >= 2,
         "the shadow failed, and again once made anew:\n{}",
         show(&records)
     );
@@ -244,6 +251,64 @@ fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
     // machine's scheduling.
     assert!(
         alone >= 3_000 && beside >= 3_000,
+        "TERM at {alone} ms alone, {beside} ms beside the shadow"
+    );
+    assert!(
+        beside.abs_diff(alone) < 500,
+        "TERM at {alone} ms alone, {beside} ms beside the shadow:\n{}",
+        show(&records)
+    );
+}
+
+/// The same shadow beside the built-in `jobs`, whose worker stays busy (its
+/// `idle` file never appears): the live policy holds TERM until the time the
+/// app needs to stop is all that is left, as it does alone. (The fallback,
+/// had it answered for the live policy, would have signalled the busy
+/// worker as soon as it was quiet on the network, seconds early.)
+#[test]
+fn a_shadow_slow_to_start_that_traps_does_not_touch_a_live_jobs_drain() {
+    let dir = scratch("shadow-slow-trap-jobs");
+    let shadow = dir.join("slow-init-trap.wasm");
+    std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
+    let config = dir.join("lameduck.yaml");
+    let idle = dir.join("idle");
+    std::fs::write(
+        &config,
+        format!(
+            "probes:\n  - name: idle\n    file: {{ path: '{}' }}\n",
+            idle.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let jobs = [
+        "--config",
+        config,
+        "--policy",
+        "builtin:jobs",
+        "--grace-period",
+        "10s",
+        "--policy-config",
+        "reserve=1s",
+    ];
+    let (alone, alone_records) = drain_beside("shadow-slow-trap-jobs-alone", &jobs, None);
+    let (beside, records) = drain_beside("shadow-slow-trap-jobs-app", &jobs, Some(&shadow));
+    for records in [&alone_records, &records] {
+        assert!(
+            live_answered_alone(records),
+            "the live policy answered for itself:\n{}",
+            show(records)
+        );
+    }
+    assert!(
+        shadow_failures(&records) >= 2,
+        "the shadow failed, and again once made anew:\n{}",
+        show(&records)
+    );
+    // `jobs` leaves the app its `reserve`: TERM about 7 s into the 10 s
+    // grace period. The fallback would have sent it at 5 s (`min-drain`).
+    assert!(
+        alone >= 6_000 && beside >= 6_000,
         "TERM at {alone} ms alone, {beside} ms beside the shadow"
     );
     assert!(
