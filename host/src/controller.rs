@@ -51,6 +51,10 @@ const LEARN_DUTY: u32 = 20;
 /// to look again every 10 ms can no longer keep a core busy.
 const DECIDE_DUTY: u32 = 5;
 
+/// How long learning must keep to its promised interval before it is said
+/// to be back to it.
+const SPACED_BACK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many of the live policy's answers are kept for the shadow's to be
 /// compared with: more than the shadow may have waiting, so that one that
 /// answers from the back of its queue still finds the live answer.
@@ -560,6 +564,7 @@ async fn sample(
     let mut decide_again = tokio::time::Instant::now();
     // Learning spaced out wider than promised, as last said.
     let mut spaced: Option<u32> = None;
+    let mut spaced_last = std::time::Instant::now();
     while let Some(kind) = requests.recv().await {
         let values = match kind {
             // Too soon for what the last one cost: nothing learned this time.
@@ -574,7 +579,13 @@ async fn sample(
                 let every =
                     lameduck_core::millis(spacing).div_ceil(LEARN_EVERY_MS) * LEARN_EVERY_MS;
                 let now = (every > LEARN_EVERY_MS).then_some(every);
-                if now != spaced && (now.is_none() || now > spaced) {
+                if now.is_some() {
+                    spaced_last = began;
+                }
+                // Back only once it has kept the promise for a while: a
+                // look that skipped its dump cost nothing, and proves little.
+                let back = now.is_none() && began - spaced_last >= SPACED_BACK_AFTER;
+                if (now > spaced || back && spaced.is_some()) && now != spaced {
                     spaced = now;
                     if inbox.send(Message::LearningSpaced(now)).is_err() {
                         return;

@@ -959,3 +959,105 @@ fn a_policy_asking_to_recheck_at_once_cannot_keep_the_probes_busy() {
         share * 100.0
     );
 }
+
+/// Has `command` start with `socket(AF_NETLINK, …)` refused (EPERM), as a
+/// strict seccomp profile does: a filter the child installs on itself.
+fn refuse_netlink(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // Classic BPF over `struct seccomp_data`: nr at 0, arch at 4, args[0]
+    // (its low half) at 16.
+    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let program: &'static [libc::sock_filter] = Box::leak(Box::new([
+        op(LD_ABS, 0, 0, 4),
+        op(JEQ, 0, 4, AUDIT_ARCH_X86_64),
+        op(LD_ABS, 0, 0, 0),
+        op(JEQ, 0, 2, libc::SYS_socket as u32),
+        op(LD_ABS, 0, 0, 16),
+        op(JEQ, 1, 0, libc::AF_NETLINK as u32),
+        op(RET, 0, 0, libc::SECCOMP_RET_ALLOW),
+        op(RET, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ]));
+    // SAFETY: prctl is async-signal-safe; the program outlives the call.
+    unsafe {
+        command.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Netlink refused: the `connections` probe reads `/proc/net/tcp`, says so
+/// once (the record and `/status`), and a pool of idle keep-alive
+/// connections, whose queues stay empty, does not hold the drain to its
+/// deadline (it held a 15 s drain to 13.2 s; with netlink, 5.1 s).
+#[test]
+fn where_netlink_is_refused_an_idle_pool_does_not_hold_the_drain() {
+    let _serial = one_at_a_time();
+    let app = App::new("netlink-refused");
+    let command = app.command(&["--on-term", "drain"]);
+    let mut agent = Agent::start_with(
+        &["--admin", "127.0.0.1:0", "--grace-period", "30s"],
+        &[],
+        &as_strs(&command),
+        refuse_netlink,
+    );
+    let port = app.port();
+    agent.wait_for("the policy", 20 * SECOND, policy_loaded);
+    let _pool: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    agent.wait_for("the fallback said", 10 * SECOND, |r| {
+        r.iter().any(|e| {
+            matches!(&e.event, Event::Degraded { probe, why }
+                if probe == "connections" && why.contains("netlink was refused"))
+        })
+    });
+    let (_, status) = get_body(agent.admin_port(), "/status").unwrap();
+    assert!(status.contains("netlink was refused"), "{status}");
+    let began = Instant::now();
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait(40 * SECOND).0, 0);
+    let records = agent.records();
+    let term = records
+        .iter()
+        .find_map(|e| match e.event {
+            Event::Sent {
+                signal: Signal::Term,
+                ..
+            } => e.drain_ms,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no TERM:\n{}", show(&records)));
+    eprintln!(
+        "TERM {term} ms into the drain, exit after {:?}",
+        began.elapsed()
+    );
+    // min-drain (5 s) and the 5 s an empty-queued connection is held
+    // overlap: far from the 30 s deadline.
+    assert!(term < 15_000, "TERM at {term} ms:\n{}", show(&records));
+    // Each degradation said once (learning, too, spaced out by the cost
+    // of reading the whole table).
+    for probe in ["connections", "learning"] {
+        let said = records
+            .iter()
+            .filter(|e| matches!(&e.event, Event::Degraded { probe: p, .. } if p == probe))
+            .count();
+        assert!(said <= 1, "{probe} said once:\n{}", show(&records));
+    }
+}
