@@ -217,7 +217,7 @@ enum Group {
 /// Rows with the app listening, idle, and 1k, 10k, 100k sockets of `group`.
 fn not_the_apps_rows(watch: &mut Namespaces, group: Group, open_files: u64) {
     let node = watch.node();
-    let _app = within(&node.pod, || TcpListener::bind((APP, APP_PORT)).unwrap());
+    let app = within(&node.pod, || TcpListener::bind((APP, APP_PORT)).unwrap());
     let (place, kind) = match group {
         Group::Established(place) => (place, "established"),
         Group::TimeWait(place) => (place, "TIME_WAIT"),
@@ -259,7 +259,8 @@ fn not_the_apps_rows(watch: &mut Namespaces, group: Group, open_files: u64) {
         );
     }
     close(held);
-    drop(listeners);
+    // Every socket in the namespaces closed, or they are never cleaned up.
+    drop((listeners, app));
     watch.remove(node);
 }
 

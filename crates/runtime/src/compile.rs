@@ -215,10 +215,11 @@ pub fn inspect(mut input: impl Read + Seek) -> Result<String, LoadError> {
     let mut buf = Vec::new();
     (&mut input).take(4).read_to_end(&mut buf).map_err(io)?;
     if buf != b"\0asm" {
-        // The text format: all of it, then the binary it stands for.
-        input.read_to_end(&mut buf).map_err(io)?;
-        let binary = wat::parse_bytes(&buf).map_err(|e| LoadError::Invalid(e.to_string()))?;
-        return inspect(std::io::Cursor::new(&binary[..]));
+        return Err(LoadError::Invalid(
+            "not a WebAssembly binary (its first bytes are not `\\0asm`); \
+             text (.wat) is for tests, turn it into a component with `wasm-tools parse`"
+                .into(),
+        ));
     }
 
     let (mut imports, mut exports) = (Vec::new(), Vec::new());
@@ -432,5 +433,17 @@ mod tests {
                 "cut at {cut}: {error}"
             );
         }
+    }
+
+    /// The text format is for tests: the agent carries no parser for it.
+    #[test]
+    fn inspect_refuses_text_saying_what_to_do() {
+        let text = b"(component)";
+        let error = inspect(std::io::Cursor::new(&text[..])).unwrap_err();
+        assert!(
+            error.to_string().contains("not a WebAssembly binary")
+                && error.to_string().contains("wasm-tools parse"),
+            "{error}"
+        );
     }
 }

@@ -34,22 +34,13 @@ const PIECE: i32 = 1 << 20;
 /// rewrite is not taken from the compile cache.
 pub const VERSION: u32 = 1;
 
-/// A component (binary or text), rewritten. Anything else is returned as it
-/// is, for the compiler to refuse.
+/// A component, rewritten. Anything else is returned as it is, for the
+/// compiler to refuse.
 pub fn instrument(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
-    let binary: Cow<'_, [u8]> = if bytes.starts_with(b"\0asm") {
-        Cow::Borrowed(bytes)
-    } else {
-        match wat::parse_bytes(bytes) {
-            Ok(binary) => Cow::Owned(binary.into_owned()),
-            // Not text either: the compiler says what it is not.
-            Err(_) => return Ok(Cow::Borrowed(bytes)),
-        }
-    };
-    if !is_component(&binary) {
-        return Ok(binary);
+    if !is_component(bytes) {
+        return Ok(Cow::Borrowed(bytes));
     }
-    component(&binary).map(Cow::Owned)
+    component(bytes).map(Cow::Owned)
 }
 
 fn is_component(bytes: &[u8]) -> bool {
