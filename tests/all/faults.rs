@@ -19,7 +19,8 @@ use lameduck_runtime::{Limits, MAX_REASON, PolicyError};
 
 use crate::supervision::as_strs;
 use crate::util::{
-    Agent, App, Peak, component, get_body, policy_loaded, scratch, show, variant, with_wasi,
+    Agent, App, Peak, component, get_body, policy_loaded, scratch, show, term_sent, variant,
+    with_wasi,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -1034,16 +1035,7 @@ fn where_netlink_is_refused_an_idle_pool_does_not_hold_the_drain() {
     agent.signal(libc::SIGTERM);
     assert_eq!(agent.wait(40 * SECOND).0, 0);
     let records = agent.records();
-    let term = records
-        .iter()
-        .find_map(|e| match e.event {
-            Event::Sent {
-                signal: Signal::Term,
-                ..
-            } => e.drain_ms,
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no TERM:\n{}", show(&records)));
+    let term = term_sent(&records).unwrap_or_else(|| panic!("no TERM:\n{}", show(&records)));
     eprintln!(
         "TERM {term} ms into the drain, exit after {:?}",
         began.elapsed()

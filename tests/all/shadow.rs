@@ -7,7 +7,7 @@ use std::time::Duration;
 use lameduck_core::Signal;
 use lameduck_core::record::{Call, Entry, Event};
 
-use crate::util::{App, component, get_body, scratch, serving, show};
+use crate::util::{App, component, get_body, scratch, serving, show, term_sent};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -179,17 +179,6 @@ fn live_answered_alone(records: &[Entry]) -> bool {
     })
 }
 
-/// When the app got its TERM, in ms since the drain began.
-fn term_sent(records: &[Entry]) -> Option<u64> {
-    records.iter().find_map(|e| match e.event {
-        Event::Sent {
-            signal: Signal::Term,
-            ..
-        } => e.drain_ms.map(u64::from),
-        _ => None,
-    })
-}
-
 /// A drain of the built-in `drain` that holds 3 s (`min-drain`).
 const DRAIN: &[&str] = &["--grace-period", "20s", "--policy-config", "min-drain=3s"];
 
@@ -231,26 +220,36 @@ fn shadow_failures(records: &[Entry]) -> usize {
 
 #[test]
 fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
-    let dir = scratch("shadow-slow-trap");
+    // The live drain held as long as without the shadow: min-drain, then
+    // the built-in's decision (a tick of 100 ms), give or take a loaded
+    // machine's scheduling.
+    alone_and_beside_the_slow_trap("shadow-slow-trap", DRAIN, 3_000);
+}
+
+/// Runs `live` alone, then beside the slow-starting, trapping shadow: the
+/// live policy answers every call itself, the shadow fails (and again once
+/// made anew), and TERM comes no sooner than `at_least` ms and within 500 ms
+/// of the run alone.
+fn alone_and_beside_the_slow_trap(name: &str, live: &[&str], at_least: u64) {
+    let dir = scratch(name);
     let shadow = dir.join("slow-init-trap.wasm");
     std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
-    let (alone, _) = drain_beside("shadow-slow-trap-alone", DRAIN, None);
-    let (beside, records) = drain_beside("shadow-slow-trap-app", DRAIN, Some(&shadow));
-    assert!(
-        live_answered_alone(&records),
-        "the live policy answered for itself:\n{}",
-        show(&records)
-    );
+    let (alone, alone_records) = drain_beside(&format!("{name}-alone"), live, None);
+    let (beside, records) = drain_beside(&format!("{name}-app"), live, Some(&shadow));
+    for records in [&alone_records, &records] {
+        assert!(
+            live_answered_alone(records),
+            "the live policy answered for itself:\n{}",
+            show(records)
+        );
+    }
     assert!(
         shadow_failures(&records) >= 2,
         "the shadow failed, and again once made anew:\n{}",
         show(&records)
     );
-    // The live drain held as long as without the shadow: min-drain, then
-    // the built-in's decision (a tick of 100 ms), give or take a loaded
-    // machine's scheduling.
     assert!(
-        alone >= 3_000 && beside >= 3_000,
+        alone >= at_least && beside >= at_least,
         "TERM at {alone} ms alone, {beside} ms beside the shadow"
     );
     assert!(
@@ -267,23 +266,19 @@ fn a_shadow_slow_to_start_that_traps_does_not_touch_the_live_drain() {
 /// worker as soon as it was quiet on the network, seconds early.)
 #[test]
 fn a_shadow_slow_to_start_that_traps_does_not_touch_a_live_jobs_drain() {
-    let dir = scratch("shadow-slow-trap-jobs");
-    let shadow = dir.join("slow-init-trap.wasm");
-    std::fs::write(&shadow, component("slow-init-trap.wat")).unwrap();
+    let dir = scratch("shadow-slow-trap-jobs-config");
     let config = dir.join("lameduck.yaml");
-    let idle = dir.join("idle");
     std::fs::write(
         &config,
         format!(
             "probes:\n  - name: idle\n    file: {{ path: '{}' }}\n",
-            idle.display()
+            dir.join("idle").display()
         ),
     )
     .unwrap();
-    let config = config.to_str().unwrap();
     let jobs = [
         "--config",
-        config,
+        config.to_str().unwrap(),
         "--policy",
         "builtin:jobs",
         "--grace-period",
@@ -291,31 +286,9 @@ fn a_shadow_slow_to_start_that_traps_does_not_touch_a_live_jobs_drain() {
         "--policy-config",
         "reserve=1s",
     ];
-    let (alone, alone_records) = drain_beside("shadow-slow-trap-jobs-alone", &jobs, None);
-    let (beside, records) = drain_beside("shadow-slow-trap-jobs-app", &jobs, Some(&shadow));
-    for records in [&alone_records, &records] {
-        assert!(
-            live_answered_alone(records),
-            "the live policy answered for itself:\n{}",
-            show(records)
-        );
-    }
-    assert!(
-        shadow_failures(&records) >= 2,
-        "the shadow failed, and again once made anew:\n{}",
-        show(&records)
-    );
     // `jobs` leaves the app its `reserve`: TERM about 7 s into the 10 s
     // grace period. The fallback would have sent it at 5 s (`min-drain`).
-    assert!(
-        alone >= 6_000 && beside >= 6_000,
-        "TERM at {alone} ms alone, {beside} ms beside the shadow"
-    );
-    assert!(
-        beside.abs_diff(alone) < 500,
-        "TERM at {alone} ms alone, {beside} ms beside the shadow:\n{}",
-        show(&records)
-    );
+    alone_and_beside_the_slow_trap("shadow-slow-trap-jobs", &jobs, 6_000);
 }
 
 #[test]

@@ -663,3 +663,14 @@ impl Watch {
         self.now()
     }
 }
+
+/// When the app got its TERM, in ms since the drain began.
+pub fn term_sent(records: &[lameduck_core::record::Entry]) -> Option<u64> {
+    records.iter().find_map(|e| match e.event {
+        lameduck_core::record::Event::Sent {
+            signal: lameduck_core::Signal::Term,
+            ..
+        } => e.drain_ms.map(u64::from),
+        _ => None,
+    })
+}
