@@ -37,9 +37,10 @@ pub const LEARN_EVERY_MS: u32 = 100;
 
 /// The share of a core learning may take (1/20): a learning sample that
 /// cost `t` of CPU is not followed by another for `t * LEARN_DUTY`. A
-/// sample costs about 1 µs per socket in the namespace, TIME_WAIT included
-/// (6,000 of them behind a balancer without keep-alive at 100 rps: 5–8
-/// ms), plus a walk of the node's connection table. CPU, not wall time: on a
+/// sample costs a few µs per connection on the app's ports, plus a walk of
+/// the node's connection table; the one a second that reads the TIME_WAIT
+/// sockets too, about 0.15 µs for each (18,000 behind a balancer without
+/// keep-alive at 300 rps). CPU, not wall time: on a
 /// busy node a sample waits for a core, and spacing samples out for that
 /// would merge the silences learned into false long ones.
 const LEARN_DUTY: u32 = 20;

@@ -17,7 +17,10 @@
 //! read of a small file), a learning sample takes none; where no
 //! connection was accepted, the known ones are looked up one by one; only
 //! then is the kernel's table walked, with a filter on the app's ports.
-//! What one connection is at a look is [`look`]'s.
+//! Sockets in TIME_WAIT, which date the closes between samples and pile up
+//! by the thousand where the app is served without keep-alive, are asked
+//! for apart, at every sample of a drain but only once a second while
+//! learning: [`closes`]. What one connection is at a look is [`look`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -34,8 +37,10 @@ use super::{Sample, proc_net_tcp};
 use lameduck_core::ProbeValue;
 use lameduck_core::millis;
 
+mod closes;
 mod look;
 
+use closes::Closes;
 use look::{Class, Look, Owes, Seen, owes};
 
 /// The most sockets looked up one by one rather than dumped: a lookup costs
@@ -112,11 +117,13 @@ pub struct ConnectionsProbe {
     /// Families that had server-side connections at the previous sample:
     /// walked again even if their listener is gone.
     served: [bool; 2],
+    /// Families whose connections the latest dump walked.
+    walked: [bool; 2],
     last_request: Option<Instant>,
     last_accept: Option<Instant>,
     /// The longest any request was seen waiting for its answer.
     longest_wait: Option<Duration>,
-    time_wait: TimeWaitClock,
+    closes: Closes,
     silences: SilenceLog,
     snmp: Snmp,
     /// The latest reading from a dump, and the namespace's counters read
@@ -138,6 +145,10 @@ pub struct ConnectionsProbe {
     asking: Vec<Socket>,
     /// Samples that looked sockets up rather than dumping them.
     looked_up: u64,
+    /// The TIME_WAIT sockets of the latest read of them.
+    time_waits: Vec<Socket>,
+    /// Learning samples that read the TIME_WAIT sockets.
+    time_wait_reads: u64,
 }
 
 enum Source {
@@ -194,10 +205,11 @@ impl ConnectionsProbe {
             next: HashMap::new(),
             previous: None,
             served: [false; 2],
+            walked: [false; 2],
             last_request: None,
             last_accept: None,
             longest_wait: None,
-            time_wait: TimeWaitClock::default(),
+            closes: Closes::default(),
             silences: SilenceLog::default(),
             snmp: Snmp::new(),
             last: None,
@@ -211,6 +223,8 @@ impl ConnectionsProbe {
             dumped_opens: None,
             asking: Vec::new(),
             looked_up: 0,
+            time_waits: Vec::new(),
+            time_wait_reads: 0,
         }
     }
 
@@ -267,6 +281,11 @@ impl ConnectionsProbe {
         self.looked_up
     }
 
+    /// Learning samples that read the TIME_WAIT sockets.
+    pub fn time_wait_reads(&self) -> u64 {
+        self.time_wait_reads
+    }
+
     /// The last reading, `at` now, if nothing happened on TCP since:
     /// `counters` are the ones read before its dump.
     fn unchanged(&mut self, counters: TcpCounters, at: Instant) -> Option<Traffic> {
@@ -279,7 +298,10 @@ impl ConnectionsProbe {
         // first connection, which is segments.
         let clocked =
             traffic.unsure > 0 || traffic.streaming > 0 || traffic.evidence != Evidence::SockDiag;
-        if !counters.quiet_since(before) || clocked && at.saturating_duration_since(then) >= STALE {
+        if !counters.quiet_since(before)
+            || clocked && at.saturating_duration_since(then) >= STALE
+            || self.closes.due(at, true)
+        {
             return None;
         }
         let mut traffic = traffic.clone();
@@ -293,7 +315,8 @@ impl ConnectionsProbe {
             .long_lived_oldest_ms
             .map(|ms| ms.saturating_add(aged));
         self.arrivals.clear();
-        self.silences.observe(at, &mut self.arrivals, false);
+        self.closes
+            .learn(at, &mut self.arrivals, 0, false, false, &mut self.silences);
         traffic.silences = self.silences.silences();
         Some(traffic)
     }
@@ -314,7 +337,16 @@ impl ConnectionsProbe {
         learning: bool,
     ) -> Result<Traffic, ConnectionsError> {
         self.last = None;
-        let evidence = self.dump(counters.map(|c| c.passive_opens))?;
+        // While learning, accepts need no dump until the samples held for
+        // them are due (at the first sample without an accept, or a second
+        // on): the known sockets are looked up, and the new ones are owed.
+        let opens = counters.map(|c| c.passive_opens);
+        let quiet = self
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.passive_opens.is_some() && p.passive_opens == opens);
+        let owe_accepts = learning && !self.closes.due(at, quiet);
+        let evidence = self.dump(opens, owe_accepts)?;
         // The agent's own counts before the namespace's: a connection of the
         // agent's in between is counted as the app's this time (safe), and
         // taken off the next.
@@ -342,7 +374,16 @@ impl ConnectionsProbe {
             .as_ref()
             .filter(|p| p.evidence == evidence)
             .map(|p| p.at);
-        let tally = self.tally(at, since);
+        let mut tally = self.tally(at, since);
+        // The TIME_WAIT sockets: at every sample of a drain, and while
+        // learning where the samples held are due.
+        let settled = !owe_accepts || evidence != Evidence::SockDiag;
+        if evidence == Evidence::SockDiag && settled {
+            if let Err(e) = self.time_waits(at, since, &mut tally) {
+                tracing::warn!("connections: {e}; closes since the last sample are not dated");
+            }
+            self.time_wait_reads += u64::from(learning);
+        }
 
         let mut excluded = tally.excluded;
         let accepted = match &self.previous {
@@ -381,7 +422,17 @@ impl ConnectionsProbe {
             self.last_accept = Some(at);
         }
         if learning {
-            self.silences.observe(at, &mut self.arrivals, unseen);
+            let owed = accepted.saturating_sub(tally.new);
+            self.closes.learn(
+                at,
+                &mut self.arrivals,
+                owed,
+                tally.unseen,
+                settled,
+                &mut self.silences,
+            );
+        } else {
+            self.closes.observe_held(&mut self.silences);
         }
         self.previous = Some(Previous {
             at,
@@ -413,9 +464,13 @@ impl ConnectionsProbe {
 
     /// Fills `self.sockets` from netlink, or from `/proc/net/tcp` where
     /// netlink fails. `opens`: the namespace's `PassiveOpens`, read before.
-    fn dump(&mut self, opens: Option<u64>) -> Result<Evidence, ConnectionsError> {
+    fn dump(
+        &mut self,
+        opens: Option<u64>,
+        owe_accepts: bool,
+    ) -> Result<Evidence, ConnectionsError> {
         self.sockets.clear();
-        if self.look_up(opens) {
+        if self.look_up(opens, owe_accepts) {
             return Ok(Evidence::SockDiag);
         }
         let evidence = self.dump_all();
@@ -429,18 +484,19 @@ impl ConnectionsProbe {
     }
 
     /// Where no connection was accepted since the last dump (`opens` as
-    /// then), the sockets it found, each looked up again: the listeners as
-    /// they were (a new one is seen with its first connection), the others
-    /// as they are now. `false` where that cannot stand for a dump: one is
-    /// gone (a dump would show what became of it), or they are too many
-    /// for lookups to cost less than the walk of a dump.
-    fn look_up(&mut self, opens: Option<u64>) -> bool {
+    /// then), or the new ones can be owed (`owe_accepts`), the sockets it
+    /// found, each looked up again: the listeners as they were (a new one
+    /// is seen with its first connection), the others as they are now.
+    /// `false` where that cannot stand for a dump: one is gone (a dump
+    /// would show what became of it), or they are too many for lookups to
+    /// cost less than the walk of a dump.
+    fn look_up(&mut self, opens: Option<u64>, owe_accepts: bool) -> bool {
         let Source::SockDiag(Some(diag)) = &mut self.source else {
             return false;
         };
         if !self.kernel_filter
             || opens.is_none()
-            || opens != self.dumped_opens
+            || opens != self.dumped_opens && !owe_accepts
             || self.known.len() > LOOK_UP_AT_MOST
         {
             return false;
@@ -451,6 +507,7 @@ impl ConnectionsProbe {
         self.asking.clear();
         self.asking.extend(connected.into_iter().cloned());
         if self.asking.is_empty() {
+            self.looked_up += 1;
             return true;
         }
         match diag.look_up(&self.asking, &mut self.sockets) {
@@ -482,7 +539,10 @@ impl ConnectionsProbe {
             }
             .and_then(|diag| dump_served(diag, self.served, watched, &mut self.sockets));
             match result {
-                Ok(()) => return Ok(Evidence::SockDiag),
+                Ok(walked) => {
+                    self.walked = walked;
+                    return Ok(Evidence::SockDiag);
+                }
                 // Said once, by the controller, when it sees the reading.
                 Err(DumpError::Refused(_)) => self.source = Source::ProcNetTcp,
                 Err(e) => {
@@ -527,6 +587,15 @@ impl ConnectionsProbe {
             let reason = self
                 .exclusions
                 .reason(s.local, s.remote, on_app_port, &self.own_ports);
+            // Accepted while learning samples looked the known sockets up
+            // rather than dumping (and were held), and not heard from
+            // since: that earlier sample's accept (and arrival).
+            let held = match (new, since, recv_at) {
+                (true, Some(since), Some(t)) if open && t <= since => {
+                    self.closes.held_for(t, true).map(|held| (held, t))
+                }
+                _ => None,
+            };
             if let Some(reason) = reason {
                 if open {
                     let count = match reason {
@@ -538,16 +607,18 @@ impl ConnectionsProbe {
                     };
                     *count += 1;
                 }
-                if new {
-                    match reason {
-                        Reason::Admin => tally.new_admin += 1,
-                        Reason::OwnProbe => tally.new_own += 1,
-                        _ => tally.new_other_excluded += 1,
-                    }
+                // The admin server's and the agent's own accepts are
+                // counted by them, sample by sample; others, here.
+                match (new, reason, held) {
+                    (false, ..) => {}
+                    (true, Reason::Admin, _) => tally.new_admin += 1,
+                    (true, Reason::OwnProbe, _) => tally.new_own += 1,
+                    (true, _, Some((held, t))) => self.closes.settle(held, t, true, false),
+                    (true, _, None) => tally.new_other_excluded += 1,
                 }
                 continue;
             }
-            tally.new += u32::from(new);
+            tally.new += u32::from(new && held.is_none());
             if open {
                 tally.open += 1;
                 let owes = owes(s);
@@ -588,7 +659,9 @@ impl ConnectionsProbe {
                     Some(t) => {
                         // The time since the last request errs short.
                         tally.latest_arrival = tally.latest_arrival.max(read_at);
-                        if previous_arrival.is_none_or(|then| t > then) {
+                        if let Some((held, t)) = held {
+                            self.closes.settle(held, t, true, true);
+                        } else if previous_arrival.is_none_or(|then| t > then) {
                             self.arrivals.push(t);
                         }
                     }
@@ -600,11 +673,12 @@ impl ConnectionsProbe {
             {
                 // Closing, and new or serving at the previous sample: a
                 // request may have come and been answered since. Its
-                // socket's clocks tell when; once in TIME_WAIT, no later
-                // than the exchange ended.
+                // socket's clocks tell when; once in TIME_WAIT (here only
+                // as looked up: dumps read those apart), no later than the
+                // exchange ended.
                 let arrival = match (recv_at, s.time_wait_left_ms) {
                     (Some(t), _) => previous_arrival.is_none_or(|then| t > then).then_some(t),
-                    (None, Some(left)) => Some(self.time_wait.began(left, at)),
+                    (None, Some(left)) => Some(self.closes.dated(s.key, left, at)),
                     (None, None) => {
                         tally.unseen = true;
                         None
@@ -616,27 +690,85 @@ impl ConnectionsProbe {
                 }
             }
         }
+        // Gone from this dump since the previous sample: in TIME_WAIT (read
+        // apart), or closed.
+        if let Some(since) = since {
+            for (key, was) in self
+                .seen
+                .iter()
+                .filter(|(key, _)| !self.next.contains_key(key))
+            {
+                self.closes
+                    .gone(*key, since, was.state == state::ESTABLISHED);
+            }
+        }
         std::mem::swap(&mut self.seen, &mut self.next);
         tally
     }
-}
 
-/// Dates a socket's entry into TIME_WAIT from the time it has left.
-#[derive(Default)]
-struct TimeWaitClock {
-    /// The most a TIME_WAIT socket was seen to have left: how long the
-    /// kernel keeps one (60 s in Linux), learned rather than assumed, from
-    /// below, so a date is never earlier than it was.
-    len: u32,
-}
-
-impl TimeWaitClock {
-    /// When a socket with `left` ms of TIME_WAIT to go at `at` entered it,
-    /// as late as it can have been.
-    fn began(&mut self, left: u32, at: Instant) -> Instant {
-        self.len = self.len.max(left);
-        let ago = Duration::from_millis((self.len - left).into());
-        at.checked_sub(ago).unwrap_or(at)
+    /// Reads the TIME_WAIT sockets on the watched ports and dates the
+    /// closes among them not dated before, each as late as it can have
+    /// been: those after `since` into this sample's `tally` (accepts and
+    /// arrivals, as if the dump had held them), the earlier ones into the
+    /// learning samples that wait for them.
+    fn time_waits(
+        &mut self,
+        at: Instant,
+        since: Option<Instant>,
+        tally: &mut Tally,
+    ) -> Result<(), DumpError> {
+        let Source::SockDiag(Some(diag)) = &mut self.source else {
+            return Ok(());
+        };
+        self.time_waits.clear();
+        let ports = if self.kernel_filter {
+            &self.watched[..]
+        } else {
+            &[]
+        };
+        for family in Family::ALL {
+            if self.walked[family as usize] {
+                diag.dump(family, &StateFlags::TIME_WAIT, ports, &mut self.time_waits)?;
+            }
+        }
+        let admin_port = self.exclusions.admin_port();
+        self.closes.begin(&self.time_waits);
+        for s in &self.time_waits {
+            let port = s.local.port();
+            let on_app_port = self.app_ports.contains(&port);
+            if !on_app_port && !self.listening.contains(&port) && Some(port) != admin_port {
+                continue;
+            }
+            // Nothing to date against at the first sample.
+            let (Some(close), Some(since)) = (self.closes.date(s, at), since) else {
+                continue;
+            };
+            let reason = self
+                .exclusions
+                .reason(s.local, s.remote, on_app_port, &self.own_ports);
+            let came_and_went = close.opened.is_none();
+            let floor = close.opened.or(self.closes.floor()).unwrap_or(since);
+            let t = close.at.clamp(floor.min(at), at);
+            if let Some(held) = self.closes.held_for(t, came_and_went) {
+                self.closes.settle(held, t, came_and_went, reason.is_none());
+                continue;
+            }
+            if came_and_went {
+                match reason {
+                    None => tally.new += 1,
+                    Some(Reason::Admin) => tally.new_admin += 1,
+                    Some(Reason::OwnProbe) => tally.new_own += 1,
+                    Some(_) => tally.new_other_excluded += 1,
+                }
+            }
+            if reason.is_none() {
+                let t = t.max(since);
+                tally.latest_arrival = tally.latest_arrival.max(Some(t));
+                self.arrivals.push(t);
+            }
+        }
+        self.closes.end();
+        Ok(())
     }
 }
 
@@ -661,12 +793,15 @@ fn value(reading: Result<Traffic, ConnectionsError>) -> ProbeValue {
 /// With `watched` (the app's and the admin server's ports), the kernel
 /// returns the connections on those ports and the listeners' only: the
 /// ones `tally` looks at, so the node's other sockets cost a test each.
+///
+/// Returns the families whose connections were walked. TIME_WAIT sockets
+/// are left out: [`ConnectionsProbe::time_waits`] reads them apart.
 fn dump_served(
     diag: &mut SockDiag,
     served: [bool; 2],
     watched: Option<&mut Vec<u16>>,
     out: &mut Vec<Socket>,
-) -> Result<(), DumpError> {
+) -> Result<[bool; 2], DumpError> {
     for family in Family::ALL {
         diag.dump(family, &StateFlags::LISTEN, &[], out)?;
     }
@@ -684,16 +819,15 @@ fn dump_served(
             diag.dump(family, &connected_states(), ports, out)?;
         }
     }
-    Ok(())
+    Ok(walk)
 }
 
-/// Every state a server-side connection passes through once accepted; not
-/// the handshakes (`PassiveOpens` counts those once done).
+/// Every state a server-side connection passes through once accepted but
+/// TIME_WAIT; not the handshakes (`PassiveOpens` counts those once done).
 fn connected_states() -> StateFlags {
     StateFlags::ESTABLISHED
         | StateFlags::FIN_WAIT1
         | StateFlags::FIN_WAIT2
-        | StateFlags::TIME_WAIT
         | StateFlags::CLOSE_WAIT
         | StateFlags::LAST_ACK
         | StateFlags::CLOSING

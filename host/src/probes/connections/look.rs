@@ -25,6 +25,8 @@ pub(super) struct Seen {
     pub(super) state: u8,
     /// The latest arrival seen on it.
     pub(super) recv_at: Option<Instant>,
+    /// The bytes it had received then (`tcp_info`).
+    pub(super) received: u64,
     /// The latest data seen going out of it.
     pub(super) sent_at: Option<Instant>,
     /// When it was first seen.
@@ -87,7 +89,13 @@ impl Look {
             (Some(then), Some(now)) if now <= then + SAME_ARRIVAL => Some(then),
             (_, now) => now,
         };
-        let recv_at = same(before.and_then(|b| b.recv_at), read_at);
+        // No byte in since: the same arrival, however its clock reads (a
+        // look delayed on a busy node reads it later than it was).
+        let bytes = activity.map_or(0, |a| a.bytes_received);
+        let recv_at = match before {
+            Some(b) if activity.is_some() && b.received == bytes => b.recv_at,
+            _ => same(before.and_then(|b| b.recv_at), read_at),
+        };
         let sent_at = same(before.and_then(|b| b.sent_at), sent_read);
         let received = activity.is_some_and(|a| a.bytes_received > 0)
             && before.is_none_or(|b| recv_at > b.recv_at);
@@ -111,6 +119,7 @@ impl Look {
             seen: Seen {
                 state: s.state,
                 recv_at,
+                received: bytes,
                 sent_at,
                 first_seen,
                 sends,

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::look::*;
 use super::*;
@@ -454,6 +454,33 @@ fn what_a_connection_owes_is_read_from_its_clocks_and_queues() {
 }
 
 #[test]
+fn an_arrival_read_late_is_the_same_arrival_while_no_byte_came_in() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now() + ms(1_000);
+    // A request owed, read by a look delayed 50 ms on a busy node: its
+    // clock says 60 ms ago, where it came 10 ms ago.
+    let first = Look::at(&with_activity(60, 500, 100, 50), None, t0);
+    assert!(first.seen.owed);
+    // The next look, on time, reads the true moment: 35 ms later than the
+    // first read, more than the kernel's tick, with no byte in since.
+    let again = Look::at(
+        &with_activity(110, 600, 100, 50),
+        Some(first.seen),
+        t0 + ms(100),
+    );
+    assert_eq!(again.seen.recv_at, first.seen.recv_at);
+    assert!(!again.overlapped, "no second call on the connection");
+    // A byte in: a new arrival, and calls that overlap.
+    let more = Look::at(
+        &with_activity(20, 700, 120, 50),
+        Some(first.seen),
+        t0 + ms(100),
+    );
+    assert!(more.seen.recv_at > first.seen.recv_at);
+    assert!(more.overlapped);
+}
+
+#[test]
 fn an_exchange_within_one_tick_is_in_flight_as_long_as_requests_have_taken() {
     let ms = Duration::from_millis;
     // A balancer's next request sent the moment the previous answer came:
@@ -643,8 +670,12 @@ fn while_nothing_happens_on_tcp_learning_takes_no_dump_and_its_clocks_move_on() 
             (answered.open, answered.in_flight, answered.idle),
             (1, 0, 1)
         );
-        // A new connection: an accept.
+        // A new connection: an accept, owed (the known connection looked
+        // up, no dump), then seen at the next sample without one.
         let _second = app.connect();
+        let owed = learned(&mut probe);
+        assert_eq!((owed.open, owed.accepted), (1, 1), "{owed:?}");
+        assert!(owed.since_last_request_ms.unwrap() < 50, "{owed:?}");
         assert_eq!(learned(&mut probe).open, 2);
         assert_eq!(probe.skipped(), 1);
         // Quiet again: nothing a clock decides, so no dump however long.
@@ -715,5 +746,46 @@ fn with_no_new_connection_the_known_ones_are_looked_up_and_tell_what_a_dump_woul
         let looked_up = probe.looked_up();
         sample(&mut probe);
         assert_eq!(probe.looked_up(), looked_up + 1);
+    });
+}
+
+#[test]
+fn learning_owes_accepts_and_dates_each_close_into_its_sample_once_a_second() {
+    in_own_namespace(|| {
+        let app = App::start();
+        let mut probe = app.probe();
+        learned(&mut probe);
+        assert_eq!(probe.time_wait_reads(), 1, "the first sample reads them");
+        // A close just before each sample, without a pause in accepts: the
+        // samples are held, and TIME_WAIT is read once a second.
+        let started = std::time::Instant::now();
+        let mut closed = Vec::new();
+        for _ in 0..15 {
+            std::thread::sleep(Duration::from_millis(100));
+            exchange_and_close(&app);
+            closed.push(std::time::Instant::now());
+            learned(&mut probe);
+        }
+        let reads = probe.time_wait_reads() - 1;
+        let seconds = started.elapsed().as_secs_f64().ceil() as u64;
+        assert!(
+            reads <= seconds && reads < 5,
+            "{reads} reads in {seconds} s"
+        );
+        // The others walked no table: the known sockets were looked up.
+        assert!(probe.looked_up() >= 15 - reads, "{}", probe.looked_up());
+        // The first sample without an accept reads them and lets the held
+        // samples in: each close dated into its own.
+        std::thread::sleep(Duration::from_millis(100));
+        let silences = learned(&mut probe).silences;
+        assert_eq!(probe.time_wait_reads() - 1, reads + 1);
+        let longest = closed.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        // Timed at the samples instead, each would span two of them.
+        let longest_ms = u32::try_from(longest.as_millis()).unwrap();
+        assert_eq!(silences.count, 14, "{silences:?}");
+        assert!(
+            silences.max_ms.unwrap() <= longest_ms + 30,
+            "{silences:?}, longest {longest_ms} ms"
+        );
     });
 }
